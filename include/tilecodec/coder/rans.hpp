@@ -1,0 +1,166 @@
+// tilecodec/coder/rans.hpp: interleaved rANS, the core shared by the host and device decoders.
+//
+// Read me first
+// - State: 32 bits per lane, kept in [L, 2^32) with L = 2^16. Renormalisation moves whole 16-bit
+//   words, and one word per decoded symbol is always enough because prob_bits <= 16.
+// - Interleaving: symbol i of a tile belongs to lane i % Lanes. The decoder walks i upward: each
+//   lane decodes its symbol, and lanes whose state fell below L then take the next stream words
+//   in lane order. On a GPU this is one warp step: ballot, popc, and coalesced reads.
+// - Stream direction: the encoder walks i downward and pushes words; the tile stores them
+//   reversed, so the decoder reads forward.
+// - Tile bytes: Lanes little-endian u32 initial states, then the u16 words, then zero padding to
+//   a multiple of 16 bytes. A correct stream is consumed exactly and leaves every lane at L,
+//   which the decoders check to catch corrupt tiles.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "../config.hpp"
+#include "../status.hpp"
+#include "../format/tile_layout.hpp"
+#include "frequency_table.hpp"
+
+namespace tilecodec {
+
+// 64x64 -> 128-bit products for the encoder's reciprocal division (GCC and Clang).
+__extension__ typedef unsigned __int128 rans_u128;
+
+inline constexpr std::uint32_t rans_state_lower = 1u << 16;  // L: states live in [L, 2^32)
+inline constexpr std::uint32_t rans_word_bits = 16;          // renormalisation unit
+
+// Decodes one symbol from state x without renormalising.
+TILECODEC_HD std::uint32_t rans_decode_symbol(std::uint32_t& x, const rans_decode_entry* table,
+                                              std::uint32_t prob_bits) {
+  const std::uint32_t mask = (1u << prob_bits) - 1u;
+  const rans_decode_entry e = table[x & mask];
+  const std::uint32_t freq = (e >> 8) & mask;
+  const std::uint32_t bias = e >> (8 + prob_bits);
+  x = freq * (x >> prob_bits) + bias;
+  return e & 0xffu;
+}
+
+TILECODEC_HD bool rans_needs_word(std::uint32_t x) { return x < rans_state_lower; }
+TILECODEC_HD std::uint32_t rans_push_word(std::uint32_t x, std::uint32_t word) { return (x << rans_word_bits) | word; }
+
+// Host-side little-endian loads (the format is little-endian; memcpy keeps them alignment-safe).
+inline std::uint32_t load_le32(const std::uint8_t* p) {
+  std::uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+inline std::uint16_t load_le16(const std::uint8_t* p) {
+  std::uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+
+// ---- host decode ----------------------------------------------------------------------------
+
+// Decodes the n symbols of one tile. Never reads past tile[0, tile_bytes) nor writes past
+// symbols[0, n). Returns corrupt_payload if the stream overruns, is not fully consumed, or does
+// not end in the encoder's initial state.
+template <std::uint32_t Lanes>
+[[nodiscard]] status rans_decode_tile(const rans_decode_entry* table, std::uint32_t prob_bits,
+                                      const std::uint8_t* tile, std::size_t tile_bytes, std::uint8_t* symbols,
+                                      std::uint32_t n) {
+  if (tile_bytes < Lanes * 4u) return status::corrupt_payload;
+  std::uint32_t x[Lanes];
+  for (std::uint32_t l = 0; l < Lanes; ++l) x[l] = load_le32(tile + 4u * l);
+  for (std::uint32_t l = 0; l < Lanes; ++l)
+    if (x[l] < rans_state_lower) return status::corrupt_payload;
+  const std::uint8_t* words = tile + Lanes * 4u;
+  const std::size_t word_count = (tile_bytes - Lanes * 4u) / 2u;
+  std::size_t next = 0;
+  std::uint32_t i = 0;
+  // Fast path: a whole step reads at most Lanes words, so check once per step.
+  for (; i + Lanes <= n && next + Lanes <= word_count; i += Lanes) {
+    for (std::uint32_t l = 0; l < Lanes; ++l) {
+      symbols[i + l] = static_cast<std::uint8_t>(rans_decode_symbol(x[l], table, prob_bits));
+      if (rans_needs_word(x[l])) x[l] = rans_push_word(x[l], load_le16(words + 2u * next++));
+    }
+  }
+  // Tail: last partial step, or the stream's last words; every read is checked.
+  for (; i < n; ++i) {
+    const std::uint32_t l = i % Lanes;
+    symbols[i] = static_cast<std::uint8_t>(rans_decode_symbol(x[l], table, prob_bits));
+    if (rans_needs_word(x[l])) {
+      if (next >= word_count) return status::corrupt_payload;
+      x[l] = rans_push_word(x[l], load_le16(words + 2u * next++));
+    }
+  }
+  // Padding is at most 14 bytes: a whole unread word beyond it means a lying tile index.
+  if (word_count - next > (tile_alignment - 2u) / 2u) return status::corrupt_payload;
+  for (std::uint32_t l = 0; l < Lanes; ++l)
+    if (x[l] != rans_state_lower) return status::corrupt_payload;
+  return status::success;
+}
+
+// ---- host encode ----------------------------------------------------------------------------
+
+// Per-symbol encoder constants. Division by the frequency is replaced by a multiply with a
+// rounded-up reciprocal: with s = ceil(log2 f) and m = floor(2^(32+s) / f) + 1, floor(x*m / 2^(32+s))
+// equals floor(x / f) for every 32-bit x (the error term stays below 1/f).
+struct rans_encode_symbol {
+  std::uint32_t x_max;  // states at or above this must shed a word before encoding
+  std::uint32_t freq;
+  std::uint32_t cum;
+  std::uint32_t shift;  // 32 + s
+  std::uint64_t rcp;    // m
+};
+
+inline std::vector<rans_encode_symbol> make_encode_symbols(const std::uint16_t* freq, std::uint32_t alphabet,
+                                                           std::uint32_t prob_bits) {
+  std::vector<rans_encode_symbol> out(alphabet);
+  std::uint32_t cum = 0;
+  for (std::uint32_t s = 0; s < alphabet; ++s) {
+    const std::uint32_t f = freq[s];
+    rans_encode_symbol& e = out[s];
+    e.freq = f;
+    e.cum = cum;
+    cum += f;
+    if (f == 0) continue;
+    // ((L >> prob_bits) << 16) * f < 2^32 because f < 2^prob_bits.
+    e.x_max = ((rans_state_lower >> prob_bits) << rans_word_bits) * f;
+    std::uint32_t s_bits = 0;
+    while ((1u << s_bits) < f) ++s_bits;
+    e.shift = 32 + s_bits;
+    e.rcp = static_cast<std::uint64_t>((rans_u128(1) << e.shift) / f) + 1u;
+  }
+  return out;
+}
+
+// Encodes one tile's n symbols; appends the tile bytes (states, words, padding) to out.
+// `words` is scratch reused between tiles.
+template <std::uint32_t Lanes>
+void rans_encode_tile(const rans_encode_symbol* table, std::uint32_t prob_bits, const std::uint8_t* symbols,
+                      std::uint32_t n, std::vector<std::uint16_t>& words, std::vector<std::uint8_t>& out) {
+  std::uint32_t x[Lanes];
+  for (std::uint32_t l = 0; l < Lanes; ++l) x[l] = rans_state_lower;
+  words.clear();
+  words.reserve(n + Lanes);
+  std::uint32_t lane = n % Lanes;
+  for (std::uint32_t i = n; i-- > 0;) {
+    lane = (lane == 0 ? Lanes : lane) - 1;  // == i % Lanes, without a division
+    const rans_encode_symbol& e = table[symbols[i]];
+    std::uint32_t s = x[lane];
+    if (s >= e.x_max) {
+      words.push_back(static_cast<std::uint16_t>(s & 0xffffu));
+      s >>= rans_word_bits;
+    }
+    const std::uint64_t q = static_cast<std::uint64_t>((rans_u128(s) * e.rcp) >> e.shift);
+    x[lane] = static_cast<std::uint32_t>((q << prob_bits) + (s - q * e.freq) + e.cum);
+  }
+  const std::size_t begin = out.size();
+  const std::size_t body = Lanes * 4u + words.size() * 2u;
+  const std::size_t padded = (body + tile_alignment - 1) / tile_alignment * tile_alignment;
+  out.resize(begin + padded, 0);
+  std::uint8_t* p = out.data() + begin;
+  std::memcpy(p, x, Lanes * 4u);  // little-endian host
+  p += Lanes * 4u;
+  for (std::size_t w = words.size(); w-- > 0; p += 2) std::memcpy(p, &words[w], 2);
+}
+
+}  // namespace tilecodec

@@ -1,0 +1,201 @@
+// tilecodec/host/decoder.hpp: the host reference decoder. Bit-exact with the device decoders
+// (they share coder/rans.hpp and format/planes.hpp), plain C++ (no CUDA needed).
+//
+//   tilecodec::host::tensor_decoder dec(encoded.view());          // checks the table once
+//   dec.decode(out.data(), dtype::bf16, out.size() * 2);           // whole tensor, row-major
+//   dec.decode_tile(t, tile_out, dtype::f32, ld, bytes);           // any single tile
+//
+// Output dtypes: lossless tensors decode to their source dtype, bit for bit. Quantized tensors
+// decode to f32, f16 or bf16 (code * scale in fp32, then rounded to nearest even), or to i8
+// (the integer codes themselves).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "../coder/frequency_table.hpp"
+#include "../coder/rans.hpp"
+#include "../detail/parallel.hpp"
+#include "../dtype.hpp"
+#include "../format/encoded_tensor.hpp"
+#include "../format/planes.hpp"
+#include "../status.hpp"
+
+namespace tilecodec {
+namespace host {
+
+// Is `out` a dtype this tensor can decode to?
+[[nodiscard]] inline bool can_decode_to(const tensor_header& h, dtype out) {
+  if (h.params.quant == quant::kind::lossless) return out == h.source;
+  return out == dtype::f32 || out == dtype::f16 || out == dtype::bf16 || out == dtype::i8;
+}
+
+class tensor_decoder {
+ public:
+  // Builds the decode table; check status() before decoding (a corrupt table is reported here).
+  explicit tensor_decoder(const encoded_tensor_view& view) : view_(view) {
+    const tensor_header& h = view_.header();
+    if (h.coding != plane_coding::rans) return;
+    std::vector<std::uint16_t> freq(h.alphabet);
+    for (std::uint32_t s = 0; s < h.alphabet; ++s) freq[s] = view_.frequency(s);
+    table_.resize(std::size_t(1) << h.params.prob_bits);
+    status_ = build_decode_table(freq.data(), h.alphabet, h.params.prob_bits, table_.data());
+  }
+
+  [[nodiscard]] status state() const { return status_; }
+  [[nodiscard]] const encoded_tensor_view& view() const { return view_; }
+
+  // Decodes tile t into out, whose element (0, 0) is the tile's top-left and whose rows are
+  // `ld` elements apart; out_bytes bounds what may be written.
+  [[nodiscard]] status decode_tile(std::uint64_t t, void* out, dtype out_type, std::uint64_t ld,
+                                   std::uint64_t out_bytes) const noexcept {
+    if (status_ != status::success) return status_;
+    if (t >= view_.header().tile_count || out == nullptr || !can_decode_to(view_.header(), out_type))
+      return out == nullptr || t >= view_.header().tile_count ? status::invalid_argument : status::unsupported;
+    const tile_box b = view_.layout().box(t);
+    if (ld < b.width) return status::invalid_argument;
+    const std::uint64_t need = ((std::uint64_t(b.height) - 1) * ld + b.width) * dtype_size(out_type);
+    if (out_bytes < need) return status::invalid_argument;
+    try {
+      std::vector<std::uint8_t> symbols(b.size());
+      return decode_tile_into(t, b, symbols.data(), out, out_type, ld, 0, 0);
+    } catch (...) {
+      return status::out_of_memory;
+    }
+  }
+
+  // Decodes the whole tensor, row-major, into out (out_bytes >= elements * dtype_size(out_type)).
+  // Tiles are decoded on `threads` threads (0: all hardware threads).
+  [[nodiscard]] status decode(void* out, dtype out_type, std::uint64_t out_bytes, unsigned threads = 1) const noexcept {
+    if (status_ != status::success) return status_;
+    const tile_layout& l = view_.layout();
+    if (!can_decode_to(view_.header(), out_type)) return status::unsupported;
+    if (l.elements() == 0) return status::success;
+    if (out == nullptr || out_bytes / dtype_size(out_type) < l.elements()) return status::invalid_argument;
+    try {
+      std::vector<status> results(view_.header().tile_count, status::success);
+      ::tilecodec::detail::parallel_for(view_.header().tile_count, threads, [&](std::uint64_t t, unsigned) {
+        thread_local std::vector<std::uint8_t> symbols;
+        const tile_box b = l.box(t);
+        symbols.resize(b.size());
+        results[t] = decode_tile_into(t, b, symbols.data(), out, out_type, l.cols, b.row0, b.col0);
+      });
+      for (status s : results)
+        if (s != status::success) return s;
+      return status::success;
+    } catch (...) {
+      return status::out_of_memory;
+    }
+  }
+
+ private:
+  // Decodes tile t's symbols, then writes values at out[(row_off + r) * ld + col_off + c].
+  status decode_tile_into(std::uint64_t t, const tile_box& b, std::uint8_t* symbols, void* out, dtype out_type,
+                          std::uint64_t ld, std::uint64_t row_off, std::uint64_t col_off) const {
+    const tensor_header& h = view_.header();
+    const std::uint32_t n = b.size();
+    const std::uint8_t* tile = view_.tile_data(t);
+    if (h.coding == plane_coding::rans) {
+      const status s = decode_symbols(tile, view_.tile_bytes(t), symbols, n);
+      if (s != status::success) return s;
+    } else if (h.alphabet == 16) {
+      for (std::uint32_t i = 0; i < n; ++i) symbols[i] = static_cast<std::uint8_t>((tile[i / 2] >> (4 * (i & 1))) & 0xfu);
+    } else {
+      std::memcpy(symbols, tile, n);
+    }
+    write_values(t, b, symbols, out, out_type, ld, row_off, col_off);
+    return status::success;
+  }
+
+  status decode_symbols(const std::uint8_t* tile, std::uint64_t bytes, std::uint8_t* symbols, std::uint32_t n) const {
+    const std::uint32_t p = view_.header().params.prob_bits;
+    const rans_decode_entry* tab = table_.data();
+    switch (view_.header().params.lanes) {
+      case 1: return rans_decode_tile<1>(tab, p, tile, bytes, symbols, n);
+      case 2: return rans_decode_tile<2>(tab, p, tile, bytes, symbols, n);
+      case 4: return rans_decode_tile<4>(tab, p, tile, bytes, symbols, n);
+      case 8: return rans_decode_tile<8>(tab, p, tile, bytes, symbols, n);
+      case 16: return rans_decode_tile<16>(tab, p, tile, bytes, symbols, n);
+      case 32: return rans_decode_tile<32>(tab, p, tile, bytes, symbols, n);
+      default: return rans_decode_tile<64>(tab, p, tile, bytes, symbols, n);
+    }
+  }
+
+  void write_values(std::uint64_t t, const tile_box& b, const std::uint8_t* symbols, void* out, dtype out_type,
+                    std::uint64_t ld, std::uint64_t row_off, std::uint64_t col_off) const {
+    const tensor_header& h = view_.header();
+    const tile_layout& l = view_.layout();
+    const std::uint32_t w = b.width;
+    if (h.params.quant == quant::kind::lossless) {
+      const std::uint8_t* raw = view_.raw_plane() + l.element_start(t) * (h.source == dtype::f32 ? 3 : 1);
+      for (std::uint32_t r = 0; r < b.height; ++r) {
+        const std::uint8_t* sym = symbols + std::uint64_t(r) * w;
+        const std::uint64_t dst = (row_off + r) * ld + col_off;
+        if (h.source == dtype::f32) {
+          const std::uint8_t* rr = raw + std::uint64_t(r) * w * 3;
+          std::uint32_t* o = static_cast<std::uint32_t*>(out) + dst;
+          for (std::uint32_t c = 0; c < w; ++c) {
+            const std::uint32_t bits = rr[3 * c] | (std::uint32_t(rr[3 * c + 1]) << 8) | (std::uint32_t(rr[3 * c + 2]) << 16);
+            o[c] = lossless32_join(sym[c], bits);
+          }
+        } else {
+          const std::uint8_t* rr = raw + std::uint64_t(r) * w;
+          std::uint16_t* o = static_cast<std::uint16_t*>(out) + dst;
+          for (std::uint32_t c = 0; c < w; ++c) o[c] = lossless16_join(sym[c], rr[c]);
+        }
+      }
+      return;
+    }
+    const bool int8 = h.params.quant == quant::kind::int8_rowwise;
+    const std::uint64_t gpr = int8 ? 1 : (l.cols + h.params.group_size - 1) / h.params.group_size;
+    for (std::uint32_t r = 0; r < b.height; ++r) {
+      const std::uint8_t* sym = symbols + std::uint64_t(r) * w;
+      const std::uint64_t row = b.row0 + r;
+      const std::uint64_t dst = (row_off + r) * ld + col_off;
+      if (out_type == dtype::i8) {
+        std::int8_t* o = static_cast<std::int8_t*>(out) + dst;
+        for (std::uint32_t c = 0; c < w; ++c)
+          o[c] = static_cast<std::int8_t>(int8 ? int8_code(sym[c]) : int4_code(sym[c]));
+        continue;
+      }
+      for (std::uint32_t c = 0; c < w; ++c) {
+        float scale;
+        if (int8) {
+          scale = bits_float(::tilecodec::detail::get_u32(view_.scales() + 4 * row));
+        } else {
+          const std::uint64_t g = row * gpr + (b.col0 + c) / h.params.group_size;
+          scale = f16_to_float(::tilecodec::detail::get_u16(view_.scales() + 2 * g));
+        }
+        const int code = int8 ? int8_code(sym[c]) : int4_code(sym[c]);
+        store_float_as(dequantize(code, scale), out_type, out, dst + c);
+      }
+    }
+  }
+
+  encoded_tensor_view view_;
+  std::vector<rans_decode_entry> table_;
+  status status_ = status::success;
+};
+
+// One-call forms.
+[[nodiscard]] inline status decode(const encoded_tensor_view& view, void* out, dtype out_type, std::uint64_t out_bytes,
+                                   unsigned threads = 1) noexcept {
+  try {
+    return tensor_decoder(view).decode(out, out_type, out_bytes, threads);
+  } catch (...) {
+    return status::out_of_memory;
+  }
+}
+
+[[nodiscard]] inline status decode_tile(const encoded_tensor_view& view, std::uint64_t tile, void* out, dtype out_type,
+                                        std::uint64_t ld, std::uint64_t out_bytes) noexcept {
+  try {
+    return tensor_decoder(view).decode_tile(tile, out, out_type, ld, out_bytes);
+  } catch (...) {
+    return status::out_of_memory;
+  }
+}
+
+}  // namespace host
+}  // namespace tilecodec

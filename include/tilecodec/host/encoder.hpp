@@ -1,0 +1,340 @@
+// tilecodec/host/encoder.hpp: the host encoder. Tensor in (pointer, dtype, shape), encoded
+// tensor out (docs/format.md). Uses all cores by default: quantization and the histogram run
+// per row range, tiles are encoded independently.
+//
+//   auto enc = tilecodec::host::encode<tilecodec::int8_codec>(w.data(), dtype::bf16, {4096, 14336});
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include "../coder/frequency_table.hpp"
+#include "../coder/rans.hpp"
+#include "../detail/parallel.hpp"
+#include "../dtype.hpp"
+#include "../format/encoded_tensor.hpp"
+#include "../format/planes.hpp"
+#include "../policy/codec.hpp"
+#include "../status.hpp"
+
+namespace tilecodec {
+namespace host {
+
+struct encode_options {
+  unsigned threads = 0;       // 0: all hardware threads
+  std::string name = "tensor";  // used in error messages
+};
+
+// What the encoder measured; not stored in the encoded bytes.
+struct encode_stats {
+  std::uint64_t elements = 0;
+  double entropy_bits = 0.0;          // order-0 entropy of the coded symbols, bits per symbol
+  std::uint64_t payload_bytes = 0;    // coded symbol streams: lane states, words, tile padding
+  std::uint64_t raw_bytes = 0;        // raw plane (lossless)
+  std::uint64_t scale_bytes = 0;      // quantization scales
+  std::uint64_t metadata_bytes = 0;   // header, frequency table, tile index, section padding
+  std::uint64_t total_bytes = 0;
+  plane_coding coding = plane_coding::stored;
+  // Coded bits over the entropy bound for the coded plane: payload*8 / (entropy*elements) - 1.
+  [[nodiscard]] double coding_overhead() const {
+    const double ideal = entropy_bits * double(elements);
+    return ideal > 0 ? double(payload_bytes) * 8.0 / ideal - 1.0 : 0.0;
+  }
+  [[nodiscard]] double bits_per_weight() const {
+    return elements ? double(total_bytes) * 8.0 / double(elements) : 0.0;
+  }
+};
+
+namespace detail {
+
+// Where the encoder reads values and writes raw-plane bytes.
+struct source {
+  const void* data;
+  dtype type;
+  std::uint64_t cols;
+  quant::kind quant;
+  const float* row_scales;        // int8_rowwise
+  const std::uint16_t* group_scales;  // int4_group, f16 bits
+  std::uint32_t group_size;
+  std::uint64_t groups_per_row;
+};
+
+inline float load_as_float(const void* data, dtype type, std::uint64_t i) {
+  switch (type) {
+    case dtype::f32: return static_cast<const float*>(data)[i];
+    case dtype::f16: return f16_to_float(static_cast<const std::uint16_t*>(data)[i]);
+    default: return bf16_to_float(static_cast<const std::uint16_t*>(data)[i]);
+  }
+}
+
+// Symbols (and raw bytes) of row r, columns [c0, c0 + w).
+inline void symbolize_row(const source& s, std::uint64_t r, std::uint64_t c0, std::uint32_t w, std::uint8_t* sym,
+                          std::uint8_t* raw) {
+  const std::uint64_t base = r * s.cols + c0;
+  switch (s.quant) {
+    case quant::kind::lossless:
+      if (s.type == dtype::f32) {
+        const std::uint32_t* v = static_cast<const std::uint32_t*>(s.data) + base;
+        for (std::uint32_t c = 0; c < w; ++c) {
+          sym[c] = static_cast<std::uint8_t>(lossless32_symbol(v[c]));
+          if (raw) {
+            const std::uint32_t bits = lossless32_raw(v[c]);
+            raw[3 * c] = static_cast<std::uint8_t>(bits);
+            raw[3 * c + 1] = static_cast<std::uint8_t>(bits >> 8);
+            raw[3 * c + 2] = static_cast<std::uint8_t>(bits >> 16);
+          }
+        }
+      } else {
+        const std::uint16_t* v = static_cast<const std::uint16_t*>(s.data) + base;
+        for (std::uint32_t c = 0; c < w; ++c) sym[c] = static_cast<std::uint8_t>(lossless16_symbol(v[c]));
+        if (raw)
+          for (std::uint32_t c = 0; c < w; ++c) raw[c] = static_cast<std::uint8_t>(lossless16_raw(v[c]));
+      }
+      return;
+    case quant::kind::int8_rowwise: {
+      const float scale = s.row_scales[r];
+      for (std::uint32_t c = 0; c < w; ++c) {
+        long q = scale > 0.0f ? std::lrint(load_as_float(s.data, s.type, base + c) / scale) : 0;
+        q = q < -int8_qmax ? -int8_qmax : (q > int8_qmax ? int8_qmax : q);
+        sym[c] = static_cast<std::uint8_t>(q + long(int8_symbol_offset));
+      }
+      return;
+    }
+    case quant::kind::int4_group: {
+      for (std::uint32_t c = 0; c < w; ++c) {
+        const std::uint64_t col = c0 + c;
+        const float scale = f16_to_float(s.group_scales[r * s.groups_per_row + col / s.group_size]);
+        long q = scale > 0.0f ? std::lrint(load_as_float(s.data, s.type, base + c) / scale) : 0;
+        q = q < -int4_qmax ? -int4_qmax : (q > int4_qmax ? int4_qmax : q);
+        sym[c] = static_cast<std::uint8_t>(q + long(int4_symbol_offset));
+      }
+      return;
+    }
+  }
+}
+
+template <std::uint32_t Lanes>
+void encode_tile_lanes(const rans_encode_symbol* table, std::uint32_t prob_bits, const std::uint8_t* symbols,
+                       std::uint32_t n, std::vector<std::uint16_t>& words, std::vector<std::uint8_t>& out) {
+  rans_encode_tile<Lanes>(table, prob_bits, symbols, n, words, out);
+}
+
+inline void encode_tile_rans(std::uint32_t lanes, const rans_encode_symbol* table, std::uint32_t prob_bits,
+                             const std::uint8_t* symbols, std::uint32_t n, std::vector<std::uint16_t>& words,
+                             std::vector<std::uint8_t>& out) {
+  switch (lanes) {
+    case 1: return encode_tile_lanes<1>(table, prob_bits, symbols, n, words, out);
+    case 2: return encode_tile_lanes<2>(table, prob_bits, symbols, n, words, out);
+    case 4: return encode_tile_lanes<4>(table, prob_bits, symbols, n, words, out);
+    case 8: return encode_tile_lanes<8>(table, prob_bits, symbols, n, words, out);
+    case 16: return encode_tile_lanes<16>(table, prob_bits, symbols, n, words, out);
+    case 32: return encode_tile_lanes<32>(table, prob_bits, symbols, n, words, out);
+    default: return encode_tile_lanes<64>(table, prob_bits, symbols, n, words, out);
+  }
+}
+
+inline void store_tile(std::uint32_t alphabet, const std::uint8_t* symbols, std::uint32_t n,
+                       std::vector<std::uint8_t>& out) {
+  const std::uint64_t bytes = stored_tile_bytes(alphabet, n);
+  const std::size_t begin = out.size();
+  out.resize(begin + ::tilecodec::detail::align_up(bytes, tile_alignment), 0);
+  std::uint8_t* p = out.data() + begin;
+  if (alphabet == 16) {
+    for (std::uint32_t i = 0; i < n; ++i) p[i / 2] = static_cast<std::uint8_t>(p[i / 2] | (symbols[i] << (4 * (i & 1))));
+  } else {
+    std::memcpy(p, symbols, n);
+  }
+}
+
+}  // namespace detail
+
+// Encodes a tensor with the run-time policy `params`. Throws tilecodec::error on invalid input
+// (null data, unsupported dtype, bad policy, overflowing shape, non-finite values under a
+// quantizing policy). Values are read row-major (C order).
+inline encoded_tensor encode(const void* data, dtype type, const std::vector<std::uint64_t>& shape,
+                             const format_params& params, const encode_options& options = {},
+                             encode_stats* stats = nullptr) {
+  using ::tilecodec::detail::align_up;
+  const std::string& name = options.name;
+  std::string why;
+  if (validate_params(params, &why) != status::success) throw error(status::unsupported, name + ": policy: " + why);
+  if (type != dtype::f32 && type != dtype::f16 && type != dtype::bf16)
+    throw error(status::unsupported, name + ": dtype " + dtype_name(type) + " cannot be encoded (f32, f16 or bf16)");
+  if (shape.size() > std::size_t(max_rank)) throw error(status::unsupported, name + ": rank above 8");
+
+  tensor_header h;
+  h.source = type;
+  h.params = params;
+  if (params.coder == coder::kind::raw) h.params.prob_bits = 0, h.params.lanes = 1;
+  h.alphabet = alphabet_size(params.quant);
+  h.rank = static_cast<int>(shape.size());
+  for (std::size_t i = 0; i < shape.size(); ++i) h.dims[i] = shape[i];
+  tile_layout layout;
+  if (!make_tile_layout(h.rank, h.dims, params.tile_rows, params.tile_cols, layout))
+    throw error(status::overflow, name + ": shape has more than 2^56 elements");
+  const std::uint64_t elements = layout.elements();
+  if (elements > 0 && data == nullptr) throw error(status::invalid_argument, name + ": null data");
+  h.tile_count = layout.tile_count();
+  const unsigned threads = ::tilecodec::detail::resolve_threads(options.threads);
+
+  // 1. Quantization scales (one pass over the rows).
+  detail::source src{data, type, layout.cols, params.quant, nullptr, nullptr, params.group_size, 0};
+  std::vector<float> row_scales;
+  std::vector<std::uint16_t> group_scales;
+  if (params.quant != quant::kind::lossless && elements > 0) {
+    const bool int8 = params.quant == quant::kind::int8_rowwise;
+    const std::uint64_t gpr = int8 ? 1 : (layout.cols + params.group_size - 1) / params.group_size;
+    src.groups_per_row = gpr;
+    if (int8) row_scales.resize(layout.rows); else group_scales.resize(layout.rows * gpr);
+    ::tilecodec::detail::parallel_for(layout.rows, threads, [&](std::uint64_t r, unsigned) {
+      for (std::uint64_t g = 0; g < gpr; ++g) {
+        const std::uint64_t c0 = int8 ? 0 : g * params.group_size;
+        const std::uint64_t c1 = int8 ? layout.cols : std::min<std::uint64_t>(layout.cols, c0 + params.group_size);
+        float absmax = 0.0f;
+        for (std::uint64_t c = c0; c < c1; ++c) {
+          const float v = detail::load_as_float(data, type, r * layout.cols + c);
+          if (!std::isfinite(v))
+            throw error(status::invalid_argument, name + ": non-finite value at row " + std::to_string(r) + ", column " +
+                                                      std::to_string(c) + " cannot be quantized");
+          absmax = std::max(absmax, std::fabs(v));
+        }
+        if (int8) {
+          row_scales[r] = absmax / float(int8_qmax);
+        } else {
+          std::uint16_t bits = float_to_f16(absmax / float(int4_qmax));
+          if ((bits & 0x7c00u) == 0x7c00u)
+            throw error(status::invalid_argument, name + ": int4 group scale at row " + std::to_string(r) +
+                                                      " overflows fp16 (|value| > 458000)");
+          if (bits == 0 && absmax > 0.0f) bits = 1;  // keep tiny groups representable
+          group_scales[r * gpr + g] = bits;
+        }
+      }
+    });
+    src.row_scales = row_scales.data();
+    src.group_scales = group_scales.data();
+  }
+
+  // 2. Histogram of the coded symbols.
+  std::vector<std::uint64_t> counts(h.alphabet, 0);
+  if (elements > 0) {
+    std::vector<std::vector<std::uint64_t>> local(threads, std::vector<std::uint64_t>(256, 0));
+    const std::uint64_t chunk_cols = 1u << 16;
+    const std::uint64_t chunks_per_row = (layout.cols + chunk_cols - 1) / chunk_cols;
+    ::tilecodec::detail::parallel_for(layout.rows * chunks_per_row, threads, [&](std::uint64_t item, unsigned worker) {
+      const std::uint64_t r = item / chunks_per_row, c0 = (item % chunks_per_row) * chunk_cols;
+      const std::uint32_t w = static_cast<std::uint32_t>(std::min<std::uint64_t>(chunk_cols, layout.cols - c0));
+      thread_local std::vector<std::uint8_t> sym;
+      sym.resize(w);
+      detail::symbolize_row(src, r, c0, w, sym.data(), nullptr);
+      std::uint64_t* hist = local[worker].data();
+      for (std::uint32_t c = 0; c < w; ++c) ++hist[sym[c]];
+    });
+    for (const auto& l : local)
+      for (std::uint32_t s = 0; s < h.alphabet; ++s) counts[s] += l[s];
+  }
+
+  // 3. Table, and the choice between rANS and storing (the raw fallback: never expand).
+  std::uint64_t stored_payload = 0;
+  for (std::uint64_t t = 0; t < h.tile_count; ++t)
+    stored_payload += align_up(stored_tile_bytes(h.alphabet, layout.box(t).size()), tile_alignment);
+  std::vector<std::uint16_t> freq;
+  std::vector<rans_encode_symbol> enc_table;
+  h.coding = plane_coding::stored;
+  if (params.coder == coder::kind::rans && elements > 0) {
+    freq = normalize_frequencies(counts.data(), h.alphabet, params.prob_bits);
+    double estimate_bits = 0.0;
+    for (std::uint32_t s = 0; s < h.alphabet; ++s)
+      if (counts[s]) estimate_bits += double(counts[s]) * (double(params.prob_bits) - std::log2(double(freq[s])));
+    const double estimate = estimate_bits / 8.0 + double(h.tile_count) * (4.0 * params.lanes + 8.0);
+    if (estimate < double(stored_payload)) {
+      h.coding = plane_coding::rans;
+      enc_table = make_encode_symbols(freq.data(), h.alphabet, params.prob_bits);
+    }
+  }
+
+  // 4. Tiles, in parallel; raw-plane bytes go straight to their final place.
+  const std::uint32_t raw_per_elem = params.quant == quant::kind::lossless ? lossless_raw_bytes(type) : 0;
+  std::vector<std::uint8_t> raw_plane(elements * raw_per_elem);
+  std::vector<std::vector<std::uint8_t>> tiles(h.tile_count);
+  auto encode_tiles = [&](plane_coding coding) {
+    ::tilecodec::detail::parallel_for(h.tile_count, threads, [&](std::uint64_t t, unsigned) {
+      thread_local std::vector<std::uint8_t> symbols;
+      thread_local std::vector<std::uint16_t> words;
+      const tile_box b = layout.box(t);
+      symbols.resize(b.size());
+      std::uint8_t* raw = raw_per_elem ? raw_plane.data() + layout.element_start(t) * raw_per_elem : nullptr;
+      for (std::uint32_t r = 0; r < b.height; ++r)
+        detail::symbolize_row(src, b.row0 + r, b.col0, b.width, symbols.data() + std::uint64_t(r) * b.width,
+                              raw ? raw + std::uint64_t(r) * b.width * raw_per_elem : nullptr);
+      tiles[t].clear();
+      if (coding == plane_coding::rans)
+        detail::encode_tile_rans(params.lanes, enc_table.data(), params.prob_bits, symbols.data(), b.size(), words,
+                                 tiles[t]);
+      else
+        detail::store_tile(h.alphabet, symbols.data(), b.size(), tiles[t]);
+    });
+  };
+  encode_tiles(h.coding);
+  std::uint64_t payload = 0;
+  for (const auto& t : tiles) payload += t.size();
+  if (h.coding == plane_coding::rans && payload >= stored_payload) {
+    h.coding = plane_coding::stored;  // the estimate was optimistic: store instead of expanding
+    encode_tiles(h.coding);
+    payload = stored_payload;
+  }
+
+  // 5. Sections.
+  h.table_bytes = h.coding == plane_coding::rans ? 2ull * h.alphabet : 0;
+  h.scales_bytes = params.quant == quant::kind::int8_rowwise ? row_scales.size() * 4 : group_scales.size() * 2;
+  h.index_bytes = (h.tile_count + 1) * 8;
+  h.payload_bytes = payload;
+  h.raw_bytes = raw_plane.size();
+  h.table_offset = encoded_header_bytes;
+  h.scales_offset = align_up(h.table_offset + h.table_bytes, section_alignment);
+  h.index_offset = align_up(h.scales_offset + h.scales_bytes, section_alignment);
+  h.payload_offset = align_up(h.index_offset + h.index_bytes, section_alignment);
+  h.raw_offset = align_up(h.payload_offset + h.payload_bytes, section_alignment);
+  h.total_bytes = h.raw_offset + h.raw_bytes;
+
+  std::vector<std::uint8_t> bytes(h.total_bytes, 0);
+  write_header(h, bytes.data());
+  for (std::uint32_t s = 0; s < h.alphabet && h.coding == plane_coding::rans; ++s)
+    ::tilecodec::detail::put_u16(bytes.data() + h.table_offset + 2 * s, freq[s]);
+  if (!row_scales.empty()) std::memcpy(bytes.data() + h.scales_offset, row_scales.data(), h.scales_bytes);
+  if (!group_scales.empty()) std::memcpy(bytes.data() + h.scales_offset, group_scales.data(), h.scales_bytes);
+  std::uint64_t offset = 0;
+  for (std::uint64_t t = 0; t <= h.tile_count; ++t) {
+    ::tilecodec::detail::put_u64(bytes.data() + h.index_offset + 8 * t, offset);
+    if (t < h.tile_count) {
+      if (!tiles[t].empty()) std::memcpy(bytes.data() + h.payload_offset + offset, tiles[t].data(), tiles[t].size());
+      offset += tiles[t].size();
+      std::vector<std::uint8_t>().swap(tiles[t]);
+    }
+  }
+  if (!raw_plane.empty()) std::memcpy(bytes.data() + h.raw_offset, raw_plane.data(), raw_plane.size());
+
+  if (stats) {
+    stats->elements = elements;
+    stats->entropy_bits = order0_entropy(counts.data(), h.alphabet);
+    stats->payload_bytes = h.payload_bytes;
+    stats->raw_bytes = h.raw_bytes;
+    stats->scale_bytes = h.scales_bytes;
+    stats->total_bytes = h.total_bytes;
+    stats->metadata_bytes = h.total_bytes - h.payload_bytes - h.raw_bytes - h.scales_bytes;
+    stats->coding = h.coding;
+  }
+  return encoded_tensor(std::move(bytes));
+}
+
+// Encodes with a compile-time codec: encode<int8_codec>(data, dtype::bf16, {rows, cols}).
+template <class Codec>
+encoded_tensor encode(const void* data, dtype type, const std::vector<std::uint64_t>& shape,
+                      const encode_options& options = {}, encode_stats* stats = nullptr) {
+  return encode(data, type, shape, Codec::params(), options, stats);
+}
+
+}  // namespace host
+}  // namespace tilecodec

@@ -1,0 +1,61 @@
+// tilecodec/policy/codec.hpp: a codec is a tile shape, a quantization and a coder, composed as
+// types because together they decide every bit of the format:
+//
+//   using my_codec = tilecodec::codec<tilecodec::tile256, quant::int8_rowwise, coder::rans<12, 32>>;
+//
+// format_params is the same choice as run-time values; it is what an encoded tensor's header
+// stores, so a decoder needs no template argument to read any tensor.
+#pragma once
+
+#include <cstdint>
+
+#include "coder.hpp"
+#include "quant.hpp"
+#include "tile.hpp"
+
+namespace tilecodec {
+
+struct format_params {
+  quant::kind quant = quant::kind::lossless;
+  coder::kind coder = coder::kind::rans;
+  symbol_order order = symbol_order::row_major;
+  std::uint32_t tile_rows = 256;
+  std::uint32_t tile_cols = 256;
+  std::uint32_t group_size = 0;  // int4_group only
+  std::uint32_t prob_bits = 12;  // rans only
+  std::uint32_t lanes = 32;      // rans only
+
+  friend bool operator==(const format_params& a, const format_params& b) {
+    return a.quant == b.quant && a.coder == b.coder && a.order == b.order && a.tile_rows == b.tile_rows &&
+           a.tile_cols == b.tile_cols && a.group_size == b.group_size && a.prob_bits == b.prob_bits &&
+           a.lanes == b.lanes;
+  }
+  friend bool operator!=(const format_params& a, const format_params& b) { return !(a == b); }
+};
+
+template <class Tile = tile256, class Quant = quant::lossless, class Coder = coder::rans<>>
+struct codec {
+  using tile_type = Tile;
+  using quant_type = Quant;
+  using coder_type = Coder;
+
+  static constexpr format_params params() {
+    format_params p{};
+    p.quant = Quant::id;
+    p.coder = Coder::id;
+    p.order = Tile::order;
+    p.tile_rows = Tile::rows;
+    p.tile_cols = Tile::cols;
+    p.group_size = Quant::group_size;
+    p.prob_bits = Coder::prob_bits;
+    p.lanes = Coder::lanes;
+    return p;
+  }
+};
+
+// The defaults users reach for first.
+using lossless_codec = codec<tile256, quant::lossless, coder::rans<12, 32>>;
+using int8_codec = codec<tile256, quant::int8_rowwise, coder::rans<12, 32>>;
+using int4_codec = codec<tile256, quant::int4_group<128>, coder::rans<12, 32>>;
+
+}  // namespace tilecodec

@@ -1,0 +1,37 @@
+// tilecodec/policy/coder.hpp: entropy coder policies.
+//
+//   raw                     symbols stored as bytes (nibbles for a 16-symbol alphabet): the baseline.
+//   rans<ProbBits, Lanes>   interleaved rANS: symbol i of a tile belongs to lane i % Lanes, every
+//                           lane has its own 32-bit state, and all lanes share one stream of
+//                           16-bit words (see coder/rans.hpp). Lanes = 32 lets one warp decode
+//                           a tile with one lane per thread.
+#pragma once
+
+#include <cstdint>
+
+namespace tilecodec {
+namespace coder {
+
+// Values are stored in files: append only.
+enum class kind : std::uint8_t { raw = 0, rans = 1 };
+
+struct raw {
+  static constexpr kind id = kind::raw;
+  static constexpr std::uint32_t prob_bits = 0;
+  static constexpr std::uint32_t lanes = 1;
+};
+
+template <int ProbBits = 12, int Lanes = 32>
+struct rans {
+  // A decode-table entry packs symbol (8 bits), frequency (ProbBits) and slot bias (ProbBits)
+  // into 32 bits, so ProbBits <= 12; below 8 the quantized frequencies cost too much ratio.
+  static_assert(ProbBits >= 8 && ProbBits <= 12, "rANS probability precision must be 8..12 bits");
+  static_assert(Lanes >= 1 && Lanes <= 64 && (Lanes & (Lanes - 1)) == 0,
+                "rANS lanes must be a power of two in 1..64");
+  static constexpr kind id = kind::rans;
+  static constexpr std::uint32_t prob_bits = ProbBits;
+  static constexpr std::uint32_t lanes = Lanes;
+};
+
+}  // namespace coder
+}  // namespace tilecodec

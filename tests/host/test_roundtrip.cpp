@@ -1,0 +1,189 @@
+// Round trips of every policy combination on fresh random data and random shapes.
+#include <tilecodec/tilecodec.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include <doctest/doctest.h>
+
+#include "common/reference.hpp"
+#include "common/seed.hpp"
+
+using namespace tilecodec;
+using tilecodec_test::host_tensor;
+using tilecodec_test::random_tensor;
+
+namespace {
+
+std::vector<format_params> all_policies() {
+  std::vector<format_params> out;
+  const std::pair<std::uint32_t, std::uint32_t> tiles[] = {{128, 128}, {256, 256}, {512, 512}, {64, 256},
+                                                           {256, 32}, {7, 5}};
+  struct coder_choice { coder::kind kind; std::uint32_t bits, lanes; };
+  const coder_choice coders[] = {{coder::kind::raw, 0, 1}, {coder::kind::rans, 12, 32}, {coder::kind::rans, 8, 4},
+                                 {coder::kind::rans, 10, 64}, {coder::kind::rans, 11, 1}};
+  const std::pair<quant::kind, std::uint32_t> quants[] = {{quant::kind::lossless, 0}, {quant::kind::int8_rowwise, 0},
+                                                          {quant::kind::int4_group, 32}, {quant::kind::int4_group, 64},
+                                                          {quant::kind::int4_group, 128}};
+  for (auto t : tiles)
+    for (auto c : coders)
+      for (auto q : quants) {
+        format_params p;
+        p.tile_rows = t.first;
+        p.tile_cols = t.second;
+        p.coder = c.kind;
+        p.prob_bits = c.bits ? c.bits : 12;
+        p.lanes = c.lanes;
+        p.quant = q.first;
+        p.group_size = q.second;
+        out.push_back(p);
+      }
+  return out;
+}
+
+std::vector<std::uint64_t> random_shape(std::mt19937_64& rng) {
+  const int rank = int(rng() % 5);  // 0..4
+  std::vector<std::uint64_t> shape(rank);
+  for (auto& d : shape) d = 1 + rng() % (rank <= 1 ? 3000 : (rank == 2 ? 600 : 12));
+  if (rng() % 16 == 0 && rank > 0) shape[rng() % rank] = 0;  // empty tensor now and then
+  return shape;
+}
+
+std::uint64_t count(const std::vector<std::uint64_t>& shape) {
+  std::uint64_t n = 1;
+  for (auto d : shape) n *= d;
+  return n;
+}
+
+// Checks a decoded quantized tensor against the float64 reference, within the stated bound:
+// |x - q*s| <= s/2 (round to nearest) plus fp32 rounding of x/s and q*s.
+void check_quantized(const encoded_tensor& enc, const host_tensor& src, const std::vector<float>& out) {
+  const auto& h = enc.header();
+  const auto& l = enc.view().layout();
+  const bool int8 = h.params.quant == quant::kind::int8_rowwise;
+  const std::uint64_t gpr = int8 ? 1 : (l.cols + h.params.group_size - 1) / h.params.group_size;
+  for (std::uint64_t r = 0; r < l.rows; ++r)
+    for (std::uint64_t c = 0; c < l.cols; ++c) {
+      const std::uint64_t i = r * l.cols + c;
+      double scale, absmax = 0;
+      if (int8) {
+        float s;
+        std::memcpy(&s, enc.view().scales() + 4 * r, 4);
+        scale = s;
+        absmax = scale * 127.0;
+      } else {
+        std::uint16_t s;
+        std::memcpy(&s, enc.view().scales() + 2 * (r * gpr + c / h.params.group_size), 2);
+        scale = f16_to_float(s);
+        absmax = scale * 7.0;
+      }
+      const double err = std::fabs(src.values[i] - double(out[i]));
+      INFO("row " << r << " col " << c << " value " << src.values[i] << " decoded " << out[i] << " scale " << scale);
+      REQUIRE(err <= 0.5 * scale * (1 + 1e-5) + absmax * 1e-6 + 1e-30);
+    }
+}
+
+}  // namespace
+
+TEST_CASE("every policy combination round trips on random data and random shapes") {
+  TILECODEC_SEEDED_RNG(rng);
+  const dtype sources[] = {dtype::f32, dtype::f16, dtype::bf16};
+  for (const format_params& p : all_policies()) {
+    for (dtype src_type : sources) {
+      const auto shape = random_shape(rng);
+      const std::uint64_t n = count(shape);
+      host_tensor src = random_tensor(rng, src_type, n, 0.01 + double(rng() % 100) / 100.0);
+      CAPTURE(int(p.quant));
+      CAPTURE(int(p.coder));
+      CAPTURE(p.tile_rows);
+      CAPTURE(p.tile_cols);
+      CAPTURE(p.lanes);
+      CAPTURE(p.prob_bits);
+      CAPTURE(p.group_size);
+      CAPTURE(dtype_name(src_type));
+      CAPTURE(shape.size());
+      CAPTURE(n);
+      host::encode_options opt;
+      opt.threads = 1 + unsigned(rng() % 3);
+      const encoded_tensor enc = host::encode(src.bytes.data(), src_type, shape, p, opt);
+      REQUIRE(enc.header().params.quant == p.quant);
+      host::tensor_decoder dec(enc.view());
+      REQUIRE(dec.state() == status::success);
+      if (p.quant == quant::kind::lossless) {
+        std::vector<std::uint8_t> out(src.bytes.size() + 1, 0xCD);
+        REQUIRE(dec.decode(out.data(), src_type, src.bytes.size(), 2) == status::success);
+        CHECK(std::equal(src.bytes.begin(), src.bytes.end(), out.begin()));
+        CHECK(out.back() == 0xCD);  // nothing written past the end
+      } else {
+        std::vector<float> out(n, std::nanf(""));
+        REQUIRE(dec.decode(out.data(), dtype::f32, n * 4) == status::success);
+        check_quantized(enc, src, out);
+        std::vector<std::int8_t> codes(n);
+        REQUIRE(dec.decode(codes.data(), dtype::i8, n) == status::success);
+        std::vector<std::uint16_t> halves(n);
+        REQUIRE(dec.decode(halves.data(), dtype::bf16, n * 2) == status::success);
+        for (std::uint64_t i = 0; i < n; ++i) {
+          REQUIRE(std::abs(int(codes[i])) <= (p.quant == quant::kind::int8_rowwise ? 127 : 7));
+          REQUIRE(halves[i] == float_to_bf16(out[i]));
+        }
+      }
+      // Any single tile decodes alone and matches the whole-tensor decode.
+      if (enc.header().tile_count > 0) {
+        const std::uint64_t t = rng() % enc.header().tile_count;
+        const tile_box b = enc.view().layout().box(t);
+        const dtype out_type = p.quant == quant::kind::lossless ? src_type : dtype::f32;
+        const std::size_t es = dtype_size(out_type);
+        std::vector<std::uint8_t> full(n * es), tile(std::size_t(b.height) * (b.width + 3) * es, 0xEE);
+        REQUIRE(dec.decode(full.data(), out_type, full.size()) == status::success);
+        REQUIRE(dec.decode_tile(t, tile.data(), out_type, b.width + 3, tile.size()) == status::success);
+        const std::uint64_t cols = enc.view().layout().cols;
+        for (std::uint32_t r = 0; r < b.height; ++r)
+          REQUIRE(std::memcmp(tile.data() + std::size_t(r) * (b.width + 3) * es,
+                              full.data() + ((b.row0 + r) * cols + b.col0) * es, std::size_t(b.width) * es) == 0);
+      }
+    }
+  }
+}
+
+// Compile-time codecs instantiate and agree with their run-time params.
+TEST_CASE_TEMPLATE("compile-time codecs encode through the same path", Codec, lossless_codec, int8_codec, int4_codec,
+                   codec<tile128, quant::int4_group<32>, coder::raw>, codec<tile512, quant::int8_rowwise, coder::rans<10, 16>>,
+                   codec<tile<64, 512>, quant::lossless, coder::rans<12, 64>>) {
+  TILECODEC_SEEDED_RNG(rng);
+  host_tensor src = random_tensor(rng, dtype::bf16, 300 * 700);
+  const encoded_tensor enc = host::encode<Codec>(src.bytes.data(), dtype::bf16, {300, 700});
+  format_params expect = Codec::params();
+  if (expect.coder == coder::kind::raw) expect.prob_bits = 0, expect.lanes = 1;
+  CHECK(enc.header().params == expect);
+  std::vector<std::uint16_t> out(300 * 700);
+  const dtype out_type = Codec::quant_type::id == quant::kind::lossless ? dtype::bf16 : dtype::bf16;
+  CHECK(host::decode(enc.view(), out.data(), out_type, out.size() * 2) == status::success);
+}
+
+TEST_CASE("encoded bytes parse back from a copy") {
+  TILECODEC_SEEDED_RNG(rng);
+  host_tensor src = random_tensor(rng, dtype::f32, 1000 * 300);
+  const encoded_tensor enc = host::encode<int8_codec>(src.bytes.data(), dtype::f32, {1000, 300});
+  std::vector<std::uint8_t> copy = enc.bytes();
+  encoded_tensor_view v;
+  REQUIRE(encoded_tensor_view::parse(copy.data(), copy.size(), v) == status::success);
+  std::vector<float> a(300000), b(300000);
+  REQUIRE(host::decode(enc.view(), a.data(), dtype::f32, a.size() * 4) == status::success);
+  REQUIRE(host::decode(v, b.data(), dtype::f32, b.size() * 4) == status::success);
+  CHECK(a == b);
+  const encoded_tensor again(copy);
+  CHECK(again.size() == enc.size());
+}
+
+TEST_CASE("encoding is deterministic whatever the thread count") {
+  TILECODEC_SEEDED_RNG(rng);
+  host_tensor src = random_tensor(rng, dtype::bf16, 600 * 1100);
+  host::encode_options one, two;
+  one.threads = 1;
+  two.threads = 2;
+  const auto a = host::encode<lossless_codec>(src.bytes.data(), dtype::bf16, {600, 1100}, one);
+  const auto b = host::encode<lossless_codec>(src.bytes.data(), dtype::bf16, {600, 1100}, two);
+  CHECK(a.bytes() == b.bytes());
+}
