@@ -61,11 +61,11 @@ inline std::uint16_t load_le16(const std::uint8_t* p) {
 
 // Decodes the n symbols of one tile. Never reads past tile[0, tile_bytes) nor writes past
 // symbols[0, n). Returns corrupt_payload if the stream overruns, is not fully consumed, or does
-// not end in the encoder's initial state.
-template <std::uint32_t Lanes>
-[[nodiscard]] status rans_decode_tile(const rans_decode_entry* table, std::uint32_t prob_bits,
-                                      const std::uint8_t* tile, std::size_t tile_bytes, std::uint8_t* symbols,
-                                      std::uint32_t n) {
+// not end in the encoder's initial state. ProbBits is a template argument so the shifts and
+// masks of the hot loop are immediates.
+template <std::uint32_t Lanes, std::uint32_t ProbBits>
+[[nodiscard]] status rans_decode_tile(const rans_decode_entry* table, const std::uint8_t* tile, std::size_t tile_bytes,
+                                      std::uint8_t* symbols, std::uint32_t n) {
   if (tile_bytes < Lanes * 4u) return status::corrupt_payload;
   std::uint32_t x[Lanes];
   for (std::uint32_t l = 0; l < Lanes; ++l) x[l] = load_le32(tile + 4u * l);
@@ -75,17 +75,22 @@ template <std::uint32_t Lanes>
   const std::size_t word_count = (tile_bytes - Lanes * 4u) / 2u;
   std::size_t next = 0;
   std::uint32_t i = 0;
-  // Fast path: a whole step reads at most Lanes words, so check once per step.
+  // Fast path: a whole step reads at most Lanes words, so bounds are checked once per step, and
+  // the renormalisation is branch-free (the next word is loaded whether or not it is taken).
   for (; i + Lanes <= n && next + Lanes <= word_count; i += Lanes) {
     for (std::uint32_t l = 0; l < Lanes; ++l) {
-      symbols[i + l] = static_cast<std::uint8_t>(rans_decode_symbol(x[l], table, prob_bits));
-      if (rans_needs_word(x[l])) x[l] = rans_push_word(x[l], load_le16(words + 2u * next++));
+      std::uint32_t s = x[l];
+      symbols[i + l] = static_cast<std::uint8_t>(rans_decode_symbol(s, table, ProbBits));
+      const std::uint32_t word = load_le16(words + 2u * next);
+      const bool take = rans_needs_word(s);
+      x[l] = take ? rans_push_word(s, word) : s;
+      next += take;
     }
   }
   // Tail: last partial step, or the stream's last words; every read is checked.
   for (; i < n; ++i) {
     const std::uint32_t l = i % Lanes;
-    symbols[i] = static_cast<std::uint8_t>(rans_decode_symbol(x[l], table, prob_bits));
+    symbols[i] = static_cast<std::uint8_t>(rans_decode_symbol(x[l], table, ProbBits));
     if (rans_needs_word(x[l])) {
       if (next >= word_count) return status::corrupt_payload;
       x[l] = rans_push_word(x[l], load_le16(words + 2u * next++));
@@ -96,6 +101,20 @@ template <std::uint32_t Lanes>
   for (std::uint32_t l = 0; l < Lanes; ++l)
     if (x[l] != rans_state_lower) return status::corrupt_payload;
   return status::success;
+}
+
+// Run-time dispatch over the supported precisions.
+template <std::uint32_t Lanes>
+[[nodiscard]] status rans_decode_tile(const rans_decode_entry* table, std::uint32_t prob_bits, const std::uint8_t* tile,
+                                      std::size_t tile_bytes, std::uint8_t* symbols, std::uint32_t n) {
+  switch (prob_bits) {
+    case 8: return rans_decode_tile<Lanes, 8>(table, tile, tile_bytes, symbols, n);
+    case 9: return rans_decode_tile<Lanes, 9>(table, tile, tile_bytes, symbols, n);
+    case 10: return rans_decode_tile<Lanes, 10>(table, tile, tile_bytes, symbols, n);
+    case 11: return rans_decode_tile<Lanes, 11>(table, tile, tile_bytes, symbols, n);
+    case 12: return rans_decode_tile<Lanes, 12>(table, tile, tile_bytes, symbols, n);
+    default: return status::corrupt_header;
+  }
 }
 
 // ---- host encode ----------------------------------------------------------------------------
@@ -133,34 +152,40 @@ inline std::vector<rans_encode_symbol> make_encode_symbols(const std::uint16_t* 
 }
 
 // Encodes one tile's n symbols; appends the tile bytes (states, words, padding) to out.
-// `words` is scratch reused between tiles.
+// `words` is scratch reused between tiles. Renormalisation is branch-free: the low word is
+// always written and the write pointer advances only when it is shed.
 template <std::uint32_t Lanes>
 void rans_encode_tile(const rans_encode_symbol* table, std::uint32_t prob_bits, const std::uint8_t* symbols,
                       std::uint32_t n, std::vector<std::uint16_t>& words, std::vector<std::uint8_t>& out) {
   std::uint32_t x[Lanes];
   for (std::uint32_t l = 0; l < Lanes; ++l) x[l] = rans_state_lower;
-  words.clear();
-  words.reserve(n + Lanes);
-  std::uint32_t lane = n % Lanes;
-  for (std::uint32_t i = n; i-- > 0;) {
-    lane = (lane == 0 ? Lanes : lane) - 1;  // == i % Lanes, without a division
-    const rans_encode_symbol& e = table[symbols[i]];
+  words.resize(std::size_t(n) + 1);  // at most one word per symbol, plus the always-written slot
+  std::uint16_t* wp = words.data();
+  auto put = [&](std::uint32_t lane, std::uint32_t symbol) {
+    const rans_encode_symbol& e = table[symbol];
     std::uint32_t s = x[lane];
-    if (s >= e.x_max) {
-      words.push_back(static_cast<std::uint16_t>(s & 0xffffu));
-      s >>= rans_word_bits;
-    }
+    const bool shed = s >= e.x_max;
+    *wp = static_cast<std::uint16_t>(s);
+    wp += shed;
+    s = shed ? s >> rans_word_bits : s;
     const std::uint64_t q = static_cast<std::uint64_t>((rans_u128(s) * e.rcp) >> e.shift);
     x[lane] = static_cast<std::uint32_t>((q << prob_bits) + (s - q * e.freq) + e.cum);
+  };
+  const std::uint32_t full = n / Lanes;
+  for (std::uint32_t i = n; i-- > full * Lanes;) put(i % Lanes, symbols[i]);  // partial last step
+  for (std::uint32_t k = full; k-- > 0;) {
+    const std::uint8_t* step = symbols + std::size_t(k) * Lanes;
+    for (std::uint32_t l = Lanes; l-- > 0;) put(l, step[l]);
   }
+  const std::size_t word_count = std::size_t(wp - words.data());
   const std::size_t begin = out.size();
-  const std::size_t body = Lanes * 4u + words.size() * 2u;
+  const std::size_t body = Lanes * 4u + word_count * 2u;
   const std::size_t padded = (body + tile_alignment - 1) / tile_alignment * tile_alignment;
   out.resize(begin + padded, 0);
   std::uint8_t* p = out.data() + begin;
   std::memcpy(p, x, Lanes * 4u);  // little-endian host
   p += Lanes * 4u;
-  for (std::size_t w = words.size(); w-- > 0; p += 2) std::memcpy(p, &words[w], 2);
+  for (std::size_t w = word_count; w-- > 0; p += 2) std::memcpy(p, &words[w], 2);
 }
 
 }  // namespace tilecodec

@@ -217,23 +217,41 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
     src.group_scales = group_scales.data();
   }
 
-  // 2. Histogram of the coded symbols.
+  // 2. Symbols in tile order (and raw-plane bytes, straight to their final place) and their
+  //    histogram, in one pass. Four sub-histograms per worker break the store-to-load chain on
+  //    runs of equal symbols (bf16 exponents repeat a lot).
+  const std::uint32_t raw_per_elem = params.quant == quant::kind::lossless ? lossless_raw_bytes(type) : 0;
+  std::vector<std::uint8_t> raw_plane(elements * raw_per_elem);
+  std::vector<std::uint8_t> symbols(elements);
   std::vector<std::uint64_t> counts(h.alphabet, 0);
-  if (elements > 0) {
-    std::vector<std::vector<std::uint64_t>> local(threads, std::vector<std::uint64_t>(256, 0));
-    const std::uint64_t chunk_cols = 1u << 16;
-    const std::uint64_t chunks_per_row = (layout.cols + chunk_cols - 1) / chunk_cols;
-    ::tilecodec::detail::parallel_for(layout.rows * chunks_per_row, threads, [&](std::uint64_t item, unsigned worker) {
-      const std::uint64_t r = item / chunks_per_row, c0 = (item % chunks_per_row) * chunk_cols;
-      const std::uint32_t w = static_cast<std::uint32_t>(std::min<std::uint64_t>(chunk_cols, layout.cols - c0));
-      thread_local std::vector<std::uint8_t> sym;
-      sym.resize(w);
-      detail::symbolize_row(src, r, c0, w, sym.data(), nullptr);
-      std::uint64_t* hist = local[worker].data();
-      for (std::uint32_t c = 0; c < w; ++c) ++hist[sym[c]];
+  {
+    std::vector<std::vector<std::uint32_t>> local(threads, std::vector<std::uint32_t>(4 * 256, 0));
+    std::vector<std::vector<std::uint64_t>> wide(threads, std::vector<std::uint64_t>(256, 0));
+    ::tilecodec::detail::parallel_for(h.tile_count, threads, [&](std::uint64_t t, unsigned worker) {
+      const tile_box b = layout.box(t);
+      const std::uint64_t start = layout.element_start(t);
+      std::uint8_t* sym = symbols.data() + start;
+      std::uint8_t* raw = raw_per_elem ? raw_plane.data() + start * raw_per_elem : nullptr;
+      for (std::uint32_t r = 0; r < b.height; ++r)
+        detail::symbolize_row(src, b.row0 + r, b.col0, b.width, sym + std::uint64_t(r) * b.width,
+                              raw ? raw + std::uint64_t(r) * b.width * raw_per_elem : nullptr);
+      std::uint32_t* hist = local[worker].data();  // a tile has < 2^32 symbols: no overflow
+      const std::uint32_t n = b.size();
+      std::uint32_t i = 0;
+      for (; i + 4 <= n; i += 4) {
+        ++hist[sym[i]];
+        ++hist[256 + sym[i + 1]];
+        ++hist[512 + sym[i + 2]];
+        ++hist[768 + sym[i + 3]];
+      }
+      for (; i < n; ++i) ++hist[sym[i]];
+      for (std::uint32_t s = 0; s < 256; ++s) {
+        wide[worker][s] += std::uint64_t(hist[s]) + hist[256 + s] + hist[512 + s] + hist[768 + s];
+        hist[s] = hist[256 + s] = hist[512 + s] = hist[768 + s] = 0;
+      }
     });
-    for (const auto& l : local)
-      for (std::uint32_t s = 0; s < h.alphabet; ++s) counts[s] += l[s];
+    for (const auto& w : wide)
+      for (std::uint32_t s = 0; s < h.alphabet; ++s) counts[s] += w[s];
   }
 
   // 3. Table, and the choice between rANS and storing (the raw fallback: never expand).
@@ -255,26 +273,18 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
     }
   }
 
-  // 4. Tiles, in parallel; raw-plane bytes go straight to their final place.
-  const std::uint32_t raw_per_elem = params.quant == quant::kind::lossless ? lossless_raw_bytes(type) : 0;
-  std::vector<std::uint8_t> raw_plane(elements * raw_per_elem);
+  // 4. Tiles, in parallel.
   std::vector<std::vector<std::uint8_t>> tiles(h.tile_count);
   auto encode_tiles = [&](plane_coding coding) {
     ::tilecodec::detail::parallel_for(h.tile_count, threads, [&](std::uint64_t t, unsigned) {
-      thread_local std::vector<std::uint8_t> symbols;
       thread_local std::vector<std::uint16_t> words;
-      const tile_box b = layout.box(t);
-      symbols.resize(b.size());
-      std::uint8_t* raw = raw_per_elem ? raw_plane.data() + layout.element_start(t) * raw_per_elem : nullptr;
-      for (std::uint32_t r = 0; r < b.height; ++r)
-        detail::symbolize_row(src, b.row0 + r, b.col0, b.width, symbols.data() + std::uint64_t(r) * b.width,
-                              raw ? raw + std::uint64_t(r) * b.width * raw_per_elem : nullptr);
+      const std::uint32_t n = layout.box(t).size();
+      const std::uint8_t* sym = symbols.data() + layout.element_start(t);
       tiles[t].clear();
       if (coding == plane_coding::rans)
-        detail::encode_tile_rans(params.lanes, enc_table.data(), params.prob_bits, symbols.data(), b.size(), words,
-                                 tiles[t]);
+        detail::encode_tile_rans(params.lanes, enc_table.data(), params.prob_bits, sym, n, words, tiles[t]);
       else
-        detail::store_tile(h.alphabet, symbols.data(), b.size(), tiles[t]);
+        detail::store_tile(h.alphabet, sym, n, tiles[t]);
     });
   };
   encode_tiles(h.coding);
