@@ -154,3 +154,21 @@ TEST_CASE("stored tables with bad sums are rejected") {
   freq[1] = 65535;
   CHECK(build_decode_table(freq.data(), 256, 12, table.data()) == status::corrupt_table);
 }
+
+TEST_CASE("the encoder's reciprocal division is exact for every frequency") {
+  TILECODEC_SEEDED_RNG(rng);
+  // One reciprocal per frequency 1..4095, as make_encode_symbols computes it.
+  std::vector<rans_encode_symbol> enc(4096);
+  for (std::uint32_t f = 1; f < 4096; ++f) enc[f].rcp = 1.0 / double(f);
+  for (std::uint32_t f = 1; f < 4096; ++f) {
+    const std::uint64_t kmax = 0xffffffffull / f;
+    for (int trial = 0; trial < 200; ++trial) {
+      const std::uint64_t k = trial < 4 ? (trial < 2 ? std::uint64_t(trial) : kmax - std::uint64_t(trial - 2)) : rng() % (kmax + 1);
+      for (std::uint64_t s : {k * f, k * f + f - 1, k * f > 0 ? k * f - 1 : 0}) {
+        if (s > 0xffffffffull) continue;
+        const auto q = static_cast<std::uint32_t>(double(s) * enc[f].rcp + rans_rcp_bias);
+        REQUIRE(q == s / f);
+      }
+    }
+  }
+}

@@ -25,9 +25,6 @@
 
 namespace tilecodec {
 
-// 64x64 -> 128-bit products for the encoder's reciprocal division (GCC and Clang).
-__extension__ typedef unsigned __int128 rans_u128;
-
 inline constexpr std::uint32_t rans_state_lower = 1u << 16;  // L: states live in [L, 2^32)
 inline constexpr std::uint32_t rans_word_bits = 16;          // renormalisation unit
 
@@ -119,16 +116,17 @@ template <std::uint32_t Lanes>
 
 // ---- host encode ----------------------------------------------------------------------------
 
-// Per-symbol encoder constants. Division by the frequency is replaced by a multiply with a
-// rounded-up reciprocal: with s = ceil(log2 f) and m = floor(2^(32+s) / f) + 1, floor(x*m / 2^(32+s))
-// equals floor(x / f) for every 32-bit x (the error term stays below 1/f).
+// Per-symbol encoder constants. Division by the frequency is a multiply by a double-precision
+// reciprocal: for s < 2^32 and f >= 2 the product's error is below 2^-21, and s/f is either an
+// integer or at least 1/f >= 2^-12 below the next one, so adding 2^-20 before truncating gives
+// floor(s / f) exactly (f = 1 has the exact reciprocal 1.0).
 struct rans_encode_symbol {
   std::uint32_t x_max;  // states at or above this must shed a word before encoding
   std::uint32_t freq;
   std::uint32_t cum;
-  std::uint32_t shift;  // 32 + s
-  std::uint64_t rcp;    // m
+  double rcp;           // 1 / freq
 };
+inline constexpr double rans_rcp_bias = 1.0 / 1048576.0;  // 2^-20
 
 inline std::vector<rans_encode_symbol> make_encode_symbols(const std::uint16_t* freq, std::uint32_t alphabet,
                                                            std::uint32_t prob_bits) {
@@ -143,10 +141,7 @@ inline std::vector<rans_encode_symbol> make_encode_symbols(const std::uint16_t* 
     if (f == 0) continue;
     // ((L >> prob_bits) << 16) * f < 2^32 because f < 2^prob_bits.
     e.x_max = ((rans_state_lower >> prob_bits) << rans_word_bits) * f;
-    std::uint32_t s_bits = 0;
-    while ((1u << s_bits) < f) ++s_bits;
-    e.shift = 32 + s_bits;
-    e.rcp = static_cast<std::uint64_t>((rans_u128(1) << e.shift) / f) + 1u;
+    e.rcp = 1.0 / double(f);
   }
   return out;
 }
@@ -168,8 +163,8 @@ void rans_encode_tile(const rans_encode_symbol* table, std::uint32_t prob_bits, 
     *wp = static_cast<std::uint16_t>(s);
     wp += shed;
     s = shed ? s >> rans_word_bits : s;
-    const std::uint64_t q = static_cast<std::uint64_t>((rans_u128(s) * e.rcp) >> e.shift);
-    x[lane] = static_cast<std::uint32_t>((q << prob_bits) + (s - q * e.freq) + e.cum);
+    const auto q = static_cast<std::uint32_t>(double(s) * e.rcp + rans_rcp_bias);
+    x[lane] = (q << prob_bits) + (s - q * e.freq) + e.cum;
   };
   const std::uint32_t full = n / Lanes;
   for (std::uint32_t i = n; i-- > full * Lanes;) put(i % Lanes, symbols[i]);  // partial last step
