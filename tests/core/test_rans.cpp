@@ -172,3 +172,44 @@ TEST_CASE("the encoder's reciprocal division is exact for every frequency") {
     }
   }
 }
+
+#include <tilecodec/coder/rans_avx2.hpp>
+
+#if TILECODEC_HAS_AVX2_DECODER
+TEST_CASE("the AVX2 tile decoder matches the scalar reference, corrupt tiles included") {
+  if (!detail::cpu_has_avx2()) {
+    MESSAGE("skipped: this CPU has no AVX2");
+    return;
+  }
+  TILECODEC_SEEDED_RNG(rng);
+  for (std::uint32_t n : {0u, 1u, 33u, 4096u, 65536u}) {
+    for (std::uint32_t alphabet : {16u, 256u}) {
+      std::vector<std::uint8_t> s(n);
+      std::geometric_distribution<int> geo(0.05 + double(rng() % 50) / 100.0);
+      for (auto& v : s) v = static_cast<std::uint8_t>(std::min<int>(int(alphabet) - 1, geo(rng)));
+      const auto counts = histogram(s, alphabet);
+      const auto freq = normalize_frequencies(counts.data(), alphabet, 12);
+      const auto enc = make_encode_symbols(freq.data(), alphabet, 12);
+      std::vector<std::uint16_t> words;
+      std::vector<std::uint8_t> tile;
+      rans_encode_tile<32>(enc.data(), 12, s.data(), n, words, tile);
+      std::vector<rans_decode_entry> table(4096);
+      REQUIRE(build_decode_table(freq.data(), alphabet, 12, table.data()) == status::success);
+      std::vector<std::uint8_t> a(n + 32, 0x11), b(n + 32, 0x11);
+      REQUIRE(rans_decode_tile_avx2<12>(table.data(), tile.data(), tile.size(), a.data(), n) == status::success);
+      REQUIRE(rans_decode_tile<32, 12>(table.data(), tile.data(), tile.size(), b.data(), n) == status::success);
+      CHECK(a == b);
+      CHECK(std::equal(s.begin(), s.end(), a.begin()));
+      for (int trial = 0; trial < 50 && n > 0; ++trial) {
+        auto bad = tile;
+        bad[rng() % bad.size()] ^= static_cast<std::uint8_t>(1u << (rng() % 8));
+        const std::size_t len = trial % 3 == 0 ? rng() % bad.size() : bad.size();
+        const status sa = rans_decode_tile_avx2<12>(table.data(), bad.data(), len, a.data(), n);
+        const status sb = rans_decode_tile<32, 12>(table.data(), bad.data(), len, b.data(), n);
+        CHECK(sa == sb);
+        if (sa == status::success) CHECK(a == b);
+      }
+    }
+  }
+}
+#endif

@@ -16,6 +16,7 @@
 
 #include "../coder/frequency_table.hpp"
 #include "../coder/rans.hpp"
+#include "../coder/rans_avx2.hpp"
 #include "../detail/parallel.hpp"
 #include "../dtype.hpp"
 #include "../format/encoded_tensor.hpp"
@@ -44,6 +45,10 @@ class tensor_decoder {
   }
 
   [[nodiscard]] status state() const { return status_; }
+
+  // The AVX2 tile decoder is used when the CPU has it; tests turn it off to check the scalar
+  // reference against it.
+  void use_simd(bool on) { use_simd_ = on; }
   [[nodiscard]] const encoded_tensor_view& view() const { return view_; }
 
   // Decodes tile t into out, whose element (0, 0) is the tile's top-left and whose rows are
@@ -111,6 +116,17 @@ class tensor_decoder {
   status decode_symbols(const std::uint8_t* tile, std::uint64_t bytes, std::uint8_t* symbols, std::uint32_t n) const {
     const std::uint32_t p = view_.header().params.prob_bits;
     const rans_decode_entry* tab = table_.data();
+#if TILECODEC_HAS_AVX2_DECODER
+    if (view_.header().params.lanes == 32 && use_simd_ && ::tilecodec::detail::cpu_has_avx2()) {
+      switch (p) {
+        case 8: return rans_decode_tile_avx2<8>(tab, tile, bytes, symbols, n);
+        case 9: return rans_decode_tile_avx2<9>(tab, tile, bytes, symbols, n);
+        case 10: return rans_decode_tile_avx2<10>(tab, tile, bytes, symbols, n);
+        case 11: return rans_decode_tile_avx2<11>(tab, tile, bytes, symbols, n);
+        default: return rans_decode_tile_avx2<12>(tab, tile, bytes, symbols, n);
+      }
+    }
+#endif
     switch (view_.header().params.lanes) {
       case 1: return rans_decode_tile<1>(tab, p, tile, bytes, symbols, n);
       case 2: return rans_decode_tile<2>(tab, p, tile, bytes, symbols, n);
@@ -176,6 +192,7 @@ class tensor_decoder {
   encoded_tensor_view view_;
   std::vector<rans_decode_entry> table_;
   status status_ = status::success;
+  bool use_simd_ = true;
 };
 
 // One-call forms.

@@ -1,0 +1,110 @@
+// tilecodec/coder/rans_avx2.hpp: the host rANS tile decoder for 32 lanes, eight lanes per AVX2
+// vector. Same stream, same checks, same output as rans_decode_tile; chosen at run time when
+// the CPU has AVX2 (the library itself is compiled for the baseline ISA).
+//
+// One step decodes 32 symbols as four groups of eight lanes: gather the table entries, update
+// the states, and give the next words of the stream to the lanes that fell below L, in lane
+// order: a byte mask of those lanes selects a permutation that spreads consecutive words onto
+// them (one 256-entry table of permutations).
+#pragma once
+
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) && !defined(__CUDACC__)
+#define TILECODEC_HAS_AVX2_DECODER 1
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "rans.hpp"
+
+namespace tilecodec {
+namespace detail {
+
+// For each 8-bit mask of lanes taking a word: lane j (bit set) reads word popcount(mask & ((1<<j)-1)).
+struct expand_permutations {
+  alignas(32) std::uint32_t index[256][8];
+  expand_permutations() {
+    for (std::uint32_t m = 0; m < 256; ++m) {
+      std::uint32_t k = 0;
+      for (std::uint32_t j = 0; j < 8; ++j) index[m][j] = (m >> j) & 1u ? k++ : 0u;
+    }
+  }
+};
+
+inline const expand_permutations& expand_table() {
+  static const expand_permutations table;
+  return table;
+}
+
+inline bool cpu_has_avx2() {
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
+  return yes;
+}
+
+}  // namespace detail
+
+template <std::uint32_t ProbBits>
+__attribute__((target("avx2,popcnt"))) [[nodiscard]] status rans_decode_tile_avx2(
+    const rans_decode_entry* table, const std::uint8_t* tile, std::size_t tile_bytes, std::uint8_t* symbols,
+    std::uint32_t n) {
+  constexpr std::uint32_t Lanes = 32;
+  if (tile_bytes < Lanes * 4u) return status::corrupt_payload;
+  const std::uint8_t* words = tile + Lanes * 4u;
+  const std::size_t word_count = (tile_bytes - Lanes * 4u) / 2u;
+  const auto& perms = detail::expand_table();
+  const __m256i mask = _mm256_set1_epi32(int((1u << ProbBits) - 1u));
+  const __m256i zero = _mm256_setzero_si256();
+  const __m256i gather_bytes = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  __m256i x[4];
+  for (int g = 0; g < 4; ++g) x[g] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile) + g);
+  {
+    __m256i low = zero;  // any initial state below L is corrupt
+    for (int g = 0; g < 4; ++g) low = _mm256_or_si256(low, _mm256_cmpeq_epi32(_mm256_srli_epi32(x[g], 16), zero));
+    if (!_mm256_testz_si256(low, low)) return status::corrupt_payload;
+  }
+  std::size_t next = 0;
+  std::uint32_t i = 0;
+  for (; i + Lanes <= n && next + Lanes <= word_count; i += Lanes) {
+    __m256i sym[4];
+    for (int g = 0; g < 4; ++g) {
+      const __m256i e = _mm256_i32gather_epi32(reinterpret_cast<const int*>(table), _mm256_and_si256(x[g], mask), 4);
+      const __m256i freq = _mm256_and_si256(_mm256_srli_epi32(e, 8), mask);
+      const __m256i bias = _mm256_srli_epi32(e, 8 + ProbBits);
+      __m256i s = _mm256_add_epi32(_mm256_mullo_epi32(freq, _mm256_srli_epi32(x[g], ProbBits)), bias);
+      sym[g] = _mm256_and_si256(e, _mm256_set1_epi32(0xff));
+      const __m256i take = _mm256_cmpeq_epi32(_mm256_srli_epi32(s, 16), zero);
+      const unsigned m = unsigned(_mm256_movemask_ps(_mm256_castsi256_ps(take)));
+      const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(words + 2 * next)));
+      const __m256i spread = _mm256_permutevar8x32_epi32(
+          w, _mm256_load_si256(reinterpret_cast<const __m256i*>(perms.index[m])));
+      const __m256i pushed = _mm256_or_si256(_mm256_slli_epi32(s, 16), spread);
+      x[g] = _mm256_blendv_epi8(s, pushed, take);
+      next += unsigned(__builtin_popcount(m));
+    }
+    const __m256i p01 = _mm256_packus_epi32(sym[0], sym[1]);
+    const __m256i p23 = _mm256_packus_epi32(sym[2], sym[3]);
+    const __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(p01, p23), gather_bytes);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(symbols + i), bytes);
+  }
+  // Tail: hand the states to the scalar loop, which checks every read and the final states.
+  std::uint32_t xs[Lanes];
+  for (int g = 0; g < 4; ++g) _mm256_storeu_si256(reinterpret_cast<__m256i*>(xs) + g, x[g]);
+  for (; i < n; ++i) {
+    const std::uint32_t l = i % Lanes;
+    symbols[i] = static_cast<std::uint8_t>(rans_decode_symbol(xs[l], table, ProbBits));
+    if (rans_needs_word(xs[l])) {
+      if (next >= word_count) return status::corrupt_payload;
+      xs[l] = rans_push_word(xs[l], load_le16(words + 2u * next++));
+    }
+  }
+  if (word_count - next > (tile_alignment - 2u) / 2u) return status::corrupt_payload;
+  for (std::uint32_t l = 0; l < Lanes; ++l)
+    if (xs[l] != rans_state_lower) return status::corrupt_payload;
+  return status::success;
+}
+
+}  // namespace tilecodec
+
+#else
+#define TILECODEC_HAS_AVX2_DECODER 0
+#endif
