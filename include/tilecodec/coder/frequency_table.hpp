@@ -7,6 +7,7 @@
 // per symbol (0.0004 bits at 12 bits).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -16,12 +17,24 @@
 
 namespace tilecodec {
 
-// Symbol | frequency << 8 | (slot - cumulative frequency) << (8 + prob_bits).
+// A decode-table entry packs, from the low bits up: the symbol (8 bits, or 9 for a 512-symbol
+// alphabet), its frequency (prob_bits bits) and the slot's offset inside the symbol's range
+// (the bits left). The offset is below the frequency, so frequencies are capped at
+// 2^(bits left): at 12-bit precision a 9-bit alphabet keeps every frequency <= 2048 (p <= 1/2),
+// which trained weights never reach; the encoder drops to 11 bits when that costs less.
 using rans_decode_entry = std::uint32_t;
 
+TILECODEC_HD constexpr std::uint32_t symbol_bits(std::uint32_t alphabet) { return alphabet > 256 ? 9u : 8u; }
+
+TILECODEC_HD constexpr std::uint32_t max_frequency(std::uint32_t alphabet, std::uint32_t prob_bits) {
+  const std::uint32_t by_precision = (1u << prob_bits) - 1u;
+  const std::uint32_t by_offset_field = 1u << (32u - symbol_bits(alphabet) - prob_bits);
+  return by_precision < by_offset_field ? by_precision : by_offset_field;
+}
+
 TILECODEC_HD rans_decode_entry pack_decode_entry(std::uint32_t symbol, std::uint32_t freq, std::uint32_t bias,
-                                                 std::uint32_t prob_bits) {
-  return symbol | (freq << 8) | (bias << (8 + prob_bits));
+                                                 std::uint32_t prob_bits, std::uint32_t sym_bits) {
+  return symbol | (freq << sym_bits) | (bias << (sym_bits + prob_bits));
 }
 
 // Order-0 entropy of a histogram, in bits per symbol.
@@ -38,12 +51,12 @@ TILECODEC_HD rans_decode_entry pack_decode_entry(std::uint32_t symbol, std::uint
   return bits;
 }
 
-// Normalises counts (alphabet entries) to frequencies summing to 2^prob_bits.
-// Requires alphabet >= 2. An all-zero histogram yields a valid two-symbol table.
+// Normalises counts (alphabet entries) to frequencies summing to 2^prob_bits, none above
+// max_frequency(). Requires alphabet >= 16. An all-zero histogram yields a valid table.
 inline std::vector<std::uint16_t> normalize_frequencies(const std::uint64_t* counts, std::uint32_t alphabet,
                                                         std::uint32_t prob_bits) {
   const std::uint32_t total_slots = 1u << prob_bits;
-  const std::uint32_t max_freq = total_slots - 1;
+  const std::uint32_t max_freq = max_frequency(alphabet, prob_bits);
   std::vector<std::uint16_t> freq(alphabet, 0);
   std::uint64_t total = 0;
   std::uint32_t used = 0;
@@ -51,12 +64,22 @@ inline std::vector<std::uint16_t> normalize_frequencies(const std::uint64_t* cou
     total += counts[s];
     used += counts[s] != 0;
   }
+  // Slots the used symbols cannot take (every one at the cap) go to unused neighbours, which
+  // costs no coded bits.
+  auto spill = [&](std::int64_t left) {
+    for (std::uint32_t s = 0; s < alphabet && left > 0; ++s) {
+      if (counts[s] != 0) continue;
+      const std::uint32_t give = static_cast<std::uint32_t>(std::min<std::int64_t>(left, max_freq - freq[s]));
+      freq[s] = static_cast<std::uint16_t>(freq[s] + give);
+      left -= give;
+    }
+  };
   if (used <= 1) {
     std::uint32_t only = 0;
     for (std::uint32_t s = 0; s < alphabet; ++s)
       if (counts[s] != 0) only = s;
     freq[only] = static_cast<std::uint16_t>(max_freq);
-    freq[only == 0 ? 1 : only - 1] = 1;
+    spill(std::int64_t(total_slots) - max_freq);
     return freq;
   }
   // Proportional first guess, at least 1 for each symbol that occurs.
@@ -92,23 +115,25 @@ inline std::vector<std::uint16_t> normalize_frequencies(const std::uint64_t* cou
         best_value = value;
       }
     }
-    if (best < 0) break;  // cannot happen for alphabet >= 2 and prob_bits >= 8
+    if (best < 0) break;  // every used symbol at the cap: the rest spills below
     freq[best] = static_cast<std::uint16_t>(grow ? freq[best] + 1 : freq[best] - 1);
     sum += grow ? 1 : -1;
   }
+  if (sum < std::int64_t(total_slots)) spill(std::int64_t(total_slots) - sum);
   return freq;
 }
 
 // Checks a stored table and builds the 2^prob_bits-entry decode table. Returns corrupt_table
-// if the frequencies do not sum to 2^prob_bits or one is out of range.
+// if the frequencies do not sum to 2^prob_bits or one is above max_frequency().
 [[nodiscard]] inline status build_decode_table(const std::uint16_t* freq, std::uint32_t alphabet,
                                                std::uint32_t prob_bits, rans_decode_entry* table) {
   const std::uint32_t total_slots = 1u << prob_bits;
+  const std::uint32_t max_freq = max_frequency(alphabet, prob_bits), sym_bits = symbol_bits(alphabet);
   std::uint32_t cum = 0;
   for (std::uint32_t s = 0; s < alphabet; ++s) {
     const std::uint32_t f = freq[s];
-    if (f >= total_slots || cum + f > total_slots) return status::corrupt_table;
-    for (std::uint32_t i = 0; i < f; ++i) table[cum + i] = pack_decode_entry(s, f, i, prob_bits);
+    if (f > max_freq || cum + f > total_slots) return status::corrupt_table;
+    for (std::uint32_t i = 0; i < f; ++i) table[cum + i] = pack_decode_entry(s, f, i, prob_bits, sym_bits);
     cum += f;
   }
   return cum == total_slots ? status::success : status::corrupt_table;

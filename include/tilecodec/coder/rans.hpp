@@ -28,15 +28,15 @@ namespace tilecodec {
 inline constexpr std::uint32_t rans_state_lower = 1u << 16;  // L: states live in [L, 2^32)
 inline constexpr std::uint32_t rans_word_bits = 16;          // renormalisation unit
 
-// Decodes one symbol from state x without renormalising.
+// Decodes one symbol from state x without renormalising (entry layout: frequency_table.hpp).
 TILECODEC_HD std::uint32_t rans_decode_symbol(std::uint32_t& x, const rans_decode_entry* table,
-                                              std::uint32_t prob_bits) {
+                                              std::uint32_t prob_bits, std::uint32_t sym_bits) {
   const std::uint32_t mask = (1u << prob_bits) - 1u;
   const rans_decode_entry e = table[x & mask];
-  const std::uint32_t freq = (e >> 8) & mask;
-  const std::uint32_t bias = e >> (8 + prob_bits);
+  const std::uint32_t freq = (e >> sym_bits) & mask;
+  const std::uint32_t bias = e >> (sym_bits + prob_bits);
   x = freq * (x >> prob_bits) + bias;
-  return e & 0xffu;
+  return e & ((1u << sym_bits) - 1u);
 }
 
 TILECODEC_HD bool rans_needs_word(std::uint32_t x) { return x < rans_state_lower; }
@@ -61,8 +61,8 @@ inline std::uint16_t load_le16(const std::uint8_t* p) {
 // not end in the encoder's initial state. ProbBits is a template argument so the shifts and
 // masks of the hot loop are immediates.
 template <std::uint32_t Lanes, std::uint32_t ProbBits>
-[[nodiscard]] status rans_decode_tile(const rans_decode_entry* table, const std::uint8_t* tile, std::size_t tile_bytes,
-                                      std::uint8_t* symbols, std::uint32_t n) {
+[[nodiscard]] status rans_decode_tile(const rans_decode_entry* table, std::uint32_t sym_bits, const std::uint8_t* tile,
+                                      std::size_t tile_bytes, std::uint16_t* symbols, std::uint32_t n) {
   if (tile_bytes < Lanes * 4u) return status::corrupt_payload;
   std::uint32_t x[Lanes];
   for (std::uint32_t l = 0; l < Lanes; ++l) x[l] = load_le32(tile + 4u * l);
@@ -77,7 +77,7 @@ template <std::uint32_t Lanes, std::uint32_t ProbBits>
   for (; i + Lanes <= n && next + Lanes <= word_count; i += Lanes) {
     for (std::uint32_t l = 0; l < Lanes; ++l) {
       std::uint32_t s = x[l];
-      symbols[i + l] = static_cast<std::uint8_t>(rans_decode_symbol(s, table, ProbBits));
+      symbols[i + l] = static_cast<std::uint16_t>(rans_decode_symbol(s, table, ProbBits, sym_bits));
       const std::uint32_t word = load_le16(words + 2u * next);
       const bool take = rans_needs_word(s);
       x[l] = take ? rans_push_word(s, word) : s;
@@ -87,7 +87,7 @@ template <std::uint32_t Lanes, std::uint32_t ProbBits>
   // Tail: last partial step, or the stream's last words; every read is checked.
   for (; i < n; ++i) {
     const std::uint32_t l = i % Lanes;
-    symbols[i] = static_cast<std::uint8_t>(rans_decode_symbol(x[l], table, ProbBits));
+    symbols[i] = static_cast<std::uint16_t>(rans_decode_symbol(x[l], table, ProbBits, sym_bits));
     if (rans_needs_word(x[l])) {
       if (next >= word_count) return status::corrupt_payload;
       x[l] = rans_push_word(x[l], load_le16(words + 2u * next++));
@@ -102,14 +102,15 @@ template <std::uint32_t Lanes, std::uint32_t ProbBits>
 
 // Run-time dispatch over the supported precisions.
 template <std::uint32_t Lanes>
-[[nodiscard]] status rans_decode_tile(const rans_decode_entry* table, std::uint32_t prob_bits, const std::uint8_t* tile,
-                                      std::size_t tile_bytes, std::uint8_t* symbols, std::uint32_t n) {
+[[nodiscard]] status rans_decode_tile(const rans_decode_entry* table, std::uint32_t prob_bits, std::uint32_t sym_bits,
+                                      const std::uint8_t* tile, std::size_t tile_bytes, std::uint16_t* symbols,
+                                      std::uint32_t n) {
   switch (prob_bits) {
-    case 8: return rans_decode_tile<Lanes, 8>(table, tile, tile_bytes, symbols, n);
-    case 9: return rans_decode_tile<Lanes, 9>(table, tile, tile_bytes, symbols, n);
-    case 10: return rans_decode_tile<Lanes, 10>(table, tile, tile_bytes, symbols, n);
-    case 11: return rans_decode_tile<Lanes, 11>(table, tile, tile_bytes, symbols, n);
-    case 12: return rans_decode_tile<Lanes, 12>(table, tile, tile_bytes, symbols, n);
+    case 8: return rans_decode_tile<Lanes, 8>(table, sym_bits, tile, tile_bytes, symbols, n);
+    case 9: return rans_decode_tile<Lanes, 9>(table, sym_bits, tile, tile_bytes, symbols, n);
+    case 10: return rans_decode_tile<Lanes, 10>(table, sym_bits, tile, tile_bytes, symbols, n);
+    case 11: return rans_decode_tile<Lanes, 11>(table, sym_bits, tile, tile_bytes, symbols, n);
+    case 12: return rans_decode_tile<Lanes, 12>(table, sym_bits, tile, tile_bytes, symbols, n);
     default: return status::corrupt_header;
   }
 }
@@ -150,7 +151,7 @@ inline std::vector<rans_encode_symbol> make_encode_symbols(const std::uint16_t* 
 // `words` is scratch reused between tiles. Renormalisation is branch-free: the low word is
 // always written and the write pointer advances only when it is shed.
 template <std::uint32_t Lanes>
-void rans_encode_tile(const rans_encode_symbol* table, std::uint32_t prob_bits, const std::uint8_t* symbols,
+void rans_encode_tile(const rans_encode_symbol* table, std::uint32_t prob_bits, const std::uint16_t* symbols,
                       std::uint32_t n, std::vector<std::uint16_t>& words, std::vector<std::uint8_t>& out) {
   std::uint32_t x[Lanes];
   for (std::uint32_t l = 0; l < Lanes; ++l) x[l] = rans_state_lower;
@@ -169,7 +170,7 @@ void rans_encode_tile(const rans_encode_symbol* table, std::uint32_t prob_bits, 
   const std::uint32_t full = n / Lanes;
   for (std::uint32_t i = n; i-- > full * Lanes;) put(i % Lanes, symbols[i]);  // partial last step
   for (std::uint32_t k = full; k-- > 0;) {
-    const std::uint8_t* step = symbols + std::size_t(k) * Lanes;
+    const std::uint16_t* step = symbols + std::size_t(k) * Lanes;
     for (std::uint32_t l = Lanes; l-- > 0;) put(l, step[l]);
   }
   const std::size_t word_count = std::size_t(wp - words.data());

@@ -43,9 +43,9 @@ inline bool cpu_has_avx2() {
 
 }  // namespace detail
 
-template <std::uint32_t ProbBits>
-__attribute__((target("avx2,popcnt"))) [[nodiscard]] status rans_decode_tile_avx2(
-    const rans_decode_entry* table, const std::uint8_t* tile, std::size_t tile_bytes, std::uint8_t* symbols,
+template <std::uint32_t ProbBits, std::uint32_t SymBits>
+[[nodiscard]] __attribute__((target("avx2,popcnt"))) status rans_decode_tile_avx2(
+    const rans_decode_entry* table, const std::uint8_t* tile, std::size_t tile_bytes, std::uint16_t* symbols,
     std::uint32_t n) {
   constexpr std::uint32_t Lanes = 32;
   if (tile_bytes < Lanes * 4u) return status::corrupt_payload;
@@ -54,7 +54,7 @@ __attribute__((target("avx2,popcnt"))) [[nodiscard]] status rans_decode_tile_avx
   const auto& perms = detail::expand_table();
   const __m256i mask = _mm256_set1_epi32(int((1u << ProbBits) - 1u));
   const __m256i zero = _mm256_setzero_si256();
-  const __m256i gather_bytes = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  const __m256i sym_mask = _mm256_set1_epi32(int((1u << SymBits) - 1u));
   __m256i x[4];
   for (int g = 0; g < 4; ++g) x[g] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile) + g);
   {
@@ -68,10 +68,10 @@ __attribute__((target("avx2,popcnt"))) [[nodiscard]] status rans_decode_tile_avx
     __m256i sym[4];
     for (int g = 0; g < 4; ++g) {
       const __m256i e = _mm256_i32gather_epi32(reinterpret_cast<const int*>(table), _mm256_and_si256(x[g], mask), 4);
-      const __m256i freq = _mm256_and_si256(_mm256_srli_epi32(e, 8), mask);
-      const __m256i bias = _mm256_srli_epi32(e, 8 + ProbBits);
+      const __m256i freq = _mm256_and_si256(_mm256_srli_epi32(e, SymBits), mask);
+      const __m256i bias = _mm256_srli_epi32(e, SymBits + ProbBits);
       __m256i s = _mm256_add_epi32(_mm256_mullo_epi32(freq, _mm256_srli_epi32(x[g], ProbBits)), bias);
-      sym[g] = _mm256_and_si256(e, _mm256_set1_epi32(0xff));
+      sym[g] = _mm256_and_si256(e, sym_mask);
       const __m256i take = _mm256_cmpeq_epi32(_mm256_srli_epi32(s, 16), zero);
       const unsigned m = unsigned(_mm256_movemask_ps(_mm256_castsi256_ps(take)));
       const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(words + 2 * next)));
@@ -81,17 +81,18 @@ __attribute__((target("avx2,popcnt"))) [[nodiscard]] status rans_decode_tile_avx
       x[g] = _mm256_blendv_epi8(s, pushed, take);
       next += unsigned(__builtin_popcount(m));
     }
-    const __m256i p01 = _mm256_packus_epi32(sym[0], sym[1]);
-    const __m256i p23 = _mm256_packus_epi32(sym[2], sym[3]);
-    const __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(p01, p23), gather_bytes);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(symbols + i), bytes);
+    // 32-bit symbols to 16-bit: packus interleaves 128-bit halves, permute4x64 restores order.
+    const __m256i p01 = _mm256_permute4x64_epi64(_mm256_packus_epi32(sym[0], sym[1]), 0xd8);
+    const __m256i p23 = _mm256_permute4x64_epi64(_mm256_packus_epi32(sym[2], sym[3]), 0xd8);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(symbols + i), p01);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(symbols + i + 16), p23);
   }
   // Tail: hand the states to the scalar loop, which checks every read and the final states.
   std::uint32_t xs[Lanes];
   for (int g = 0; g < 4; ++g) _mm256_storeu_si256(reinterpret_cast<__m256i*>(xs) + g, x[g]);
   for (; i < n; ++i) {
     const std::uint32_t l = i % Lanes;
-    symbols[i] = static_cast<std::uint8_t>(rans_decode_symbol(xs[l], table, ProbBits));
+    symbols[i] = static_cast<std::uint16_t>(rans_decode_symbol(xs[l], table, ProbBits, SymBits));
     if (rans_needs_word(xs[l])) {
       if (next >= word_count) return status::corrupt_payload;
       xs[l] = rans_push_word(xs[l], load_le16(words + 2u * next++));
@@ -101,6 +102,25 @@ __attribute__((target("avx2,popcnt"))) [[nodiscard]] status rans_decode_tile_avx
   for (std::uint32_t l = 0; l < Lanes; ++l)
     if (xs[l] != rans_state_lower) return status::corrupt_payload;
   return status::success;
+}
+
+// Run-time dispatch over precision and symbol width.
+[[nodiscard]] inline status rans_decode_tile_avx2(const rans_decode_entry* table, std::uint32_t prob_bits,
+                                                  std::uint32_t sym_bits, const std::uint8_t* tile,
+                                                  std::size_t tile_bytes, std::uint16_t* symbols, std::uint32_t n) {
+#define TILECODEC_AVX2_CASE(P)                                                                 \
+  case P:                                                                                      \
+    return sym_bits == 9 ? rans_decode_tile_avx2<P, 9>(table, tile, tile_bytes, symbols, n)    \
+                         : rans_decode_tile_avx2<P, 8>(table, tile, tile_bytes, symbols, n);
+  switch (prob_bits) {
+    TILECODEC_AVX2_CASE(8)
+    TILECODEC_AVX2_CASE(9)
+    TILECODEC_AVX2_CASE(10)
+    TILECODEC_AVX2_CASE(11)
+    TILECODEC_AVX2_CASE(12)
+    default: return status::corrupt_header;
+  }
+#undef TILECODEC_AVX2_CASE
 }
 
 }  // namespace tilecodec

@@ -2,11 +2,13 @@
 // and the validating parser that turns them into a view the decoders trust.
 //
 // Layout: a 256-byte header, then five sections, each starting 16-byte aligned:
-//   table    alphabet x u16 frequencies (absent when the plane is stored uncoded)
 //   scales   int8_rowwise: rows x f32; int4_group: rows x ceil(cols/G) x f16
+//   raw      lossless only: the raw plane (sign + low mantissa bits), in tile order
+//   table    u16 first symbol, u16 count, count x u16 frequencies (absent when stored uncoded)
 //   index    (tile_count + 1) x u64 tile offsets into the payload; any tile decodes alone
 //   payload  the tiles' coded (or stored) symbol streams, each 16-byte aligned
-//   raw      lossless only: the raw plane (sign + low mantissa bits), in tile order
+// The sections whose sizes do not depend on the coding come first, so the encoder writes the
+// raw plane straight into its final place.
 // parse() checks every field and every size before anything uses it as an offset or a count
 // (zstd's discipline): a view that parsed never sends a decoder outside its buffer.
 #pragma once
@@ -18,7 +20,9 @@
 
 #include "../dtype.hpp"
 #include "../policy/codec.hpp"
+#include "../coder/frequency_table.hpp"
 #include "../status.hpp"
+#include "planes.hpp"
 #include "tile_layout.hpp"
 
 namespace tilecodec {
@@ -60,18 +64,18 @@ inline std::uint64_t get_u64(const std::uint8_t* p) { std::uint64_t v; std::memc
 inline std::uint64_t align_up(std::uint64_t v, std::uint64_t a) { return (v + a - 1) / a * a; }
 }  // namespace detail
 
-// Alphabet of the coded plane: 16 symbols for int4, 256 otherwise.
-[[nodiscard]] inline std::uint32_t alphabet_size(quant::kind q) { return q == quant::kind::int4_group ? 16u : 256u; }
-
-// Bytes of one stored (uncoded) tile of n symbols, before padding.
-[[nodiscard]] TILECODEC_HD std::uint64_t stored_tile_bytes(std::uint32_t alphabet, std::uint64_t n) {
-  return alphabet == 16 ? (n + 1) / 2 : n;
+// Alphabet of the coded plane: 16 symbols for int4, 512 for 16-bit lossless, 256 otherwise.
+[[nodiscard]] inline std::uint32_t alphabet_size(quant::kind q, dtype source) {
+  if (q == quant::kind::int4_group) return 16u;
+  if (q == quant::kind::lossless && source != dtype::f32) return 512u;
+  return 256u;
 }
 
-// Raw-plane bytes per element and scale-section bytes, as a function of the header's policy.
-[[nodiscard]] inline std::uint32_t raw_bytes_per_element(const tensor_header& h) {
+// Raw-plane bytes: 16-bit lossless packs 8 elements' 7 bits into 7 bytes per group (each
+// tile's last group padded); fp32 lossless stores 3 bytes per element; quantized, none.
+[[nodiscard]] inline std::uint64_t raw_plane_bytes(const tensor_header& h, const tile_layout& l) {
   if (h.params.quant != quant::kind::lossless) return 0;
-  return h.source == dtype::f32 ? 3u : 1u;
+  return h.source == dtype::f32 ? 3 * l.elements() : raw7_group_bytes * l.groups8_before(l.tile_count());
 }
 [[nodiscard]] inline std::uint64_t scale_count(const tensor_header& h, const tile_layout& l) {
   if (l.elements() == 0) return 0;
@@ -135,8 +139,17 @@ class encoded_tensor_view {
     return data_ + header_.payload_offset + tile_offset(t);
   }
   [[nodiscard]] std::uint64_t tile_bytes(std::uint64_t t) const { return tile_offset(t + 1) - tile_offset(t); }
+  // Raw-plane bytes of tile t (16-bit lossless: packed 7-bit groups; fp32: 3 bytes each).
+  [[nodiscard]] const std::uint8_t* raw_tile(std::uint64_t t) const {
+    return raw_plane() + (header_.source == dtype::f32 ? 3 * layout_.element_start(t)
+                                                       : raw7_group_bytes * layout_.groups8_before(t));
+  }
+  // Frequency of a symbol (0 for symbols outside the stored range, or when nothing is coded).
   [[nodiscard]] std::uint16_t frequency(std::uint32_t symbol) const {
-    return detail::get_u16(table() + 2 * symbol);
+    if (header_.table_bytes == 0) return 0;
+    const std::uint32_t first = detail::get_u16(table()), count = detail::get_u16(table() + 2);
+    if (symbol < first || symbol - first >= count) return 0;
+    return detail::get_u16(table() + 4 + 2 * (symbol - first));
   }
 
  private:
@@ -238,7 +251,7 @@ inline status encoded_tensor_view::parse(const std::uint8_t* data, std::uint64_t
     if (check.coder == coder::kind::raw) check.prob_bits = 12, check.lanes = 32;  // not used by raw
     if (validate_params(check, &reason) != status::success) return fail(status::corrupt_header, reason);
   }
-  if (h.alphabet != alphabet_size(h.params.quant)) return fail(status::corrupt_header, "alphabet");
+  if (h.alphabet != alphabet_size(h.params.quant, h.source)) return fail(status::corrupt_header, "alphabet");
   if (h.params.coder == coder::kind::raw && h.coding != plane_coding::stored)
     return fail(status::corrupt_header, "plane coding (raw coder must store)");
   if (h.rank > max_rank) return fail(status::corrupt_header, "rank");
@@ -259,23 +272,30 @@ inline status encoded_tensor_view::parse(const std::uint8_t* data, std::uint64_t
 
   // Sections: exact sizes, in order, aligned, inside the buffer.
   if (h.total_bytes != size) return fail(status::truncated, "total_bytes (does not match the buffer size)");
-  const std::uint64_t want_table = h.coding == plane_coding::rans ? 2ull * h.alphabet : 0;
-  if (h.table_bytes != want_table) return fail(status::corrupt_header, "table_bytes");
+  if (h.coding == plane_coding::stored ? h.table_bytes != 0 : (h.table_bytes < 8 || h.table_bytes > 4 + 2ull * h.alphabet))
+    return fail(status::corrupt_header, "table_bytes");
   if (h.scales_bytes != scale_count(h, l) * scale_bytes_per_entry(h)) return fail(status::corrupt_header, "scales_bytes");
   if (h.index_bytes != (h.tile_count + 1) * 8) return fail(status::corrupt_header, "index_bytes");
-  if (h.raw_bytes != l.elements() * raw_bytes_per_element(h)) return fail(status::corrupt_header, "raw_bytes");
+  if (h.raw_bytes != raw_plane_bytes(h, l)) return fail(status::corrupt_header, "raw_bytes");
   struct section { std::uint64_t offset, bytes; const char* name; };
-  const section sections[] = {{h.table_offset, h.table_bytes, "table"},
-                              {h.scales_offset, h.scales_bytes, "scales"},
+  const section sections[] = {{h.scales_offset, h.scales_bytes, "scales"},
+                              {h.raw_offset, h.raw_bytes, "raw plane"},
+                              {h.table_offset, h.table_bytes, "table"},
                               {h.index_offset, h.index_bytes, "index"},
-                              {h.payload_offset, h.payload_bytes, "payload"},
-                              {h.raw_offset, h.raw_bytes, "raw plane"}};
+                              {h.payload_offset, h.payload_bytes, "payload"}};
   std::uint64_t cursor = encoded_header_bytes;
   for (const section& s : sections) {
     if (s.offset % section_alignment != 0) return fail(status::corrupt_header, std::string(s.name) + " offset alignment");
     if (s.offset < cursor) return fail(status::corrupt_header, std::string(s.name) + " offset (overlaps)");
     if (s.offset > size || s.bytes > size - s.offset) return fail(status::truncated, std::string(s.name) + " (past end)");
     cursor = s.offset + s.bytes;
+  }
+
+  // Table: first symbol and count must describe exactly the stored frequencies.
+  if (h.coding == plane_coding::rans) {
+    const std::uint32_t first = detail::get_u16(data + h.table_offset), count = detail::get_u16(data + h.table_offset + 2);
+    if (h.table_bytes != 4 + 2ull * count || std::uint64_t(first) + count > h.alphabet)
+      return fail(status::corrupt_table, "table (first symbol / count)");
   }
 
   // Tile index: starts at 0, aligned, non-decreasing, ends at payload_bytes, each tile large enough.

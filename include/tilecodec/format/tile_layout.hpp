@@ -43,6 +43,22 @@ struct tile_layout {
     const std::uint64_t gc = t - gr * grid_cols;
     return tile_box{gr * tile_rows, gc * tile_cols, height_of_grid_row(gr), width_of_grid_col(gc)};
   }
+  // Groups of 8 elements (a tile's last group may be partial) in all tiles before tile t,
+  // t <= tile_count: where a tile's packed 7-bit raw plane starts, in units of 7 bytes.
+  [[nodiscard]] TILECODEC_HD std::uint64_t groups8_before(std::uint64_t t) const {
+    if (grid_cols == 0) return 0;
+    const std::uint64_t gr = t / grid_cols;
+    const std::uint64_t gc = t - gr * grid_cols;
+    const std::uint32_t w_last = width_of_grid_col(grid_cols - 1);
+    const std::uint64_t full_row = (grid_cols - 1) * groups8(tile_rows, tile_cols) + groups8(tile_rows, w_last);
+    if (gr == grid_rows) {  // t == tile_count: every row, the last one possibly short
+      const std::uint32_t h = height_of_grid_row(grid_rows - 1);
+      return (grid_rows - 1) * full_row + (grid_cols - 1) * groups8(h, tile_cols) + groups8(h, w_last);
+    }
+    return gr * full_row + gc * groups8(height_of_grid_row(gr), tile_cols);
+  }
+  [[nodiscard]] TILECODEC_HD static std::uint64_t groups8(std::uint64_t h, std::uint64_t w) { return (h * w + 7) / 8; }
+
   // Elements in all tiles before tile t (tile order).
   [[nodiscard]] TILECODEC_HD std::uint64_t element_start(std::uint64_t t) const {
     const std::uint64_t gr = t / grid_cols;

@@ -63,7 +63,7 @@ class tensor_decoder {
     const std::uint64_t need = ((std::uint64_t(b.height) - 1) * ld + b.width) * dtype_size(out_type);
     if (out_bytes < need) return status::invalid_argument;
     try {
-      std::vector<std::uint8_t> symbols(b.size());
+      std::vector<std::uint16_t> symbols(b.size());
       return decode_tile_into(t, b, symbols.data(), out, out_type, ld, 0, 0);
     } catch (...) {
       return status::out_of_memory;
@@ -81,7 +81,7 @@ class tensor_decoder {
     try {
       std::vector<status> results(view_.header().tile_count, status::success);
       ::tilecodec::detail::parallel_for(view_.header().tile_count, threads, [&](std::uint64_t t, unsigned) {
-        thread_local std::vector<std::uint8_t> symbols;
+        thread_local std::vector<std::uint16_t> symbols;
         const tile_box b = l.box(t);
         symbols.resize(b.size());
         results[t] = decode_tile_into(t, b, symbols.data(), out, out_type, l.cols, b.row0, b.col0);
@@ -96,7 +96,7 @@ class tensor_decoder {
 
  private:
   // Decodes tile t's symbols, then writes values at out[(row_off + r) * ld + col_off + c].
-  status decode_tile_into(std::uint64_t t, const tile_box& b, std::uint8_t* symbols, void* out, dtype out_type,
+  status decode_tile_into(std::uint64_t t, const tile_box& b, std::uint16_t* symbols, void* out, dtype out_type,
                           std::uint64_t ld, std::uint64_t row_off, std::uint64_t col_off) const {
     const tensor_header& h = view_.header();
     const std::uint32_t n = b.size();
@@ -104,69 +104,75 @@ class tensor_decoder {
     if (h.coding == plane_coding::rans) {
       const status s = decode_symbols(tile, view_.tile_bytes(t), symbols, n);
       if (s != status::success) return s;
-    } else if (h.alphabet == 16) {
-      for (std::uint32_t i = 0; i < n; ++i) symbols[i] = static_cast<std::uint8_t>((tile[i / 2] >> (4 * (i & 1))) & 0xfu);
     } else {
-      std::memcpy(symbols, tile, n);
+      for (std::uint32_t i = 0; i < n; ++i) symbols[i] = static_cast<std::uint16_t>(stored_symbol(tile, h.alphabet, i));
     }
     write_values(t, b, symbols, out, out_type, ld, row_off, col_off);
     return status::success;
   }
 
-  status decode_symbols(const std::uint8_t* tile, std::uint64_t bytes, std::uint8_t* symbols, std::uint32_t n) const {
-    const std::uint32_t p = view_.header().params.prob_bits;
+  status decode_symbols(const std::uint8_t* tile, std::uint64_t bytes, std::uint16_t* symbols, std::uint32_t n) const {
+    const std::uint32_t p = view_.header().params.prob_bits, sb = symbol_bits(view_.header().alphabet);
     const rans_decode_entry* tab = table_.data();
 #if TILECODEC_HAS_AVX2_DECODER
-    if (view_.header().params.lanes == 32 && use_simd_ && ::tilecodec::detail::cpu_has_avx2()) {
-      switch (p) {
-        case 8: return rans_decode_tile_avx2<8>(tab, tile, bytes, symbols, n);
-        case 9: return rans_decode_tile_avx2<9>(tab, tile, bytes, symbols, n);
-        case 10: return rans_decode_tile_avx2<10>(tab, tile, bytes, symbols, n);
-        case 11: return rans_decode_tile_avx2<11>(tab, tile, bytes, symbols, n);
-        default: return rans_decode_tile_avx2<12>(tab, tile, bytes, symbols, n);
-      }
-    }
+    if (view_.header().params.lanes == 32 && use_simd_ && ::tilecodec::detail::cpu_has_avx2())
+      return rans_decode_tile_avx2(tab, p, sb, tile, bytes, symbols, n);
 #endif
     switch (view_.header().params.lanes) {
-      case 1: return rans_decode_tile<1>(tab, p, tile, bytes, symbols, n);
-      case 2: return rans_decode_tile<2>(tab, p, tile, bytes, symbols, n);
-      case 4: return rans_decode_tile<4>(tab, p, tile, bytes, symbols, n);
-      case 8: return rans_decode_tile<8>(tab, p, tile, bytes, symbols, n);
-      case 16: return rans_decode_tile<16>(tab, p, tile, bytes, symbols, n);
-      case 32: return rans_decode_tile<32>(tab, p, tile, bytes, symbols, n);
-      default: return rans_decode_tile<64>(tab, p, tile, bytes, symbols, n);
+      case 1: return rans_decode_tile<1>(tab, p, sb, tile, bytes, symbols, n);
+      case 2: return rans_decode_tile<2>(tab, p, sb, tile, bytes, symbols, n);
+      case 4: return rans_decode_tile<4>(tab, p, sb, tile, bytes, symbols, n);
+      case 8: return rans_decode_tile<8>(tab, p, sb, tile, bytes, symbols, n);
+      case 16: return rans_decode_tile<16>(tab, p, sb, tile, bytes, symbols, n);
+      case 32: return rans_decode_tile<32>(tab, p, sb, tile, bytes, symbols, n);
+      default: return rans_decode_tile<64>(tab, p, sb, tile, bytes, symbols, n);
     }
   }
 
-  void write_values(std::uint64_t t, const tile_box& b, const std::uint8_t* symbols, void* out, dtype out_type,
+  void write_values(std::uint64_t t, const tile_box& b, const std::uint16_t* symbols, void* out, dtype out_type,
                     std::uint64_t ld, std::uint64_t row_off, std::uint64_t col_off) const {
     const tensor_header& h = view_.header();
     const tile_layout& l = view_.layout();
     const std::uint32_t w = b.width;
     if (h.params.quant == quant::kind::lossless) {
-      const std::uint8_t* raw = view_.raw_plane() + l.element_start(t) * (h.source == dtype::f32 ? 3 : 1);
-      for (std::uint32_t r = 0; r < b.height; ++r) {
-        const std::uint8_t* sym = symbols + std::uint64_t(r) * w;
-        const std::uint64_t dst = (row_off + r) * ld + col_off;
-        if (h.source == dtype::f32) {
+      const std::uint8_t* raw = view_.raw_tile(t);
+      if (h.source == dtype::f32) {
+        for (std::uint32_t r = 0; r < b.height; ++r) {
+          const std::uint16_t* sym = symbols + std::uint64_t(r) * w;
           const std::uint8_t* rr = raw + std::uint64_t(r) * w * 3;
-          std::uint32_t* o = static_cast<std::uint32_t*>(out) + dst;
+          std::uint32_t* o = static_cast<std::uint32_t*>(out) + (row_off + r) * ld + col_off;
           for (std::uint32_t c = 0; c < w; ++c) {
             const std::uint32_t bits = rr[3 * c] | (std::uint32_t(rr[3 * c + 1]) << 8) | (std::uint32_t(rr[3 * c + 2]) << 16);
             o[c] = lossless32_join(sym[c], bits);
           }
-        } else {
-          const std::uint8_t* rr = raw + std::uint64_t(r) * w;
-          std::uint16_t* o = static_cast<std::uint16_t*>(out) + dst;
-          for (std::uint32_t c = 0; c < w; ++c) o[c] = lossless16_join(sym[c], rr[c]);
         }
+        return;
+      }
+      // 16-bit: unpack the tile's 7-bit raw values (8 per 7 bytes), then join row by row.
+      thread_local std::vector<std::uint8_t> raw7;
+      const std::uint32_t n = b.size();
+      raw7.resize(n + raw7_group);
+      for (std::uint32_t i = 0; i < n; i += raw7_group) {
+        const std::uint8_t* g = raw + (i / raw7_group) * raw7_group_bytes;
+        std::uint32_t top = 0;
+        for (std::uint32_t j = 0; j < 7; ++j) {
+          raw7[i + j] = static_cast<std::uint8_t>(g[j] & 0x7fu);
+          top |= std::uint32_t(g[j] >> 7) << j;
+        }
+        raw7[i + 7] = static_cast<std::uint8_t>(top);
+      }
+      for (std::uint32_t r = 0; r < b.height; ++r) {
+        const std::uint16_t* sym = symbols + std::uint64_t(r) * w;
+        const std::uint8_t* rr = raw7.data() + std::uint64_t(r) * w;
+        std::uint16_t* o = static_cast<std::uint16_t*>(out) + (row_off + r) * ld + col_off;
+        for (std::uint32_t c = 0; c < w; ++c) o[c] = lossless16_join(sym[c], rr[c]);
       }
       return;
     }
     const bool int8 = h.params.quant == quant::kind::int8_rowwise;
     const std::uint64_t gpr = int8 ? 1 : (l.cols + h.params.group_size - 1) / h.params.group_size;
     for (std::uint32_t r = 0; r < b.height; ++r) {
-      const std::uint8_t* sym = symbols + std::uint64_t(r) * w;
+      const std::uint16_t* sym = symbols + std::uint64_t(r) * w;
       const std::uint64_t row = b.row0 + r;
       const std::uint64_t dst = (row_off + r) * ld + col_off;
       if (out_type == dtype::i8) {

@@ -71,7 +71,7 @@ inline float load_as_float(const void* data, dtype type, std::uint64_t i) {
 }
 
 // Symbols (and raw bytes) of row r, columns [c0, c0 + w).
-inline void symbolize_row(const source& s, std::uint64_t r, std::uint64_t c0, std::uint32_t w, std::uint8_t* sym,
+inline void symbolize_row(const source& s, std::uint64_t r, std::uint64_t c0, std::uint32_t w, std::uint16_t* sym,
                           std::uint8_t* raw) {
   const std::uint64_t base = r * s.cols + c0;
   switch (s.quant) {
@@ -79,7 +79,7 @@ inline void symbolize_row(const source& s, std::uint64_t r, std::uint64_t c0, st
       if (s.type == dtype::f32) {
         const std::uint32_t* v = static_cast<const std::uint32_t*>(s.data) + base;
         for (std::uint32_t c = 0; c < w; ++c) {
-          sym[c] = static_cast<std::uint8_t>(lossless32_symbol(v[c]));
+          sym[c] = static_cast<std::uint16_t>(lossless32_symbol(v[c]));
           if (raw) {
             const std::uint32_t bits = lossless32_raw(v[c]);
             raw[3 * c] = static_cast<std::uint8_t>(bits);
@@ -89,7 +89,7 @@ inline void symbolize_row(const source& s, std::uint64_t r, std::uint64_t c0, st
         }
       } else {
         const std::uint16_t* v = static_cast<const std::uint16_t*>(s.data) + base;
-        for (std::uint32_t c = 0; c < w; ++c) sym[c] = static_cast<std::uint8_t>(lossless16_symbol(v[c]));
+        for (std::uint32_t c = 0; c < w; ++c) sym[c] = static_cast<std::uint16_t>(lossless16_symbol(v[c]));
         if (raw)
           for (std::uint32_t c = 0; c < w; ++c) raw[c] = static_cast<std::uint8_t>(lossless16_raw(v[c]));
       }
@@ -99,7 +99,7 @@ inline void symbolize_row(const source& s, std::uint64_t r, std::uint64_t c0, st
       for (std::uint32_t c = 0; c < w; ++c) {
         long q = scale > 0.0f ? std::lrint(load_as_float(s.data, s.type, base + c) / scale) : 0;
         q = q < -int8_qmax ? -int8_qmax : (q > int8_qmax ? int8_qmax : q);
-        sym[c] = static_cast<std::uint8_t>(q + long(int8_symbol_offset));
+        sym[c] = static_cast<std::uint16_t>(q + long(int8_symbol_offset));
       }
       return;
     }
@@ -109,7 +109,7 @@ inline void symbolize_row(const source& s, std::uint64_t r, std::uint64_t c0, st
         const float scale = f16_to_float(s.group_scales[r * s.groups_per_row + col / s.group_size]);
         long q = scale > 0.0f ? std::lrint(load_as_float(s.data, s.type, base + c) / scale) : 0;
         q = q < -int4_qmax ? -int4_qmax : (q > int4_qmax ? int4_qmax : q);
-        sym[c] = static_cast<std::uint8_t>(q + long(int4_symbol_offset));
+        sym[c] = static_cast<std::uint16_t>(q + long(int4_symbol_offset));
       }
       return;
     }
@@ -117,13 +117,13 @@ inline void symbolize_row(const source& s, std::uint64_t r, std::uint64_t c0, st
 }
 
 template <std::uint32_t Lanes>
-void encode_tile_lanes(const rans_encode_symbol* table, std::uint32_t prob_bits, const std::uint8_t* symbols,
+void encode_tile_lanes(const rans_encode_symbol* table, std::uint32_t prob_bits, const std::uint16_t* symbols,
                        std::uint32_t n, std::vector<std::uint16_t>& words, std::vector<std::uint8_t>& out) {
   rans_encode_tile<Lanes>(table, prob_bits, symbols, n, words, out);
 }
 
 inline void encode_tile_rans(std::uint32_t lanes, const rans_encode_symbol* table, std::uint32_t prob_bits,
-                             const std::uint8_t* symbols, std::uint32_t n, std::vector<std::uint16_t>& words,
+                             const std::uint16_t* symbols, std::uint32_t n, std::vector<std::uint16_t>& words,
                              std::vector<std::uint8_t>& out) {
   switch (lanes) {
     case 1: return encode_tile_lanes<1>(table, prob_bits, symbols, n, words, out);
@@ -136,17 +136,31 @@ inline void encode_tile_rans(std::uint32_t lanes, const rans_encode_symbol* tabl
   }
 }
 
-inline void store_tile(std::uint32_t alphabet, const std::uint8_t* symbols, std::uint32_t n,
+// Stores symbols uncoded, in the layout stored_symbol() reads (format/planes.hpp).
+inline void store_tile(std::uint32_t alphabet, const std::uint16_t* symbols, std::uint32_t n,
                        std::vector<std::uint8_t>& out) {
   const std::uint64_t bytes = stored_tile_bytes(alphabet, n);
   const std::size_t begin = out.size();
   out.resize(begin + ::tilecodec::detail::align_up(bytes, tile_alignment), 0);
   std::uint8_t* p = out.data() + begin;
-  if (alphabet == 16) {
-    for (std::uint32_t i = 0; i < n; ++i) p[i / 2] = static_cast<std::uint8_t>(p[i / 2] | (symbols[i] << (4 * (i & 1))));
-  } else {
-    std::memcpy(p, symbols, n);
+  for (std::uint32_t i = 0; i < n; ++i) {
+    const std::uint32_t v = symbols[i];
+    if (alphabet <= 16) {
+      p[i / 2] = static_cast<std::uint8_t>(p[i / 2] | (v << (4 * (i & 1))));
+    } else if (alphabet <= 256) {
+      p[i] = static_cast<std::uint8_t>(v);
+    } else {
+      std::uint8_t* g = p + (i / 8) * 9;
+      g[i & 7] = static_cast<std::uint8_t>(v);
+      g[8] = static_cast<std::uint8_t>(g[8] | ((v >> 8) << (i & 7)));
+    }
   }
+}
+
+// Packs a tile's 7-bit raw values (one per byte) into groups of 8 in 7 bytes.
+inline void pack_raw7(const std::uint8_t* raw7, std::uint32_t n, std::uint8_t* out) {
+  for (std::uint32_t i = 0; i < n; i += raw7_group, out += raw7_group_bytes)
+    raw7_pack(raw7 + i, n - i < raw7_group ? n - i : raw7_group, out);
 }
 
 }  // namespace detail
@@ -169,7 +183,7 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
   h.source = type;
   h.params = params;
   if (params.coder == coder::kind::raw) h.params.prob_bits = 0, h.params.lanes = 1;
-  h.alphabet = alphabet_size(params.quant);
+  h.alphabet = alphabet_size(params.quant, type);
   h.rank = static_cast<int>(shape.size());
   for (std::size_t i = 0; i < shape.size(); ++i) h.dims[i] = shape[i];
   tile_layout layout;
@@ -220,34 +234,56 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
   // 2. Symbols in tile order (and raw-plane bytes, straight to their final place) and their
   //    histogram, in one pass. Four sub-histograms per worker break the store-to-load chain on
   //    runs of equal symbols (bf16 exponents repeat a lot).
-  const std::uint32_t raw_per_elem = params.quant == quant::kind::lossless ? lossless_raw_bytes(type) : 0;
-  std::vector<std::uint8_t> raw_plane(elements * raw_per_elem);
-  std::vector<std::uint8_t> symbols(elements);
+  //    The sections whose sizes are known now (scales, raw plane) come first in the format, so
+  //    the raw plane is written once, in the output buffer, which is reserved for the largest
+  //    payload the encoder may keep (the stored size) and never reallocates.
+  const bool raw7 = params.quant == quant::kind::lossless && type != dtype::f32;
+  const bool raw24 = params.quant == quant::kind::lossless && type == dtype::f32;
+  std::uint64_t stored_payload = 0;
+  for (std::uint64_t t = 0; t < h.tile_count; ++t)
+    stored_payload += align_up(stored_tile_bytes(h.alphabet, layout.box(t).size()), tile_alignment);
+  h.scales_bytes = params.quant == quant::kind::int8_rowwise ? row_scales.size() * 4 : group_scales.size() * 2;
+  h.raw_bytes = raw_plane_bytes(h, layout);
+  h.index_bytes = (h.tile_count + 1) * 8;
+  h.scales_offset = encoded_header_bytes;
+  h.raw_offset = align_up(h.scales_offset + h.scales_bytes, section_alignment);
+  std::vector<std::uint8_t> bytes;
+  bytes.reserve(align_up(h.raw_offset + h.raw_bytes, section_alignment) + 4 + 2 * h.alphabet + section_alignment +
+                h.index_bytes + section_alignment + stored_payload);
+  bytes.resize(h.raw_offset + h.raw_bytes);
+  std::uint8_t* const raw_plane = bytes.data() + h.raw_offset;
+  std::vector<std::uint16_t> symbols(elements);
   std::vector<std::uint64_t> counts(h.alphabet, 0);
   {
-    std::vector<std::vector<std::uint32_t>> local(threads, std::vector<std::uint32_t>(4 * 256, 0));
-    std::vector<std::vector<std::uint64_t>> wide(threads, std::vector<std::uint64_t>(256, 0));
+    const std::uint32_t bins = h.alphabet;
+    std::vector<std::vector<std::uint32_t>> local(threads, std::vector<std::uint32_t>(4 * bins, 0));
+    std::vector<std::vector<std::uint64_t>> wide(threads, std::vector<std::uint64_t>(bins, 0));
     ::tilecodec::detail::parallel_for(h.tile_count, threads, [&](std::uint64_t t, unsigned worker) {
+      thread_local std::vector<std::uint8_t> raw_scratch;  // 7-bit raw values before packing
       const tile_box b = layout.box(t);
+      const std::uint32_t n = b.size();
       const std::uint64_t start = layout.element_start(t);
-      std::uint8_t* sym = symbols.data() + start;
-      std::uint8_t* raw = raw_per_elem ? raw_plane.data() + start * raw_per_elem : nullptr;
+      std::uint16_t* sym = symbols.data() + start;
+      std::uint8_t* raw = nullptr;
+      if (raw7) raw_scratch.resize(n), raw = raw_scratch.data();
+      if (raw24) raw = raw_plane + 3 * start;
+      const std::uint32_t raw_step = raw24 ? 3u : 1u;
       for (std::uint32_t r = 0; r < b.height; ++r)
         detail::symbolize_row(src, b.row0 + r, b.col0, b.width, sym + std::uint64_t(r) * b.width,
-                              raw ? raw + std::uint64_t(r) * b.width * raw_per_elem : nullptr);
+                              raw ? raw + std::uint64_t(r) * b.width * raw_step : nullptr);
+      if (raw7) detail::pack_raw7(raw, n, raw_plane + raw7_group_bytes * layout.groups8_before(t));
       std::uint32_t* hist = local[worker].data();  // a tile has < 2^32 symbols: no overflow
-      const std::uint32_t n = b.size();
       std::uint32_t i = 0;
       for (; i + 4 <= n; i += 4) {
         ++hist[sym[i]];
-        ++hist[256 + sym[i + 1]];
-        ++hist[512 + sym[i + 2]];
-        ++hist[768 + sym[i + 3]];
+        ++hist[bins + sym[i + 1]];
+        ++hist[2 * bins + sym[i + 2]];
+        ++hist[3 * bins + sym[i + 3]];
       }
       for (; i < n; ++i) ++hist[sym[i]];
-      for (std::uint32_t s = 0; s < 256; ++s) {
-        wide[worker][s] += std::uint64_t(hist[s]) + hist[256 + s] + hist[512 + s] + hist[768 + s];
-        hist[s] = hist[256 + s] = hist[512 + s] = hist[768 + s] = 0;
+      for (std::uint32_t s = 0; s < bins; ++s) {
+        wide[worker][s] += std::uint64_t(hist[s]) + hist[bins + s] + hist[2 * bins + s] + hist[3 * bins + s];
+        hist[s] = hist[bins + s] = hist[2 * bins + s] = hist[3 * bins + s] = 0;
       }
     });
     for (const auto& w : wide)
@@ -255,21 +291,33 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
   }
 
   // 3. Table, and the choice between rANS and storing (the raw fallback: never expand).
-  std::uint64_t stored_payload = 0;
-  for (std::uint64_t t = 0; t < h.tile_count; ++t)
-    stored_payload += align_up(stored_tile_bytes(h.alphabet, layout.box(t).size()), tile_alignment);
   std::vector<std::uint16_t> freq;
   std::vector<rans_encode_symbol> enc_table;
   h.coding = plane_coding::stored;
   if (params.coder == coder::kind::rans && elements > 0) {
-    freq = normalize_frequencies(counts.data(), h.alphabet, params.prob_bits);
-    double estimate_bits = 0.0;
-    for (std::uint32_t s = 0; s < h.alphabet; ++s)
-      if (counts[s]) estimate_bits += double(counts[s]) * (double(params.prob_bits) - std::log2(double(freq[s])));
+    // prob_bits is the highest precision asked for: one bit less can cost less when the
+    // frequency cap of a 9-bit alphabet binds (a symbol with p > 1/2), so both are priced.
+    auto price = [&](std::uint32_t bits, std::vector<std::uint16_t>& f) {
+      f = normalize_frequencies(counts.data(), h.alphabet, bits);
+      double total = 0.0;
+      for (std::uint32_t s = 0; s < h.alphabet; ++s)
+        if (counts[s]) total += double(counts[s]) * (double(bits) - std::log2(double(f[s])));
+      return total;
+    };
+    double estimate_bits = price(params.prob_bits, freq);
+    if (params.prob_bits > 8) {
+      std::vector<std::uint16_t> lower;
+      const double lower_bits = price(params.prob_bits - 1, lower);
+      if (lower_bits < estimate_bits) {
+        estimate_bits = lower_bits;
+        freq.swap(lower);
+        h.params.prob_bits = params.prob_bits - 1;
+      }
+    }
     const double estimate = estimate_bits / 8.0 + double(h.tile_count) * (4.0 * params.lanes + 8.0);
     if (estimate < double(stored_payload)) {
       h.coding = plane_coding::rans;
-      enc_table = make_encode_symbols(freq.data(), h.alphabet, params.prob_bits);
+      enc_table = make_encode_symbols(freq.data(), h.alphabet, h.params.prob_bits);
     }
   }
 
@@ -279,10 +327,10 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
     ::tilecodec::detail::parallel_for(h.tile_count, threads, [&](std::uint64_t t, unsigned) {
       thread_local std::vector<std::uint16_t> words;
       const std::uint32_t n = layout.box(t).size();
-      const std::uint8_t* sym = symbols.data() + layout.element_start(t);
+      const std::uint16_t* sym = symbols.data() + layout.element_start(t);
       tiles[t].clear();
       if (coding == plane_coding::rans)
-        detail::encode_tile_rans(params.lanes, enc_table.data(), params.prob_bits, sym, n, words, tiles[t]);
+        detail::encode_tile_rans(params.lanes, enc_table.data(), h.params.prob_bits, sym, n, words, tiles[t]);
       else
         detail::store_tile(h.alphabet, sym, n, tiles[t]);
     });
@@ -296,23 +344,30 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
     payload = stored_payload;
   }
 
-  // 5. Sections.
-  h.table_bytes = h.coding == plane_coding::rans ? 2ull * h.alphabet : 0;
-  h.scales_bytes = params.quant == quant::kind::int8_rowwise ? row_scales.size() * 4 : group_scales.size() * 2;
-  h.index_bytes = (h.tile_count + 1) * 8;
+  // 5. The remaining sections: table, index, payload.
+  // The table keeps only the range of symbols that occur.
+  std::uint32_t first = 0, count = 0;
+  if (h.coding == plane_coding::rans) {
+    std::uint32_t last = 0;
+    first = h.alphabet;
+    for (std::uint32_t s = 0; s < h.alphabet; ++s)
+      if (freq[s]) first = std::min(first, s), last = s;
+    count = last - first + 1;
+  }
+  h.table_bytes = h.coding == plane_coding::rans ? 4ull + 2ull * count : 0;
   h.payload_bytes = payload;
-  h.raw_bytes = raw_plane.size();
-  h.table_offset = encoded_header_bytes;
-  h.scales_offset = align_up(h.table_offset + h.table_bytes, section_alignment);
-  h.index_offset = align_up(h.scales_offset + h.scales_bytes, section_alignment);
+  h.table_offset = align_up(h.raw_offset + h.raw_bytes, section_alignment);
+  h.index_offset = align_up(h.table_offset + h.table_bytes, section_alignment);
   h.payload_offset = align_up(h.index_offset + h.index_bytes, section_alignment);
-  h.raw_offset = align_up(h.payload_offset + h.payload_bytes, section_alignment);
-  h.total_bytes = h.raw_offset + h.raw_bytes;
-
-  std::vector<std::uint8_t> bytes(h.total_bytes, 0);
+  h.total_bytes = h.payload_offset + h.payload_bytes;
+  bytes.resize(h.total_bytes, 0);  // within the reserved capacity: no reallocation
   write_header(h, bytes.data());
-  for (std::uint32_t s = 0; s < h.alphabet && h.coding == plane_coding::rans; ++s)
-    ::tilecodec::detail::put_u16(bytes.data() + h.table_offset + 2 * s, freq[s]);
+  if (h.coding == plane_coding::rans) {
+    ::tilecodec::detail::put_u16(bytes.data() + h.table_offset, static_cast<std::uint16_t>(first));
+    ::tilecodec::detail::put_u16(bytes.data() + h.table_offset + 2, static_cast<std::uint16_t>(count));
+    for (std::uint32_t s = 0; s < count; ++s)
+      ::tilecodec::detail::put_u16(bytes.data() + h.table_offset + 4 + 2 * s, freq[first + s]);
+  }
   if (!row_scales.empty()) std::memcpy(bytes.data() + h.scales_offset, row_scales.data(), h.scales_bytes);
   if (!group_scales.empty()) std::memcpy(bytes.data() + h.scales_offset, group_scales.data(), h.scales_bytes);
   std::uint64_t offset = 0;
@@ -324,7 +379,6 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
       std::vector<std::uint8_t>().swap(tiles[t]);
     }
   }
-  if (!raw_plane.empty()) std::memcpy(bytes.data() + h.raw_offset, raw_plane.data(), raw_plane.size());
 
   if (stats) {
     stats->elements = elements;

@@ -23,8 +23,9 @@ struct raw {
 
 template <int ProbBits = 12, int Lanes = 32>
 struct rans {
-  // A decode-table entry packs symbol (8 bits), frequency (ProbBits) and slot bias (ProbBits)
-  // into 32 bits, so ProbBits <= 12; below 8 the quantized frequencies cost too much ratio.
+  // A decode-table entry packs symbol, frequency and slot offset into 32 bits, so
+  // ProbBits <= 12 (coder/frequency_table.hpp); below 8 the rounded frequencies cost too much
+  // ratio. ProbBits is a maximum: the encoder may record one bit less when that codes smaller.
   static_assert(ProbBits >= 8 && ProbBits <= 12, "rANS probability precision must be 8..12 bits");
   static_assert(Lanes >= 1 && Lanes <= 64 && (Lanes & (Lanes - 1)) == 0,
                 "rANS lanes must be a power of two in 1..64");
