@@ -250,3 +250,31 @@ TEST_CASE("frequency caps hold for every alphabet, degenerate planes included") 
       }
     }
 }
+
+#if TILECODEC_HAS_AVX2_DECODER
+TEST_CASE("the AVX2 tile encoder writes the same bytes as the scalar one") {
+  if (!detail::cpu_has_avx2()) {
+    MESSAGE("skipped: this CPU has no AVX2");
+    return;
+  }
+  TILECODEC_SEEDED_RNG(rng);
+  for (std::uint32_t n : {0u, 5u, 32u, 100u, 4096u, 65536u})
+    for (std::uint32_t alphabet : {16u, 256u, 512u})
+      for (std::uint32_t bits : {8u, 10u, 12u}) {
+        std::vector<std::uint16_t> s(n);
+        std::geometric_distribution<int> geo(0.02 + double(rng() % 60) / 100.0);
+        for (auto& v : s) v = static_cast<std::uint16_t>(std::min<int>(int(alphabet) - 1, geo(rng)));
+        const auto counts = histogram(s, alphabet);
+        const auto freq = normalize_frequencies(counts.data(), alphabet, bits);
+        const auto enc = make_encode_symbols(freq.data(), alphabet, bits);
+        std::vector<std::uint16_t> words;
+        std::vector<std::uint8_t> scalar, simd;
+        rans_encode_tile<32>(enc.data(), bits, s.data(), n, words, scalar);
+        rans_encode_tile_avx2(rans_encode_tables(enc), bits, s.data(), n, words, simd);
+        CAPTURE(n);
+        CAPTURE(alphabet);
+        CAPTURE(bits);
+        CHECK(simd == scalar);
+      }
+}
+#endif

@@ -147,6 +147,20 @@ inline std::vector<rans_encode_symbol> make_encode_symbols(const std::uint16_t* 
   return out;
 }
 
+// Appends a finished tile: the final states (the decoder's initial ones), the emitted words in
+// reverse order (so the decoder reads forward), zero padding to tile_alignment.
+inline void rans_finish_tile(const std::uint32_t* x, std::uint32_t lanes, const std::uint16_t* words,
+                             std::size_t word_count, std::vector<std::uint8_t>& out) {
+  const std::size_t begin = out.size();
+  const std::size_t body = lanes * 4u + word_count * 2u;
+  const std::size_t padded = (body + tile_alignment - 1) / tile_alignment * tile_alignment;
+  out.resize(begin + padded, 0);
+  std::uint8_t* p = out.data() + begin;
+  std::memcpy(p, x, lanes * 4u);  // little-endian host
+  p += lanes * 4u;
+  for (std::size_t w = word_count; w-- > 0; p += 2) std::memcpy(p, &words[w], 2);
+}
+
 // Encodes one tile's n symbols; appends the tile bytes (states, words, padding) to out.
 // `words` is scratch reused between tiles. Renormalisation is branch-free: the low word is
 // always written and the write pointer advances only when it is shed.
@@ -173,15 +187,7 @@ void rans_encode_tile(const rans_encode_symbol* table, std::uint32_t prob_bits, 
     const std::uint16_t* step = symbols + std::size_t(k) * Lanes;
     for (std::uint32_t l = Lanes; l-- > 0;) put(l, step[l]);
   }
-  const std::size_t word_count = std::size_t(wp - words.data());
-  const std::size_t begin = out.size();
-  const std::size_t body = Lanes * 4u + word_count * 2u;
-  const std::size_t padded = (body + tile_alignment - 1) / tile_alignment * tile_alignment;
-  out.resize(begin + padded, 0);
-  std::uint8_t* p = out.data() + begin;
-  std::memcpy(p, x, Lanes * 4u);  // little-endian host
-  p += Lanes * 4u;
-  for (std::size_t w = word_count; w-- > 0; p += 2) std::memcpy(p, &words[w], 2);
+  rans_finish_tile(x, Lanes, words.data(), std::size_t(wp - words.data()), out);
 }
 
 }  // namespace tilecodec

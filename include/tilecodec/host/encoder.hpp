@@ -8,11 +8,13 @@
 #include <cmath>
 #include <cstdint>
 #include <initializer_list>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "../coder/frequency_table.hpp"
 #include "../coder/rans.hpp"
+#include "../coder/rans_avx2.hpp"
 #include "../detail/parallel.hpp"
 #include "../dtype.hpp"
 #include "../format/encoded_tensor.hpp"
@@ -24,8 +26,9 @@ namespace tilecodec {
 namespace host {
 
 struct encode_options {
-  unsigned threads = 0;       // 0: all hardware threads
+  unsigned threads = 0;         // 0: all hardware threads
   std::string name = "tensor";  // used in error messages
+  bool simd = true;             // AVX2 rANS encoder when the CPU has it (same bytes as the scalar one)
 };
 
 // What the encoder measured; not stored in the encoded bytes.
@@ -293,6 +296,9 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
   // 3. Table, and the choice between rANS and storing (the raw fallback: never expand).
   std::vector<std::uint16_t> freq;
   std::vector<rans_encode_symbol> enc_table;
+#if TILECODEC_HAS_AVX2_DECODER
+  std::unique_ptr<rans_encode_tables> simd_tables;  // for the AVX2 encoder (32 lanes)
+#endif
   h.coding = plane_coding::stored;
   if (params.coder == coder::kind::rans && elements > 0) {
     // prob_bits is the highest precision asked for: one bit less can cost less when the
@@ -318,6 +324,10 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
     if (estimate < double(stored_payload)) {
       h.coding = plane_coding::rans;
       enc_table = make_encode_symbols(freq.data(), h.alphabet, h.params.prob_bits);
+#if TILECODEC_HAS_AVX2_DECODER
+      if (params.lanes == 32 && options.simd && ::tilecodec::detail::cpu_has_avx2())
+        simd_tables = std::make_unique<rans_encode_tables>(enc_table);
+#endif
     }
   }
 
@@ -329,6 +339,12 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
       const std::uint32_t n = layout.box(t).size();
       const std::uint16_t* sym = symbols.data() + layout.element_start(t);
       tiles[t].clear();
+#if TILECODEC_HAS_AVX2_DECODER
+      if (coding == plane_coding::rans && simd_tables) {
+        rans_encode_tile_avx2(*simd_tables, h.params.prob_bits, sym, n, words, tiles[t]);
+        return;
+      }
+#endif
       if (coding == plane_coding::rans)
         detail::encode_tile_rans(params.lanes, enc_table.data(), h.params.prob_bits, sym, n, words, tiles[t]);
       else
