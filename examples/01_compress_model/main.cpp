@@ -1,7 +1,7 @@
 // Example 01: compress a model's weights with the default policies, verify the round trip,
 // and print a table of ratio and host speed per tensor.
 //
-//   example_01_compress_model [model.safetensors] [--synthetic] [--quick]
+//   example_01_compress_model [model.safetensors] [--synthetic] [--quick] [--per-tensor]
 //
 // With a safetensors file (default: data/minilm/model.safetensors, fetched by
 // scripts/fetch_weights.sh) every floating-point matrix is compressed three ways: lossless
@@ -123,9 +123,10 @@ std::vector<matrix> load_synthetic(bool quick) {
 
 int main(int argc, char** argv) {
   std::string path = std::string(TILECODEC_DATA_DIR) + "/minilm/model.safetensors";
-  bool synthetic = false, quick = false;
+  bool synthetic = false, quick = false, per_tensor_flag = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--synthetic")) synthetic = true;
+    else if (!std::strcmp(argv[i], "--per-tensor")) per_tensor_flag = true;
     else if (!std::strcmp(argv[i], "--quick")) quick = true, synthetic = true;
     else path = argv[i];
   }
@@ -146,7 +147,7 @@ int main(int argc, char** argv) {
   struct policy { const char* label; format_params params; };
   const policy policies[] = {{"lossless", lossless_codec::params()}, {"int8", int8_codec::params()},
                              {"int4-g128", int4_codec::params()}};
-  const bool per_tensor = matrices.size() <= 12;
+  const bool per_tensor = per_tensor_flag || matrices.size() <= 12;
   std::printf("\n  %-44s %-9s %8s %8s %8s %8s %8s\n", "tensor", "policy", "bits/w", "entropy", "overhead",
               "enc MB/s", "dec MB/s");
   bool all_ok = true;
