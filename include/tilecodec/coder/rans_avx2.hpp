@@ -172,6 +172,7 @@ __attribute__((target("avx2,popcnt"))) inline void rans_encode_tile_avx2(
   const __m256i sign = _mm256_set1_epi32(int(0x80000000u));
   const __m256i low16 = _mm256_set1_epi32(0xffff);
   const __m256d two31 = _mm256_set1_pd(2147483648.0), bias = _mm256_set1_pd(rans_rcp_bias);
+  const __m256d zero_pd = _mm256_setzero_pd(), all_pd = _mm256_castsi256_pd(_mm256_set1_epi32(-1));
   // Low two bytes of each 32-bit element, gathered into the low 8 bytes of each 128-bit half.
   const __m256i words_of = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1,
                                             0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1);
@@ -198,8 +199,10 @@ __attribute__((target("avx2,popcnt"))) inline void rans_encode_tile_avx2(
       const __m256i s_signed = _mm256_xor_si256(s, sign);
       const __m256d d_lo = _mm256_add_pd(_mm256_cvtepi32_pd(_mm256_castsi256_si128(s_signed)), two31);
       const __m256d d_hi = _mm256_add_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(s_signed, 1)), two31);
-      const __m256d r_lo = _mm256_i32gather_pd(rcp_table, _mm256_castsi256_si128(sym), 8);
-      const __m256d r_hi = _mm256_i32gather_pd(rcp_table, _mm256_extracti128_si256(sym, 1), 8);
+      // Masked gathers with a zero source: same loads, and GCC 12 does not warn about the
+      // unmaskeds' undefined source register.
+      const __m256d r_lo = _mm256_mask_i32gather_pd(zero_pd, rcp_table, _mm256_castsi256_si128(sym), all_pd, 8);
+      const __m256d r_hi = _mm256_mask_i32gather_pd(zero_pd, rcp_table, _mm256_extracti128_si256(sym, 1), all_pd, 8);
       const __m128i q_lo = _mm256_cvttpd_epi32(_mm256_add_pd(_mm256_mul_pd(d_lo, r_lo), bias));
       const __m128i q_hi = _mm256_cvttpd_epi32(_mm256_add_pd(_mm256_mul_pd(d_hi, r_hi), bias));
       const __m256i q = _mm256_set_m128i(q_hi, q_lo);
