@@ -14,12 +14,14 @@
 #include <string>
 #include <vector>
 
+#include "../coder/fixed.hpp"
 #include "../coder/frequency_table.hpp"
 #include "../coder/rans.hpp"
 #include "../coder/rans_avx2.hpp"
 #include "../detail/parallel.hpp"
 #include "../dtype.hpp"
 #include "../format/encoded_tensor.hpp"
+#include "../format/mma_order.hpp"
 #include "../format/planes.hpp"
 #include "../status.hpp"
 
@@ -104,9 +106,14 @@ class tensor_decoder {
     if (h.coding == plane_coding::rans) {
       const status s = decode_symbols(tile, view_.tile_bytes(t), symbols, n);
       if (s != status::success) return s;
+    } else if (h.coding == plane_coding::fixed) {  // coder/fixed.hpp
+      const fixed_code code{h.params.prob_bits, ::tilecodec::detail::get_u16(view_.table()), h.alphabet};
+      const status s = fixed_decode_tile(code, h.params.order, b.height, b.width, tile, view_.tile_bytes(t), symbols);
+      if (s != status::success) return s;
     } else {
       for (std::uint32_t i = 0; i < n; ++i) symbols[i] = static_cast<std::uint16_t>(stored_symbol(tile, h.alphabet, i));
     }
+    reorder_tile_in_place(h.params.order, b.height, b.width, symbols, 2, false);  // mma order: back to row-major
     write_values(t, b, symbols, out, out_type, ld, row_off, col_off);
     return status::success;
   }
@@ -136,6 +143,12 @@ class tensor_decoder {
     const std::uint32_t w = b.width;
     if (h.params.quant == quant::kind::lossless) {
       const std::uint8_t* raw = view_.raw_tile(t);
+      thread_local std::vector<std::uint8_t> raw24;
+      if (h.source == dtype::f32 && tile_uses_mma_order(h.params.order, b.height, b.width)) {
+        raw24.resize(std::size_t(b.size()) * 3);
+        reorder_tile(h.params.order, b.height, b.width, raw, raw24.data(), 3, false);
+        raw = raw24.data();
+      }
       if (h.source == dtype::f32) {
         for (std::uint32_t r = 0; r < b.height; ++r) {
           const std::uint16_t* sym = symbols + std::uint64_t(r) * w;
@@ -152,15 +165,24 @@ class tensor_decoder {
       thread_local std::vector<std::uint8_t> raw7;
       const std::uint32_t n = b.size();
       raw7.resize(n + raw7_group);
-      for (std::uint32_t i = 0; i < n; i += raw7_group) {
-        const std::uint8_t* g = raw + (i / raw7_group) * raw7_group_bytes;
-        std::uint32_t top = 0;
-        for (std::uint32_t j = 0; j < 7; ++j) {
-          raw7[i + j] = static_cast<std::uint8_t>(g[j] & 0x7fu);
-          top |= std::uint32_t(g[j] >> 7) << j;
-        }
-        raw7[i + 7] = static_cast<std::uint8_t>(top);
+      const std::uint32_t groups = (n + raw7_group - 1) / raw7_group;
+      // All but the plane's very last group read 8 bytes at once (the 8th belongs to the next
+      // group or section): the low 7 bits of each byte are values 0..6, and one multiply
+      // gathers the 7 top bits into value 7 (bit j of the product's top byte = top bit of byte j).
+      const bool last_tile = t + 1 == h.tile_count;
+      const std::uint32_t wide = last_tile ? groups - 1 : groups;
+      for (std::uint32_t g = 0; g < wide; ++g) {
+        std::uint64_t v;
+        std::memcpy(&v, raw + std::uint64_t(g) * raw7_group_bytes, 8);
+        const std::uint64_t flags = (v >> 7) & 0x0001010101010101ull;
+        const std::uint64_t top = (flags * 0x0102040810204080ull) >> 56;
+        const std::uint64_t out = (v & 0x007f7f7f7f7f7f7full) | (top << 56);
+        std::memcpy(raw7.data() + std::uint64_t(g) * raw7_group, &out, 8);
       }
+      for (std::uint32_t g = wide; g < groups; ++g)
+        for (std::uint32_t j = 0; j < raw7_group; ++j)
+          raw7[g * raw7_group + j] = static_cast<std::uint8_t>(raw7_unpack(raw + std::uint64_t(g) * raw7_group_bytes, j));
+      reorder_tile_in_place(h.params.order, b.height, b.width, raw7.data(), 1, false);
       for (std::uint32_t r = 0; r < b.height; ++r) {
         const std::uint16_t* sym = symbols + std::uint64_t(r) * w;
         const std::uint8_t* rr = raw7.data() + std::uint64_t(r) * w;
