@@ -3,9 +3,10 @@
 # PyTorch), builds, then
 #   1. compresses every matrix with the default policies (lossless bf16, int8, int4), verifies
 #      the round trip and prints ratio and host speed (examples/01_compress_model);
-#   2. runs the `tilecodec` command-line tool on the whole model file when it is built:
-#      compress -> inspect -> verify -> decompress, and checks the file round trip;
-#   3. on a machine with a GPU, runs the GPU examples (device decode, fused GEMV) when built.
+#   2. runs the `tilecodec` command-line tool on the whole model file: compress (lossless and
+#      int8) -> inspect -> verify against the original -> decompress, and checks the round trip;
+#   3. on a machine with a GPU, runs the GPU examples: device decode, a warp decoder inside a
+#      user kernel, fused GEMV, and weight streaming with Llama-8B layer shapes (4 layers).
 # Without network it falls back to seeded synthetic Llama-shaped weights and says so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,24 +23,33 @@ echo "== 1. compress, verify, ratio and speed (host) =="
 build/examples/example_01_compress_model
 
 model=data/minilm/model.safetensors
-if [ -x build/examples/tilecodec ] && [ -f "$model" ]; then
+if [ -x build/examples/tilecodec ]; then
   echo
-  echo "== 2. the tilecodec tool on $model =="
+  echo "== 2. the tilecodec tool =="
+  T=build/examples/tilecodec
   out=build/demo
   mkdir -p "$out"
-  build/examples/tilecodec compress "$model" -o "$out/model.tcz"
-  build/examples/tilecodec inspect "$out/model.tcz"
-  build/examples/tilecodec verify "$out/model.tcz" --against "$model"
-  build/examples/tilecodec decompress "$out/model.tcz" -o "$out/model.roundtrip.safetensors"
-  ls -l "$model" "$out/model.tcz" "$out/model.roundtrip.safetensors"
+  if [ ! -f "$model" ]; then
+    model=$out/synthetic.safetensors
+    $T synthetic --size 200MB "$model"
+  fi
+  $T compress -f "$model" "$out/model.tcm"                        # lossless: bit-exact
+  $T compress -f --preset int8 "$model" "$out/model-int8.tcm"     # int8 attention/MLP matrices
+  $T inspect "$out/model-int8.tcm"
+  $T verify "$out/model.tcm" --against "$model"
+  $T verify "$out/model-int8.tcm" --against "$model"
+  $T decompress -f "$out/model.tcm" "$out/model.restored.safetensors"
+  cmp "$model" "$out/model.restored.safetensors" && echo "decompressed file is byte-identical to $model"
+  ls -l "$model" "$out/model.tcm" "$out/model-int8.tcm"
 fi
 
 if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
   echo
   echo "== 3. GPU =="
-  for ex in build/examples/example_02_* build/examples/example_04_*; do
+  for ex in build/examples/example_02_* build/examples/example_03_* build/examples/example_04_*; do
     [ -x "$ex" ] && "$ex"
   done
+  [ -x build/examples/example_05_streaming_llama ] && build/examples/example_05_streaming_llama --small
 else
   echo
   echo "(no GPU here: device decode and fused GEMV examples skipped)"
