@@ -1,0 +1,273 @@
+// tilecodec/device/decode.cuh: device-wide decode of many encoded tensors, or of any set of tile
+// ranges of them, in one stream-ordered call that allocates nothing (CUB style).
+//
+//   // host: one task per tensor (or tile range); tasks live in device memory
+//   std::vector<tilecodec::device::decode_task> tasks = ...;   // make_decode_task(ref, out, dtype, bytes)
+//   cudaMemcpyAsync(d_tasks, tasks.data(), tasks.size() * sizeof(tasks[0]), cudaMemcpyHostToDevice, stream);
+//   std::size_t temp_bytes = 0;
+//   tilecodec::device::decode_async(nullptr, temp_bytes, d_tasks, n, d_status, stream);   // size query
+//   cudaMalloc(&d_temp, temp_bytes);
+//   tilecodec::device::decode_async(d_temp, temp_bytes, d_tasks, n, d_status, stream);
+//   // after the stream reaches this point, d_status[i] says how task i went (enum status)
+//
+// What happens: a one-block setup kernel checks every task (writes its status word: success or
+// invalid_argument/unsupported/overflow), counts work groups (8 consecutive tiles of one task)
+// and resets a work counter; then a persistent grid (one wave: SMs x resident blocks of 256
+// threads) claims groups from the counter. A block loads a tensor's frequency table into shared
+// memory once and keeps it while it claims groups of the same tensor; each warp decodes one tile
+// of its group (warp/warp_window_decode.cuh). A tile that turns out corrupt raises its task's
+// status word to the error (atomicMax: the largest status code wins, deterministically); its
+// output values are then unspecified, every other tile is still decoded, and no read or write
+// leaves the tile's bytes or the task's output range.
+//
+// Output placement: tensor element (r, c) goes to out[(r - row_begin) * ld + c] (ld defaults to
+// the tensor's column count), so a task covering whole tensors writes a dense row-major array,
+// and a task covering a range of grid rows can write a buffer of just those rows.
+#pragma once
+
+#if defined(__CUDACC__)
+#include <cuda_runtime.h>
+#endif
+
+#include <cstddef>
+#include <cstdint>
+
+#include "../block/decode_table.cuh"
+#include "../status.hpp"
+#include "../warp/tile_writer.cuh"
+#include "../warp/warp_intrinsics.cuh"
+#include "../warp/warp_window_decode.cuh"
+#include "tensor_ref.hpp"
+
+// Resident blocks per SM the decode kernel is compiled for (tuning only, never changes the bits).
+// 2 lets it keep its ~96 registers: at 4 (64 registers) ptxas spills, the spill reloads land on the
+// dependent chain of every step, and tile256 decode runs 1.8x slower (H100, docs/PERFORMANCE.device.md).
+#ifndef TILECODEC_DECODE_MIN_BLOCKS
+#define TILECODEC_DECODE_MIN_BLOCKS 2
+#endif
+
+namespace tilecodec {
+namespace device {
+
+inline constexpr std::uint64_t all_tiles = ~std::uint64_t(0);
+
+// One tensor, or one range of its tiles, to decode.
+struct decode_task {
+  tensor_ref tensor;
+  void* out = nullptr;                 // device memory, aligned to the output dtype
+  std::uint64_t out_bytes = 0;         // bound on what may be written from `out` on
+  dtype out_type = dtype::f32;         // see can_decode_to()
+  std::uint64_t ld = 0;                // elements between output rows; 0: the tensor's column count
+  std::uint64_t row_begin = 0;         // tensor row held by out's first row
+  std::uint64_t first_tile = 0;
+  std::uint64_t tile_count = all_tiles;  // all_tiles: to the tensor's end
+};
+
+// The whole tensor into a dense row-major buffer of out_bytes.
+[[nodiscard]] inline decode_task make_decode_task(const tensor_ref& t, void* out, dtype out_type, std::uint64_t out_bytes) {
+  decode_task task;
+  task.tensor = t;
+  task.out = out;
+  task.out_type = out_type;
+  task.out_bytes = out_bytes;
+  return task;
+}
+
+struct decode_options {
+  // Blocks of the persistent grid; 0: one full wave (SMs x resident blocks). Fewer blocks can
+  // lower the launch cost of small decodes.
+  std::uint32_t max_blocks = 0;
+};
+
+namespace detail {
+
+inline constexpr int decode_block_threads = 256;
+inline constexpr int decode_block_warps = decode_block_threads / 32;
+inline constexpr int setup_threads = 1024;
+
+struct decode_block_storage {
+  decode_table<12, 512> table;
+  ::tilecodec::detail::warp_window_storage warp[decode_block_warps];
+  unsigned long long group;
+  std::uint32_t task;
+};
+
+// Checks one task; on success sets the number of tile groups it needs.
+__device__ inline status check_task(const decode_task& task, std::uint64_t& groups) {
+  groups = 0;
+  const tensor_ref& t = task.tensor;
+  if (t.data == nullptr || (reinterpret_cast<std::uintptr_t>(t.data) & 15u) != 0) return status::invalid_argument;
+  // The header fields come from a host parse; these checks only guard against a hand-made ref.
+  const std::uint32_t alphabet = t.quant == quant::kind::int4_group ? 16u
+                                 : (t.quant == quant::kind::lossless && t.source != dtype::f32) ? 512u : 256u;
+  if (t.alphabet != alphabet || !device_decodable(t)) return status::unsupported;
+  if (t.coding == plane_coding::rans &&
+      (t.prob_bits < 8 || t.prob_bits > 12 || t.lanes == 0 || t.lanes > 64 || (t.lanes & (t.lanes - 1)) != 0))
+    return status::unsupported;
+  if (task.first_tile > t.tile_count) return status::invalid_argument;
+  const std::uint64_t left = t.tile_count - task.first_tile;
+  const std::uint64_t count = task.tile_count == all_tiles ? left : task.tile_count;
+  if (count > left) return status::invalid_argument;
+  if (count == 0) return status::success;
+  if (!can_decode_to(t, task.out_type)) return status::unsupported;
+  const std::uint64_t osize = dtype_size(task.out_type);
+  const std::uint64_t ld = task.ld == 0 ? t.layout.cols : task.ld;
+  if (task.out == nullptr || reinterpret_cast<std::uintptr_t>(task.out) % osize != 0 || ld < t.layout.cols)
+    return status::invalid_argument;
+  const tile_box first = t.layout.box(task.first_tile);
+  const tile_box last = t.layout.box(task.first_tile + count - 1);
+  if (first.row0 < task.row_begin) return status::invalid_argument;
+  // Largest element index written: the last tile's last row ends furthest.
+  std::uint64_t rows_before = 0, need = 0;
+  if (!::tilecodec::detail::mul_u64(last.row0 + last.height - 1 - task.row_begin, ld, rows_before) ||
+      !::tilecodec::detail::mul_u64(rows_before + last.col0 + last.width, osize, need))
+    return status::overflow;
+  if (need > task.out_bytes) return status::invalid_argument;
+  groups = (count + decode_block_warps - 1) / decode_block_warps;
+  return status::success;
+}
+
+// One block: checks tasks, writes their status words, prefix-sums their groups, resets the counter.
+// (Kernels are templates so that the header can be included by many translation units.)
+template <int Threads = setup_threads>
+__global__ void __launch_bounds__(Threads) decode_setup_kernel(const decode_task* tasks, std::uint32_t count,
+                                                                      status* statuses, std::uint64_t* prefix,
+                                                                      unsigned long long* counter) {
+  __shared__ std::uint64_t warp_sums[Threads / 32];
+  const std::uint32_t tid = threadIdx.x, lane = tid & 31u, warp = tid / 32;
+  std::uint64_t carry = 0;
+  for (std::uint32_t base = 0; base < count; base += Threads) {
+    const std::uint32_t i = base + tid;
+    std::uint64_t groups = 0;
+    if (i < count) statuses[i] = check_task(tasks[i], groups);
+    std::uint64_t v = groups;
+#pragma unroll
+    for (std::uint32_t d = 1; d < 32; d <<= 1) {
+      const std::uint64_t o = __shfl_up_sync(0xffffffffu, v, d);
+      if (lane >= d) v += o;
+    }
+    if (lane == 31) warp_sums[warp] = v;
+    __syncthreads();
+    std::uint64_t before = 0, total = 0;
+    for (std::uint32_t w = 0; w < Threads / 32; ++w) {
+      before += w < warp ? warp_sums[w] : 0;
+      total += warp_sums[w];
+    }
+    if (i < count) prefix[i + 1] = carry + before + v;
+    carry += total;
+    __syncthreads();
+  }
+  if (tid == 0) {
+    prefix[0] = 0;
+    *counter = 0;
+  }
+}
+
+__device__ inline void raise_status(status* s, status value) {
+  atomicMax(reinterpret_cast<unsigned int*>(s), static_cast<unsigned int>(value));
+}
+
+template <int Threads = decode_block_threads>
+__global__ void __launch_bounds__(Threads, TILECODEC_DECODE_MIN_BLOCKS)
+    decode_kernel(const decode_task* tasks, std::uint32_t count, status* statuses, const std::uint64_t* prefix,
+                  unsigned long long* counter) {
+  static_assert(Threads == decode_block_threads, "the decode kernel's tile groups assume 256 threads");
+  __shared__ decode_block_storage smem;
+  const std::uint32_t warp = threadIdx.x / 32;
+  const std::uint64_t total = prefix[count];
+  std::uint32_t task_index = 0;  // thread 0's cursor into prefix
+  const std::uint8_t* loaded = nullptr;  // table in shared memory: this tensor's
+  status table_status = status::success;
+  ::tilecodec::detail::tile_writer writer;
+  for (;;) {
+    if (threadIdx.x == 0) {
+      const unsigned long long g = atomicAdd(counter, 1ull);
+      if (g < total)
+        while (prefix[task_index + 1] <= g) ++task_index;
+      smem.group = g;
+      smem.task = task_index;
+    }
+    __syncthreads();
+    const std::uint64_t g = smem.group;
+    const std::uint32_t ti = smem.task;
+    if (g >= total) break;
+    const decode_task& task = tasks[ti];
+    const tensor_ref& tensor = task.tensor;
+    if (tensor.coding == plane_coding::rans && tensor.table() != loaded) {
+      loaded = tensor.table();
+      table_status = load_decode_table(smem.table, tensor, block_group<decode_block_threads>{});
+    }
+    if (tensor.coding == plane_coding::rans && table_status != status::success) {
+      if (threadIdx.x == 0) raise_status(statuses + ti, table_status);
+    } else {
+      const std::uint64_t tile = task.first_tile + (g - prefix[ti]) * decode_block_warps + warp;
+      const std::uint64_t count_in_task =
+          task.tile_count == all_tiles ? tensor.tile_count - task.first_tile : task.tile_count;
+      if (tile < task.first_tile + count_in_task) {
+        tile_ref tr;
+        status s = tensor.tile(tile, tr);
+        if (s == status::success) {
+          const std::uint64_t ld = task.ld == 0 ? tensor.layout.cols : task.ld;
+          std::uint8_t* out = static_cast<std::uint8_t*>(task.out) +
+                              ((tr.box.row0 - task.row_begin) * ld + tr.box.col0) * dtype_size(task.out_type);
+          writer.set_tensor(tensor, task.out_type);
+          writer.begin_tile(tr, out, ld);
+          s = ::tilecodec::detail::decode_tile_any(tensor, tr, smem.table, smem.warp[warp], writer);
+        }
+        if (s != status::success && ::tilecodec::detail::lane_id() == 0) raise_status(statuses + ti, s);
+      }
+    }
+    __syncthreads();
+  }
+}
+
+inline std::size_t align_temp(std::size_t v) { return (v + 255) / 256 * 256; }
+
+}  // namespace detail
+
+// Bytes of device workspace decode_async needs for task_count tasks.
+[[nodiscard]] inline std::size_t decode_temp_bytes(std::uint32_t task_count) {
+  return detail::align_temp(16 + 8 * (std::size_t(task_count) + 1));
+}
+
+#if defined(__CUDACC__)
+
+// Decodes the tasks d_tasks[0, task_count) (device memory) on `stream`. With d_temp == nullptr it
+// only sets temp_bytes. Otherwise d_temp must hold temp_bytes >= decode_temp_bytes(task_count)
+// bytes (device memory, 16-byte aligned) and d_status task_count status words (device memory),
+// written by the device as the work runs. The returned status covers the call itself (arguments,
+// launches); per-task results are in d_status once the stream reaches them. Never synchronizes.
+[[nodiscard]] inline status decode_async(void* d_temp, std::size_t& temp_bytes, const decode_task* d_tasks,
+                                         std::uint32_t task_count, status* d_status, cudaStream_t stream,
+                                         const decode_options& options = {}) {
+  const std::size_t need = decode_temp_bytes(task_count);
+  if (d_temp == nullptr) {
+    temp_bytes = need;
+    return status::success;
+  }
+  if (temp_bytes < need || (reinterpret_cast<std::uintptr_t>(d_temp) & 15u) != 0) return status::invalid_argument;
+  if (task_count == 0) return status::success;
+  if (d_tasks == nullptr || d_status == nullptr) return status::invalid_argument;
+  auto* counter = static_cast<unsigned long long*>(d_temp);
+  auto* prefix = reinterpret_cast<std::uint64_t*>(static_cast<std::uint8_t*>(d_temp) + 16);
+
+  int device = 0, sms = 0, per_sm = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, detail::decode_kernel<>, detail::decode_block_threads, 0) !=
+          cudaSuccess)
+    return status::cuda_error;
+  std::uint32_t blocks = static_cast<std::uint32_t>(sms) * static_cast<std::uint32_t>(per_sm > 0 ? per_sm : 1);
+  if (options.max_blocks != 0 && options.max_blocks < blocks) blocks = options.max_blocks;
+
+  detail::decode_setup_kernel<><<<1, detail::setup_threads, 0, stream>>>(d_tasks, task_count, d_status, prefix, counter);
+  if (cudaPeekAtLastError() != cudaSuccess) return status::cuda_error;
+  detail::decode_kernel<><<<blocks, detail::decode_block_threads, 0, stream>>>(d_tasks, task_count, d_status, prefix,
+                                                                            counter);
+  if (cudaPeekAtLastError() != cudaSuccess) return status::cuda_error;
+  return status::success;
+}
+#endif  // __CUDACC__
+
+}  // namespace device
+}  // namespace tilecodec

@@ -1,0 +1,270 @@
+// tilecodec/warp/tile_writer.cuh: turns a tile's decoded symbols into output values (join with the
+// raw plane, integer codes, or dequantized floats) and writes them, 16 consecutive symbols per
+// lane, with 16-byte stores where the tile's shape and the destination's alignment allow.
+// Used by the warp and block tile decoders and by device::decode_async; bit-exact with the host
+// decoder because both follow format/planes.hpp and use dtype.hpp's conversions.
+#pragma once
+
+#include <cstdint>
+
+#include "../device/tensor_ref.hpp"
+#include "../dtype.hpp"
+#include "../format/planes.hpp"
+#include "warp_intrinsics.cuh"
+
+namespace tilecodec {
+namespace detail {
+
+// What one output value is made of. Chosen once per tensor and output dtype.
+enum class emit_kind : std::uint8_t {
+  lossless16,    // bf16/fp16: 9-bit symbol joined with a packed 7-bit raw value
+  lossless32,    // fp32: 8-bit symbol joined with three raw bytes
+  int8_codes,    // int8_rowwise -> i8: symbol - 128
+  int4_codes,    // int4_group  -> i8: symbol - 8
+  int8_dequant,  // int8_rowwise -> f32/f16/bf16: code * row scale
+  int4_dequant,  // int4_group  -> f32/f16/bf16: code * group scale (fp16)
+};
+
+TILECODEC_DEV emit_kind choose_emit(const device::tensor_ref& t, dtype out) {
+  if (t.quant == quant::kind::lossless) return t.source == dtype::f32 ? emit_kind::lossless32 : emit_kind::lossless16;
+  const bool int8 = t.quant == quant::kind::int8_rowwise;
+  if (out == dtype::i8) return int8 ? emit_kind::int8_codes : emit_kind::int4_codes;
+  return int8 ? emit_kind::int8_dequant : emit_kind::int4_dequant;
+}
+
+// Sixteen symbols of one lane: bytes (alphabets of 16 and 256 symbols) or 16-bit halves (512).
+struct sym16 {
+  u32x4 a;  // bytes 0..15, or 16-bit symbols 0..7
+  u32x4 b;  // 16-bit symbols 8..15 (512-symbol alphabets only)
+};
+
+TILECODEC_DEV std::uint32_t symbol_at(const sym16& s, bool wide, std::uint32_t k) {
+  if (!wide) return byte_of(s.a, k);
+  const u32x4& v = k < 8 ? s.a : s.b;
+  const std::uint32_t w = byte_of(v, 2 * (k & 7u)) | (byte_of(v, 2 * (k & 7u) + 1) << 8);
+  return w & 0x1ffu;
+}
+
+// Writes a tile's values, window by window (a window: up to 512 consecutive symbols of the tile,
+// lane t taking symbols [16t, 16t + 16) of it). Destination element (r, c) of the tile is
+// out[r * ld + c], where `out` is any generic pointer (global or shared memory).
+class tile_writer {
+ public:
+  static constexpr std::uint32_t window = 512;
+  static constexpr std::uint32_t per_lane = 16;
+
+  // Per tensor.
+  TILECODEC_DEV void set_tensor(const device::tensor_ref& t, dtype out_type) {
+    kind_ = choose_emit(t, out_type);
+    out_type_ = out_type;
+    osize_ = static_cast<std::uint32_t>(dtype_size(out_type));
+    raw_ = t.raw_plane();
+    scales_ = t.scales();
+    group_ = t.group_size;
+    groups_per_row_ = t.quant == quant::kind::int4_group ? (t.layout.cols + t.group_size - 1) / t.group_size : 0;
+  }
+
+  // Per tile: `out` is where the tile's element (0, 0) goes, rows `ld` elements apart. This warp
+  // will emit windows first_window, first_window + window_stride, ... in that order.
+  TILECODEC_DEV void begin_tile(const device::tile_ref& tile, void* out, std::uint64_t ld,
+                                std::uint32_t first_window = 0, std::uint32_t window_stride = 1) {
+    out_ = static_cast<std::uint8_t*>(out);
+    ld_ = ld;
+    w_ = tile.box.width;
+    n_ = tile.box.size();
+    row0_ = tile.box.row0;
+    col0_ = tile.box.col0;
+    raw_tile_ = raw_ + tile.raw_start;
+    const std::uintptr_t oa = reinterpret_cast<std::uintptr_t>(out);
+    // 16 whole symbols of one row per lane, 16-byte aligned stores, int4 groups never split.
+    fast_ = w_ % per_lane == 0 && col0_ % per_lane == 0 && (ld * osize_) % 16 == 0 && oa % 16 == 0;
+    const std::uint32_t i0 = first_window * window + per_lane * lane_id();
+    stride_ = window_stride * window;
+    r_ = i0 / w_;
+    c_ = i0 % w_;
+    step_r_ = stride_ / w_;
+    step_c_ = stride_ % w_;
+    if (kind_ == emit_kind::lossless16) prefetch_raw(i0);
+  }
+
+  // Window symbols [ws, ws + m) of the tile; lane t's 16 in `sym` (see sym16). `wide`: 16-bit
+  // symbols (512-symbol alphabet), whose bits 9..15 may hold garbage and are ignored.
+  TILECODEC_DEV void emit(std::uint32_t ws, std::uint32_t m, const sym16& sym, bool wide) {
+    const std::uint32_t first = per_lane * lane_id();
+    const std::uint32_t i0 = ws + first;
+    if (first < m) {
+      const std::uint32_t cnt = m - first < per_lane ? m - first : per_lane;
+      if (fast_ && cnt == per_lane) emit_fast(i0, sym, wide); else emit_slow(i0, cnt, sym, wide);
+    }
+    // Move this lane's position on to its next window.
+    r_ += step_r_;
+    c_ += step_c_;
+    if (c_ >= w_) {
+      c_ -= w_;
+      ++r_;
+    }
+    if (kind_ == emit_kind::lossless16) prefetch_raw(i0 + stride_);
+  }
+
+ private:
+  // Packed 7-bit raw values of 16 elements starting at element i0 (a multiple of 16) are 14 bytes
+  // at raw_tile + 14 * (i0 / 16); they are read as five aligned words (the bytes around them lie
+  // inside the tensor's raw plane or the sections after it). One window ahead their lines are
+  // prefetched into L1: a prefetch holds no register, so nothing can spill and wait on it.
+  TILECODEC_DEV void prefetch_raw(std::uint32_t i0) {
+    if (!fast_ || i0 + per_lane > n_) return;
+    const std::uintptr_t a = (reinterpret_cast<std::uintptr_t>(raw_tile_) + 14u * (i0 / per_lane)) & ~std::uintptr_t(3);
+    prefetch_l1(reinterpret_cast<const void*>(a));
+    prefetch_l1(reinterpret_cast<const void*>(a + 16));
+  }
+
+  TILECODEC_DEV std::uint8_t* dst(std::uint32_t r, std::uint32_t c) const {
+    return out_ + (std::uint64_t(r) * ld_ + c) * osize_;
+  }
+  TILECODEC_DEV float row_scale(std::uint32_t r) const {
+    return bits_float(*reinterpret_cast<const std::uint32_t*>(scales_ + 4u * (row0_ + r)));
+  }
+  TILECODEC_DEV float group_scale(std::uint32_t r, std::uint32_t c) const {
+    const std::uint64_t g = (row0_ + r) * groups_per_row_ + (col0_ + c) / group_;
+    return f16_to_float(*reinterpret_cast<const std::uint16_t*>(scales_ + 2u * g));
+  }
+
+  // Raw values 0..3 and 4..7 (one per byte) of a packed group: lo4 = bytes 0..3, hi3 = bytes 4..6.
+  static TILECODEC_DEV void unpack7(std::uint32_t lo4, std::uint32_t hi3, std::uint32_t& v03, std::uint32_t& v47) {
+    // Value 7 gathers the top bits of the 7 bytes: bits spaced 8 apart are moved next to each
+    // other by one multiply (no two partial products meet, so no carries).
+    const std::uint32_t t03 = (((lo4 >> 7) & 0x01010101u) * 0x01020408u) >> 24;
+    const std::uint32_t t46 = (((hi3 >> 7) & 0x00010101u) * 0x01020408u) >> 24;
+    v03 = lo4 & 0x7f7f7f7fu;
+    v47 = (hi3 & 0x007f7f7fu) | (((t03 & 0xfu) | ((t46 & 0x7u) << 4)) << 24);
+  }
+
+  // Two 16-bit lossless values from two raw bytes (bytes sel of r) and a pair of 9-bit symbols.
+  static TILECODEC_DEV std::uint32_t join2(std::uint32_t r, std::uint32_t sel, std::uint32_t sym_pair) {
+    const std::uint32_t r16 = byte_perm(r, 0u, sel);  // raw values in bits 0..6 of each half
+    // sign: bit 6 -> bit 15 (adding 0x7fc0 = 0x8000 - 0x40 moves it), then the symbol above bit 6
+    const std::uint32_t raw_part = (r16 & 0x00400040u) * 0x1ffu + r16;
+    return (sym_pair & 0x01ff01ffu) * 64u + raw_part;
+  }
+
+  TILECODEC_DEV void emit_fast(std::uint32_t i0, const sym16& sym, bool wide) {
+    std::uint8_t* d = dst(r_, c_);
+    const u32x4& s = sym.a;
+    switch (kind_) {
+      case emit_kind::lossless16: {
+        const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(raw_tile_) + 14u * (i0 / per_lane);
+        const std::uint32_t* p = reinterpret_cast<const std::uint32_t*>(a & ~std::uintptr_t(3));
+        const std::uint32_t sh = 8u * static_cast<std::uint32_t>(a & 3u);
+        const std::uint32_t w0 = p[0], w1 = p[1], w2 = p[2], w3 = p[3], w4 = p[4];
+        const std::uint32_t b0 = funnel(w0, w1, sh), b1 = funnel(w1, w2, sh);
+        const std::uint32_t b2 = funnel(w2, w3, sh), b3 = funnel(w3, w4, sh);
+        // group 0: bytes 0..6 = b0, b1[0..2]; group 1: bytes 7..13 = b1[3], b2, b3[0..1]
+        std::uint32_t r0, r1, r2, r3;
+        unpack7(b0, b1 & 0xffffffu, r0, r1);
+        unpack7(byte_perm(b1, b2, 0x6543), byte_perm(b2, b3, 0x0543) & 0xffffffu, r2, r3);
+        const std::uint32_t sp[8] = {sym.a.x, sym.a.y, sym.a.z, sym.a.w, sym.b.x, sym.b.y, sym.b.z, sym.b.w};
+        const std::uint32_t rv[4] = {r0, r1, r2, r3};
+        std::uint32_t o[8];
+#pragma unroll
+        for (int k = 0; k < 8; ++k) o[k] = join2(rv[k / 2], (k & 1) ? 0x4342u /* raw bytes 2, 3 */ : 0x4140u /* raw bytes 0, 1 */, sp[k]);
+        st16(d, u32x4{o[0], o[1], o[2], o[3]});
+        st16(d + 16, u32x4{o[4], o[5], o[6], o[7]});
+        return;
+      }
+      case emit_kind::int8_codes:
+        st16(d, u32x4{s.x ^ 0x80808080u, s.y ^ 0x80808080u, s.z ^ 0x80808080u, s.w ^ 0x80808080u});
+        return;
+      case emit_kind::int4_codes:
+        st16(d, u32x4{vsub4(s.x, 0x08080808u), vsub4(s.y, 0x08080808u), vsub4(s.z, 0x08080808u), vsub4(s.w, 0x08080808u)});
+        return;
+      case emit_kind::int8_dequant:
+      case emit_kind::int4_dequant: {
+        const bool int8 = kind_ == emit_kind::int8_dequant;
+        const float scale = int8 ? row_scale(r_) : group_scale(r_, c_);  // a group holds 32+ aligned columns
+        const int offset = int8 ? int(int8_symbol_offset) : int(int4_symbol_offset);
+        const std::uint32_t w4[4] = {s.x, s.y, s.z, s.w};
+        float v[16];
+#pragma unroll
+        for (int k = 0; k < 16; ++k) v[k] = dequantize(int((w4[k / 4] >> (8 * (k % 4))) & 0xffu) - offset, scale);
+        if (out_type_ == dtype::f32) {
+#pragma unroll
+          for (int q = 0; q < 4; ++q)
+            st16(d + 16 * q, u32x4{float_bits(v[4 * q]), float_bits(v[4 * q + 1]), float_bits(v[4 * q + 2]),
+                                   float_bits(v[4 * q + 3])});
+        } else {
+          std::uint32_t h[8];
+          const bool bf = out_type_ == dtype::bf16;
+#pragma unroll
+          for (int k = 0; k < 8; ++k) {
+            const std::uint32_t a = bf ? float_to_bf16(v[2 * k]) : float_to_f16(v[2 * k]);
+            const std::uint32_t b = bf ? float_to_bf16(v[2 * k + 1]) : float_to_f16(v[2 * k + 1]);
+            h[k] = a | (b << 16);
+          }
+          st16(d, u32x4{h[0], h[1], h[2], h[3]});
+          st16(d + 16, u32x4{h[4], h[5], h[6], h[7]});
+        }
+        return;
+      }
+      case emit_kind::lossless32:
+      default:
+        emit_slow(i0, per_lane, sym, wide);
+        return;
+    }
+  }
+
+  // Any shape and alignment: element by element, following rows.
+  TILECODEC_DEV void emit_slow(std::uint32_t i0, std::uint32_t cnt, const sym16& sym, bool wide) {
+    std::uint32_t r = r_, c = c_;
+    for (std::uint32_t k = 0; k < cnt; ++k) {
+      const std::uint32_t symbol = symbol_at(sym, wide, k);
+      const std::uint32_t i = i0 + k;
+      std::uint8_t* d = dst(r, c);
+      switch (kind_) {
+        case emit_kind::lossless16:
+          *reinterpret_cast<std::uint16_t*>(d) =
+              lossless16_join(symbol, raw7_unpack(raw_tile_ + raw7_group_bytes * (i / raw7_group), i % raw7_group));
+          break;
+        case emit_kind::lossless32: {
+          const std::uint8_t* p = raw_tile_ + 3u * std::uint64_t(i);
+          const std::uint32_t bits = p[0] | (std::uint32_t(p[1]) << 8) | (std::uint32_t(p[2]) << 16);
+          *reinterpret_cast<std::uint32_t*>(d) = lossless32_join(symbol, bits);
+          break;
+        }
+        case emit_kind::int8_codes:
+          *reinterpret_cast<std::int8_t*>(d) = static_cast<std::int8_t>(int8_code(symbol));
+          break;
+        case emit_kind::int4_codes:
+          *reinterpret_cast<std::int8_t*>(d) = static_cast<std::int8_t>(int4_code(symbol));
+          break;
+        default: {
+          const bool int8 = kind_ == emit_kind::int8_dequant;
+          const float v = int8 ? dequantize(int8_code(symbol), row_scale(r)) : dequantize(int4_code(symbol), group_scale(r, c));
+          store_float_as(v, out_type_, d, 0);
+          break;
+        }
+      }
+      if (++c == w_) {
+        c = 0;
+        ++r;
+      }
+    }
+  }
+
+  emit_kind kind_;
+  dtype out_type_;
+  std::uint32_t osize_;
+  const std::uint8_t* raw_;
+  const std::uint8_t* scales_;
+  const std::uint8_t* raw_tile_;
+  std::uint32_t group_;
+  std::uint64_t groups_per_row_;
+  std::uint8_t* out_;
+  std::uint64_t ld_;
+  std::uint64_t row0_, col0_;
+  std::uint32_t w_, n_;
+  std::uint32_t r_, c_, step_r_, step_c_, stride_;
+  bool fast_;
+};
+
+}  // namespace detail
+}  // namespace tilecodec

@@ -1,0 +1,279 @@
+// tilecodec/warp/warp_tile_decoder.cuh: decode one tile with one warp, inside your own kernel.
+//
+//   using Decoder = tilecodec::warp_tile_decoder<tilecodec::int8_codec>;
+//   __shared__ Decoder::table_type table;                     // once per block, shared by its warps
+//   __shared__ Decoder::TempStorage temp[kWarps];             // per warp; may be unioned with yours
+//   tilecodec::load_decode_table(table, tensor, tilecodec::block_group<kThreads>{});
+//   Decoder dec(temp[warp], table);
+//
+//   // (a) the whole tile as values, row-major, into shared or global memory
+//   status s = dec.decode(tensor, tile, out, tilecodec::dtype::f32, ld);
+//
+//   // (b) symbols straight into registers, 32 * Items at a time, warp-striped
+//   s = dec.begin(tensor, tile);
+//   while (dec.remaining()) {
+//     std::uint16_t sym[8];
+//     std::uint32_t first = dec.next(sym);   // item k of lane t is symbol first + k * 32 + t
+//     ...                                     //   (k * Lanes + t for Lanes < 32; past the end: 0)
+//   }
+//   s = dec.end();                             // checks the stream like the host decoder
+//
+// All 32 lanes of the warp must call every member. The decoder's template codec fixes the
+// tile shape, quantization and lanes, and bounds the table precision (the encoder may record one
+// bit less than the policy's); a tensor with other parameters gives status::unsupported. Tensors
+// of a rANS codec whose encoder chose to store the plane (plane_coding::stored) decode too.
+// Tiles on the right and bottom edges (smaller boxes) and single-tile tensors are handled.
+// Reuse of TempStorage after decode()/end(): the decoder leaves it idle (a __syncwarp() is
+// inside); before giving it to other code, __syncwarp() is enough.
+#pragma once
+
+#include <cstdint>
+
+#include "../block/decode_table.cuh"
+#include "../config.hpp"
+#include "../device/tensor_ref.hpp"
+#include "../policy/codec.hpp"
+#include "../status.hpp"
+#include "tile_writer.cuh"
+#include "warp_intrinsics.cuh"
+#include "warp_rans_engine.cuh"
+#include "warp_window_decode.cuh"
+
+namespace tilecodec {
+
+template <class Codec>
+class warp_tile_decoder {
+  static_assert(detail::dependent_false<Codec>,
+                "warp_tile_decoder needs a tilecodec::codec<Tile, Quant, Coder> with coder::rans or coder::raw");
+};
+
+namespace detail {
+// Largest alphabet a quantization can have (16-bit lossless: 512; fp32 lossless: 256).
+template <class Quant>
+inline constexpr int max_alphabet_of = Quant::id == quant::kind::int4_group ? 16
+                                       : Quant::id == quant::kind::lossless ? 512 : 256;
+
+// Shared checks of a decoder's compile-time codec against a tensor's header.
+template <class Tile, class Quant>
+TILECODEC_DEV bool same_tile_and_quant(const device::tensor_ref& t) {
+  static_assert(Tile::order == symbol_order::row_major,
+                "the tile decoders write row-major tiles; other symbol orders belong to the fused kernels");
+  // Rank 0/1 tensors use 1 x (Rows * Cols) tiles.
+  return device::device_decodable(t) && t.quant == Quant::id && t.group_size == Quant::group_size &&
+         ((t.layout.tile_rows == Tile::rows && t.layout.tile_cols == Tile::cols) ||
+          (t.layout.tile_rows == 1 && t.layout.tile_cols == Tile::rows * Tile::cols));
+}
+}  // namespace detail
+
+// ---- rANS ------------------------------------------------------------------------------------------
+template <class Tile, class Quant, int ProbBits, int Lanes>
+class warp_tile_decoder<codec<Tile, Quant, coder::rans<ProbBits, Lanes>>> {
+  static constexpr int K = Lanes > 32 ? Lanes / 32 : 1;
+  static constexpr bool Partial = Lanes < 32;
+  using engine = detail::rans_warp_engine<K, Partial, 0>;
+
+ public:
+  using codec_type = codec<Tile, Quant, coder::rans<ProbBits, Lanes>>;
+  using table_type = decode_table<ProbBits, detail::max_alphabet_of<Quant>>;
+  // Symbols per lane per fast group: next<Items>() takes Items in multiples of this.
+  static constexpr int items_per_group = 4;
+  static constexpr std::uint32_t lane_stride = Partial ? std::uint32_t(Lanes) : 32u;
+
+  struct TempStorage {
+    detail::warp_window_storage window;
+  };
+
+  TILECODEC_DEV warp_tile_decoder(TempStorage& temp, const table_type& table) : temp_(temp), table_(table) {}
+
+  // Is this tensor one this decoder can decode? (policy, lanes, table precision)
+  [[nodiscard]] TILECODEC_DEV static bool accepts(const device::tensor_ref& t) {
+    return detail::same_tile_and_quant<Tile, Quant>(t) &&
+           t.alphabet <= table_type::max_alphabet &&
+           (t.coding == plane_coding::stored ||
+            (t.lanes == std::uint32_t(Lanes) && t.prob_bits >= 8 && t.prob_bits <= std::uint32_t(ProbBits)));
+  }
+
+  // Decodes tile `tile` of `tensor` as values of out_type (see device::can_decode_to) into out:
+  // tile element (r, c) goes to out[r * ld + c]. The table must hold this tensor's table.
+  TILECODEC_DEV status decode(const device::tensor_ref& tensor, std::uint64_t tile, void* out, dtype out_type,
+                              std::uint64_t ld) {
+    if (!accepts(tensor) || !device::can_decode_to(tensor, out_type)) return status::unsupported;
+    device::tile_ref tr;
+    const status s = tensor.tile(tile, tr);
+    if (s != status::success) return s;
+    if (out == nullptr || ld < tr.box.width) return status::invalid_argument;
+    detail::tile_writer writer;
+    writer.set_tensor(tensor, out_type);
+    writer.begin_tile(tr, out, ld);
+    if (tensor.coding != plane_coding::rans) return detail::stored_tile_to_writer(tr, tensor.alphabet, writer);
+    if (table_.state != static_cast<std::uint32_t>(status::success)) return static_cast<status>(table_.state);
+    const std::uint32_t p = tensor.prob_bits, sb = symbol_bits(tensor.alphabet);
+    if constexpr (detail::max_alphabet_of<Quant> == 512) {
+      if (sb == 9) return detail::rans_tile_to_writer<K, Partial, 0, 2>(temp_.window, table_.entry, p, sb, Lanes, tr, writer);
+    }
+    return detail::rans_tile_to_writer<K, Partial, 0, 1>(temp_.window, table_.entry, p, sb, Lanes, tr, writer);
+  }
+
+  // ---- register interface ----------------------------------------------------------------------
+  TILECODEC_DEV status begin(const device::tensor_ref& tensor, std::uint64_t tile) {
+    n_ = 0;
+    pos_ = 0;
+    stored_ = nullptr;
+    if (!accepts(tensor)) return st_ = status::unsupported;
+    device::tile_ref tr;
+    st_ = tensor.tile(tile, tr);
+    if (st_ != status::success) return st_;
+    n_ = tr.size();
+    if (tensor.coding != plane_coding::rans) {
+      stored_ = tr.bytes;
+      alphabet_ = tensor.alphabet;
+      return st_;
+    }
+    if (table_.state != static_cast<std::uint32_t>(status::success)) return st_ = static_cast<status>(table_.state);
+    sym_mask_ = (1u << symbol_bits(tensor.alphabet)) - 1u;
+    st_ = eng_.begin(temp_.window.ring, table_.entry, tensor.prob_bits, symbol_bits(tensor.alphabet), tr.bytes,
+                     tr.byte_count, n_, Lanes);
+    running_ = true;
+    if (st_ != status::success) n_ = 0;
+    return st_;
+  }
+
+  // Symbols of the tile not yet returned by next().
+  [[nodiscard]] TILECODEC_DEV std::uint32_t remaining() const { return n_ - pos_; }
+
+  // The next 32 * Items (Lanes * Items for Lanes < 32) symbols: item k of lane t is symbol
+  // first + k * lane_stride + t of the tile (warp-striped), where `first` is returned. Items past
+  // the tile's end are 0.
+  template <int Items>
+  TILECODEC_DEV std::uint32_t next(std::uint16_t (&sym)[Items]) {
+    static_assert(Items % items_per_group == 0, "next<Items>(): Items must be a multiple of 4");
+    const std::uint32_t first = pos_;
+#pragma unroll
+    for (int k = 0; k < Items; ++k) sym[k] = 0;
+    if (stored_ != nullptr) {
+      const std::uint32_t t = detail::lane_id();
+#pragma unroll
+      for (int k = 0; k < Items; ++k) {
+        const std::uint32_t i = first + std::uint32_t(k) * lane_stride + t;
+        if (i < n_ && (!Partial || t < lane_stride)) sym[k] = static_cast<std::uint16_t>(stored_symbol(stored_, alphabet_, i));
+      }
+    } else if (st_ == status::success) {
+      constexpr int per_group = items_per_group;  // items filled by one group
+#pragma unroll
+      for (int g = 0; g < Items / per_group; ++g) {
+        if (eng_.decoded() >= n_) break;
+        eng_.advance_ring();
+        if (eng_.fast_ok(1)) {
+          eng_.group([&](std::uint32_t, std::uint32_t item, std::uint32_t e) {
+            sym[g * per_group + item] = static_cast<std::uint16_t>(e & sym_mask_);
+          });
+        } else {
+          // Checked steps: a step fills K items.
+#pragma unroll
+          for (int s = 0; s < per_group / K; ++s) {
+            if (eng_.decoded() >= n_) break;
+            if (s > 0) eng_.advance_ring();
+            if (!eng_.step([&](std::uint32_t, std::uint32_t k, std::uint32_t e) {
+                  sym[g * per_group + s * K + k] = static_cast<std::uint16_t>(e & sym_mask_);
+                })) {
+              st_ = status::corrupt_payload;
+              break;
+            }
+          }
+          if (st_ != status::success) break;
+        }
+      }
+    }
+    const std::uint32_t step = std::uint32_t(Items) * lane_stride;
+    pos_ = n_ - first < step ? n_ : first + step;
+    if (st_ != status::success) pos_ = n_;
+    return first;
+  }
+
+  // Ends the tile: waits for the decoder's copies and checks the stream (unread words, final
+  // states) like the host decoder. Call it even after an error.
+  TILECODEC_DEV status end() {
+    if (running_) {
+      running_ = false;
+      const status s = eng_.finish();
+      if (st_ == status::success) st_ = s;
+    }
+    return st_;
+  }
+
+ private:
+  TempStorage& temp_;
+  const table_type& table_;
+  engine eng_;
+  const std::uint8_t* stored_ = nullptr;
+  std::uint32_t alphabet_ = 256;
+  std::uint32_t sym_mask_ = 0xff;
+  std::uint32_t n_ = 0, pos_ = 0;
+  bool running_ = false;
+  status st_ = status::success;
+};
+
+// ---- raw (stored symbols) ----------------------------------------------------------------------------
+template <class Tile, class Quant>
+class warp_tile_decoder<codec<Tile, Quant, coder::raw>> {
+ public:
+  using codec_type = codec<Tile, Quant, coder::raw>;
+  using table_type = detail::no_table;  // nothing to load
+  static constexpr int items_per_group = 1;
+  static constexpr std::uint32_t lane_stride = 32;
+  struct TempStorage {};  // stored tiles need no shared memory
+
+  TILECODEC_DEV explicit warp_tile_decoder(TempStorage&) {}
+  TILECODEC_DEV warp_tile_decoder(TempStorage&, const table_type&) {}
+
+  [[nodiscard]] TILECODEC_DEV static bool accepts(const device::tensor_ref& t) {
+    return detail::same_tile_and_quant<Tile, Quant>(t) && t.coding == plane_coding::stored;
+  }
+
+  TILECODEC_DEV status decode(const device::tensor_ref& tensor, std::uint64_t tile, void* out, dtype out_type,
+                              std::uint64_t ld) {
+    if (!accepts(tensor) || !device::can_decode_to(tensor, out_type)) return status::unsupported;
+    device::tile_ref tr;
+    const status s = tensor.tile(tile, tr);
+    if (s != status::success) return s;
+    if (out == nullptr || ld < tr.box.width) return status::invalid_argument;
+    detail::tile_writer writer;
+    writer.set_tensor(tensor, out_type);
+    writer.begin_tile(tr, out, ld);
+    return detail::stored_tile_to_writer(tr, tensor.alphabet, writer);
+  }
+
+  TILECODEC_DEV status begin(const device::tensor_ref& tensor, std::uint64_t tile) {
+    n_ = pos_ = 0;
+    if (!accepts(tensor)) return st_ = status::unsupported;
+    device::tile_ref tr;
+    st_ = tensor.tile(tile, tr);
+    if (st_ == status::success) {
+      bytes_ = tr.bytes;
+      n_ = tr.size();
+      alphabet_ = tensor.alphabet;
+    }
+    return st_;
+  }
+  [[nodiscard]] TILECODEC_DEV std::uint32_t remaining() const { return n_ - pos_; }
+  template <int Items>
+  TILECODEC_DEV std::uint32_t next(std::uint16_t (&sym)[Items]) {
+    const std::uint32_t first = pos_, t = detail::lane_id();
+#pragma unroll
+    for (int k = 0; k < Items; ++k) {
+      const std::uint32_t i = first + std::uint32_t(k) * 32u + t;
+      sym[k] = i < n_ ? static_cast<std::uint16_t>(stored_symbol(bytes_, alphabet_, i)) : 0;
+    }
+    pos_ = n_ - first < std::uint32_t(Items) * 32u ? n_ : first + std::uint32_t(Items) * 32u;
+    return first;
+  }
+  TILECODEC_DEV status end() { return st_; }
+
+ private:
+  const std::uint8_t* bytes_ = nullptr;
+  std::uint32_t alphabet_ = 256;
+  std::uint32_t n_ = 0, pos_ = 0;
+  status st_ = status::success;
+};
+
+}  // namespace tilecodec

@@ -1,0 +1,593 @@
+// GPU decode tests: every policy combination on fresh random data and on real weights, decoded by
+// device::decode_async and by the warp/block building blocks inside test kernels, compared bit for
+// bit with the host decoder; edge tiles, single-tile tensors, many tensors and tile ranges in one
+// call; corrupted input gives error statuses and never writes outside the output.
+//
+// Seeds: fresh every run, printed; TILECODEC_SEED=<n> reproduces a run. The test suite "sanitize"
+// holds small cases for compute-sanitizer (memcheck, racecheck): -ts=sanitize.
+#include <doctest/doctest.h>
+
+#include <tilecodec/block/block_tile_decoder.cuh>
+#include <tilecodec/device/cuda_check.cuh>
+#include <tilecodec/device/decode.cuh>
+#include <tilecodec/format/safetensors.hpp>
+#include <tilecodec/host/synthetic.hpp>
+#include <tilecodec/tilecodec.hpp>
+#include <tilecodec/warp/warp_tile_decoder.cuh>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#ifndef TILECODEC_DATA_DIR
+#define TILECODEC_DATA_DIR "data"
+#endif
+
+namespace {
+
+using namespace tilecodec;
+namespace dv = tilecodec::device;
+
+constexpr std::uint8_t poison = 0xcd;
+constexpr std::size_t guard_bytes = 256;
+
+std::uint64_t run_seed() {
+  static const std::uint64_t seed = [] {
+    const char* env = std::getenv("TILECODEC_SEED");
+    const std::uint64_t s = env ? std::strtoull(env, nullptr, 10) : std::random_device{}() * 0x9e3779b97f4a7c15ull;
+    std::printf("tilecodec device tests: seed %llu (TILECODEC_SEED to reproduce)\n", static_cast<unsigned long long>(s));
+    return s;
+  }();
+  return seed;
+}
+
+// Device memory, freed at scope exit.
+class device_buffer {
+ public:
+  explicit device_buffer(std::size_t bytes) : bytes_(bytes) {
+    TILECODEC_CUDA_CHECK(cudaMalloc(&ptr_, bytes ? bytes : 1));
+  }
+  ~device_buffer() { cudaFree(ptr_); }
+  device_buffer(const device_buffer&) = delete;
+  device_buffer& operator=(const device_buffer&) = delete;
+  [[nodiscard]] std::uint8_t* get() const { return static_cast<std::uint8_t*>(ptr_); }
+  [[nodiscard]] std::size_t size() const { return bytes_; }
+  void upload(const void* src, std::size_t n, std::size_t at = 0) {
+    TILECODEC_CUDA_CHECK(cudaMemcpy(get() + at, src, n, cudaMemcpyHostToDevice));
+  }
+  [[nodiscard]] std::vector<std::uint8_t> download() const {
+    std::vector<std::uint8_t> v(bytes_);
+    TILECODEC_CUDA_CHECK(cudaMemcpy(v.data(), ptr_, bytes_, cudaMemcpyDeviceToHost));
+    return v;
+  }
+
+ private:
+  void* ptr_ = nullptr;
+  std::size_t bytes_;
+};
+
+// An encoded tensor, its device copy and its view.
+struct gpu_tensor {
+  encoded_tensor enc;
+  std::unique_ptr<device_buffer> bytes;
+  dv::tensor_ref ref;
+  explicit gpu_tensor(encoded_tensor e) : enc(std::move(e)) {
+    bytes = std::make_unique<device_buffer>(enc.size());
+    bytes->upload(enc.bytes().data(), enc.size());
+    ref = dv::make_tensor_ref(enc.view(), bytes->get());
+  }
+};
+
+// Values drawn like trained weights (Student-t, per-row scale) with a random spread, in `src`.
+std::vector<std::uint8_t> random_values(std::uint64_t rows, std::uint64_t cols, dtype src, std::mt19937_64& rng) {
+  host::synthetic_params p;
+  p.seed = rng();
+  p.std = std::ldexp(1.0, -int(rng() % 12));  // 1 .. 2^-11
+  p.nu = 3.0 + double(rng() % 20);
+  std::vector<float> w = host::synthetic_weights(rows, cols, p, 1);
+  if (rng() % 5 == 0 && rows > 1) std::fill(w.begin(), w.begin() + std::ptrdiff_t(cols), 0.0f);  // a zero row
+  std::vector<std::uint8_t> bytes;
+  if (src == dtype::f32) {
+    bytes.resize(w.size() * 4);
+    std::memcpy(bytes.data(), w.data(), bytes.size());
+  } else {
+    const std::vector<std::uint16_t> h = host::to_half_bits(w, src);
+    bytes.resize(h.size() * 2);
+    std::memcpy(bytes.data(), h.data(), bytes.size());
+  }
+  return bytes;
+}
+
+encoded_tensor encode_values(const std::vector<std::uint8_t>& values, dtype src, const std::vector<std::uint64_t>& shape,
+                             const format_params& p) {
+  host::encode_options o;
+  o.threads = 0;
+  return host::encode(values.data(), src, shape, p, o);
+}
+
+std::vector<std::uint8_t> host_reference(const encoded_tensor& e, dtype out) {
+  std::vector<std::uint8_t> ref(e.view().elements() * dtype_size(out));
+  const status s = host::decode(e.view(), ref.data(), out, ref.size(), 0);
+  REQUIRE_MESSAGE(s == status::success, "host decode failed: " << to_string(s));
+  return ref;
+}
+
+// One output of a decode call: the buffer carries guard bytes before and after.
+struct output {
+  std::unique_ptr<device_buffer> buf;
+  std::size_t bytes;
+  explicit output(std::size_t n) : bytes(n) {
+    buf = std::make_unique<device_buffer>(n + 2 * guard_bytes);
+    TILECODEC_CUDA_CHECK(cudaMemset(buf->get(), poison, buf->size()));
+  }
+  [[nodiscard]] std::uint8_t* data() const { return buf->get() + guard_bytes; }
+  // The output bytes; fails the test if a guard byte changed.
+  [[nodiscard]] std::vector<std::uint8_t> fetch() const {
+    std::vector<std::uint8_t> all = buf->download();
+    for (std::size_t i = 0; i < guard_bytes; ++i) {
+      REQUIRE_MESSAGE(all[i] == poison, "write before the output buffer");
+      REQUIRE_MESSAGE(all[guard_bytes + bytes + i] == poison, "write after the output buffer");
+    }
+    return std::vector<std::uint8_t>(all.begin() + std::ptrdiff_t(guard_bytes), all.begin() + std::ptrdiff_t(guard_bytes + bytes));
+  }
+};
+
+// Runs decode_async on the tasks (copied to the device) and returns the status words.
+std::vector<status> run_decode(const std::vector<dv::decode_task>& tasks, const dv::decode_options& options = {}) {
+  const std::uint32_t n = static_cast<std::uint32_t>(tasks.size());
+  device_buffer d_tasks(sizeof(dv::decode_task) * n), d_status(sizeof(status) * n);
+  d_tasks.upload(tasks.data(), sizeof(dv::decode_task) * n);
+  TILECODEC_CUDA_CHECK(cudaMemset(d_status.get(), 0xff, d_status.size()));
+  std::size_t temp_bytes = 0;
+  REQUIRE(dv::decode_async(nullptr, temp_bytes, nullptr, n, nullptr, nullptr) == status::success);
+  device_buffer temp(temp_bytes);
+  cudaStream_t stream;
+  TILECODEC_CUDA_CHECK(cudaStreamCreate(&stream));
+  const status call = dv::decode_async(temp.get(), temp_bytes, reinterpret_cast<const dv::decode_task*>(d_tasks.get()),
+                                       n, reinterpret_cast<status*>(d_status.get()), stream, options);
+  TILECODEC_CUDA_CHECK(cudaGetLastError());
+  TILECODEC_CUDA_CHECK(cudaStreamSynchronize(stream));
+  TILECODEC_CUDA_CHECK(cudaStreamDestroy(stream));
+  REQUIRE(call == status::success);
+  std::vector<status> st(n);
+  TILECODEC_CUDA_CHECK(cudaMemcpy(st.data(), d_status.get(), sizeof(status) * n, cudaMemcpyDeviceToHost));
+  return st;
+}
+
+std::string describe(const encoded_tensor& e, dtype out) {
+  const tensor_header& h = e.header();
+  std::string s = "quant " + std::to_string(int(h.params.quant)) + " coder " + std::to_string(int(h.params.coder)) +
+                  " coding " + std::to_string(int(h.coding)) + " source " + dtype_name(h.source) + " out " +
+                  dtype_name(out) + " tile " + std::to_string(h.params.tile_rows) + "x" +
+                  std::to_string(h.params.tile_cols) + " lanes " + std::to_string(h.params.lanes) + " p " +
+                  std::to_string(h.params.prob_bits) + " shape [";
+  for (int i = 0; i < h.rank; ++i) s += (i ? "," : "") + std::to_string(h.dims[i]);
+  return s + "]";
+}
+
+std::size_t first_difference(const std::vector<std::uint8_t>& a, const std::vector<std::uint8_t>& b) {
+  std::size_t i = 0;
+  while (i < a.size() && i < b.size() && a[i] == b[i]) ++i;
+  return i;
+}
+
+// Decodes a batch of (tensor, output dtype) pairs in one call and compares each with the host.
+void check_batch(const std::vector<gpu_tensor*>& tensors, const std::vector<dtype>& outs, const dv::decode_options& options = {}) {
+  std::vector<output> buffers;
+  std::vector<dv::decode_task> tasks;
+  buffers.reserve(tensors.size());
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    buffers.emplace_back(tensors[i]->enc.view().elements() * dtype_size(outs[i]));
+    tasks.push_back(dv::make_decode_task(tensors[i]->ref, buffers.back().data(), outs[i], buffers.back().bytes));
+  }
+  const std::vector<status> st = run_decode(tasks, options);
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    INFO(describe(tensors[i]->enc, outs[i]) << " seed " << run_seed());
+    CHECK(st[i] == status::success);
+    const std::vector<std::uint8_t> got = buffers[i].fetch();
+    const std::vector<std::uint8_t> want = host_reference(tensors[i]->enc, outs[i]);
+    const std::size_t d = first_difference(got, want);
+    CHECK_MESSAGE(d == want.size(), "first difference at byte " << d << " of " << want.size());
+  }
+}
+
+std::vector<dtype> outputs_for(const tensor_header& h) {
+  if (h.params.quant == quant::kind::lossless) return {h.source};
+  return {dtype::i8, dtype::f32, dtype::f16, dtype::bf16};
+}
+
+// A random policy of the given quantization and coder, and a random shape with edge tiles.
+struct combo {
+  format_params params;
+  dtype source;
+  std::vector<std::uint64_t> shape;
+};
+
+combo random_combo(quant::kind q, dtype source, coder::kind c, std::uint32_t lanes, std::uint32_t prob_bits,
+                   std::mt19937_64& rng) {
+  combo k;
+  k.source = source;
+  k.params.quant = q;
+  k.params.coder = c;
+  k.params.lanes = lanes;
+  k.params.prob_bits = prob_bits;
+  k.params.group_size = q == quant::kind::int4_group ? 32u << (rng() % 3) : 0u;
+  static const std::uint32_t sides[] = {1, 5, 16, 32, 48, 64, 100, 128, 256};
+  k.params.tile_rows = sides[rng() % 9];
+  k.params.tile_cols = sides[2 + rng() % 7];
+  switch (rng() % 8) {
+    case 0: k.shape = {}; break;
+    case 1: k.shape = {1 + rng() % 5000}; break;
+    case 2: k.shape = {1 + rng() % 6, 1 + rng() % 30, 1 + rng() % 300}; break;
+    default: k.shape = {1 + rng() % 400, 1 + rng() % 400}; break;
+  }
+  return k;
+}
+
+std::uint64_t leading_rows(const std::vector<std::uint64_t>& shape) {
+  std::uint64_t rows = 1;
+  for (std::size_t i = 0; i + 1 < shape.size(); ++i) rows *= shape[i];
+  return rows;
+}
+
+// ---- building-block kernels ------------------------------------------------------------------
+
+template <class Codec, int Threads>
+__global__ void __launch_bounds__(Threads) block_decode_kernel(dv::tensor_ref tensor, void* out, dtype out_type,
+                                                               std::uint64_t ld, status* result) {
+  using Decoder = block_tile_decoder<Codec, Threads>;
+  __shared__ typename Decoder::TempStorage temp;
+  Decoder dec(temp);
+  const status loaded = dec.load_table(tensor);  // once per block, reused for every tile below
+  for (std::uint64_t first = std::uint64_t(blockIdx.x) * Decoder::warps(); first < tensor.tile_count;
+       first += std::uint64_t(gridDim.x) * Decoder::warps()) {
+    const status s = loaded == status::success ? dec.decode(tensor, first, out, out_type, ld) : loaded;
+    if (s != status::success && threadIdx.x % 32 == 0) atomicMax(reinterpret_cast<unsigned*>(result), unsigned(s));
+  }
+}
+
+// decode_tile into shared memory, then copied out tile by tile (tile t at out + t * max_tile_bytes).
+template <class Codec, int Threads, int MaxTileBytes>
+__global__ void __launch_bounds__(Threads) block_tile_smem_kernel(dv::tensor_ref tensor, std::uint8_t* out,
+                                                                  dtype out_type, status* result) {
+  using Decoder = block_tile_decoder<Codec, Threads>;
+  __shared__ typename Decoder::TempStorage temp;
+  __shared__ alignas(16) std::uint8_t tile_smem[MaxTileBytes];
+  Decoder dec(temp);
+  const status loaded = dec.load_table(tensor);
+  for (std::uint64_t t = blockIdx.x; t < tensor.tile_count; t += gridDim.x) {
+    const tile_box b = tensor.layout.box(t);
+    const std::size_t bytes = std::size_t(b.size()) * dtype_size(out_type);
+    status s = loaded;
+    if (s == status::success) s = bytes <= MaxTileBytes ? dec.decode_tile(tensor, t, tile_smem, out_type, b.width) : status::invalid_argument;
+    if (s != status::success && threadIdx.x == 0) atomicMax(reinterpret_cast<unsigned*>(result), unsigned(s));
+    for (std::size_t i = threadIdx.x; i < bytes && s == status::success; i += Threads) out[t * MaxTileBytes + i] = tile_smem[i];
+    __syncthreads();
+  }
+}
+
+// The register interface: each warp decodes whole tiles 32 * 8 symbols at a time and stores the
+// symbols in tile order (tile t at out + t * max_tile), following the documented striping.
+template <class Codec>
+__global__ void __launch_bounds__(128) warp_symbols_kernel(dv::tensor_ref tensor, std::uint16_t* out,
+                                                           std::uint32_t max_tile, status* result) {
+  using Decoder = warp_tile_decoder<Codec>;
+  __shared__ typename Decoder::table_type table;
+  __shared__ typename Decoder::TempStorage temp[4];
+  const status loaded = load_decode_table(table, tensor, block_group<128>{});
+  const std::uint32_t warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  Decoder dec(temp[warp], table);
+  for (std::uint64_t t = std::uint64_t(blockIdx.x) * 4 + warp; t < tensor.tile_count; t += std::uint64_t(gridDim.x) * 4) {
+    status s = loaded == status::success || tensor.coding != plane_coding::rans ? dec.begin(tensor, t) : loaded;
+    const std::uint32_t n = tensor.layout.box(t).size();
+    while (s == status::success && dec.remaining() > 0) {
+      std::uint16_t sym[8];
+      const std::uint32_t first = dec.next(sym);
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        const std::uint32_t i = first + std::uint32_t(k) * Decoder::lane_stride + lane;
+        if (lane < Decoder::lane_stride && i < n) out[t * max_tile + i] = sym[k];
+      }
+    }
+    const status e = dec.end();
+    if (s == status::success) s = e;
+    if (s != status::success && lane == 0) atomicMax(reinterpret_cast<unsigned*>(result), unsigned(s));
+  }
+}
+
+std::uint32_t reference_symbol(const tensor_header& h, const std::vector<std::uint8_t>& values, const std::vector<std::uint8_t>& codes,
+                               std::uint64_t index) {
+  if (h.params.quant == quant::kind::lossless) {
+    std::uint16_t v;
+    std::memcpy(&v, values.data() + 2 * index, 2);
+    return lossless16_symbol(v);
+  }
+  const int code = static_cast<std::int8_t>(codes[index]);
+  return std::uint32_t(code + (h.params.quant == quant::kind::int8_rowwise ? 128 : 8));
+}
+
+template <class Codec, int Threads = 128>
+void check_building_blocks(dtype source, std::vector<std::uint64_t> shape, dtype out_type, std::mt19937_64& rng) {
+  constexpr int max_tile_bytes = 8192;
+  const std::uint64_t rows = shape.size() > 1 ? shape[0] : 1;
+  gpu_tensor g(encode_values(random_values(rows, shape.back(), source, rng), source, shape, Codec::params()));
+  INFO(describe(g.enc, out_type) << " seed " << run_seed());
+  const tile_layout& l = g.enc.view().layout();
+  const std::vector<std::uint8_t> want = host_reference(g.enc, out_type);
+  const std::size_t os = dtype_size(out_type);
+  device_buffer result(sizeof(status));
+  auto reset = [&] { TILECODEC_CUDA_CHECK(cudaMemset(result.get(), 0, sizeof(status))); };
+  auto result_status = [&] {
+    status s;
+    TILECODEC_CUDA_CHECK(cudaMemcpy(&s, result.get(), sizeof(s), cudaMemcpyDeviceToHost));
+    return s;
+  };
+  {  // (a) one tile per warp into the tensor-shaped output
+    output out(want.size());
+    reset();
+    block_decode_kernel<Codec, Threads><<<3, Threads>>>(g.ref, out.data(), out_type, l.cols, reinterpret_cast<status*>(result.get()));
+    TILECODEC_CUDA_CHECK_LAUNCH();
+    TILECODEC_CUDA_CHECK(cudaDeviceSynchronize());
+    CHECK(result_status() == status::success);
+    CHECK(out.fetch() == want);
+  }
+  {  // (b) a whole tile with the whole block, into shared memory
+    device_buffer out(l.tile_count() * max_tile_bytes);
+    TILECODEC_CUDA_CHECK(cudaMemset(out.get(), poison, out.size()));
+    reset();
+    block_tile_smem_kernel<Codec, Threads, max_tile_bytes><<<2, Threads>>>(g.ref, out.get(), out_type, reinterpret_cast<status*>(result.get()));
+    TILECODEC_CUDA_CHECK_LAUNCH();
+    TILECODEC_CUDA_CHECK(cudaDeviceSynchronize());
+    CHECK(result_status() == status::success);
+    const std::vector<std::uint8_t> got = out.download();
+    bool same = true;
+    for (std::uint64_t t = 0; t < l.tile_count() && same; ++t) {
+      const tile_box b = l.box(t);
+      for (std::uint32_t r = 0; r < b.height && same; ++r)
+        same = std::memcmp(got.data() + t * max_tile_bytes + std::size_t(r) * b.width * os,
+                           want.data() + ((b.row0 + r) * l.cols + b.col0) * os, b.width * os) == 0;
+    }
+    CHECK(same);
+  }
+  {  // (c) symbols into registers
+    const std::uint32_t max_tile = l.tile_rows * l.tile_cols;
+    device_buffer out(l.tile_count() * max_tile * 2);
+    reset();
+    warp_symbols_kernel<Codec><<<2, 128>>>(g.ref, reinterpret_cast<std::uint16_t*>(out.get()), max_tile, reinterpret_cast<status*>(result.get()));
+    TILECODEC_CUDA_CHECK_LAUNCH();
+    TILECODEC_CUDA_CHECK(cudaDeviceSynchronize());
+    CHECK(result_status() == status::success);
+    const std::vector<std::uint8_t> got = out.download();
+    std::vector<std::uint8_t> values, codes;
+    if (g.enc.header().params.quant == quant::kind::lossless) values = host_reference(g.enc, source);
+    else codes = host_reference(g.enc, dtype::i8);
+    bool same = true;
+    for (std::uint64_t t = 0; t < l.tile_count() && same; ++t) {
+      const tile_box b = l.box(t);
+      for (std::uint32_t i = 0; i < b.size() && same; ++i) {
+        std::uint16_t s;
+        std::memcpy(&s, got.data() + 2 * (t * max_tile + i), 2);
+        const std::uint64_t idx = (b.row0 + i / b.width) * l.cols + b.col0 + i % b.width;
+        same = s == reference_symbol(g.enc.header(), values, codes, idx);
+        if (!same) MESSAGE("tile " << t << " symbol " << i << ": " << s);
+      }
+    }
+    CHECK(same);
+  }
+}
+
+}  // namespace
+
+// ---- tests -------------------------------------------------------------------------------------
+
+TEST_CASE("device decode: every policy combination on random data, all in one call") {
+  std::mt19937_64 rng(run_seed());
+  struct kind { quant::kind q; dtype source; };
+  const kind kinds[] = {{quant::kind::lossless, dtype::bf16}, {quant::kind::lossless, dtype::f16},
+                        {quant::kind::lossless, dtype::f32},  {quant::kind::int8_rowwise, dtype::bf16},
+                        {quant::kind::int8_rowwise, dtype::f32}, {quant::kind::int4_group, dtype::f32}};
+  std::vector<std::unique_ptr<gpu_tensor>> tensors;
+  std::vector<gpu_tensor*> batch;
+  std::vector<dtype> outs;
+  for (const kind& k : kinds) {
+    std::vector<combo> combos;
+    combos.push_back(random_combo(k.q, k.source, coder::kind::raw, 1, 0, rng));
+    for (std::uint32_t lanes : {1u, 2u, 4u, 8u, 16u, 32u, 64u})
+      for (std::uint32_t p = 8; p <= 12; ++p) combos.push_back(random_combo(k.q, k.source, coder::kind::rans, lanes, p, rng));
+    for (const combo& c : combos) {
+      const std::uint64_t cols = c.shape.empty() ? 1 : c.shape.back();
+      tensors.push_back(std::make_unique<gpu_tensor>(
+          encode_values(random_values(leading_rows(c.shape), cols, c.source, rng), c.source, c.shape, c.params)));
+      for (dtype o : outputs_for(tensors.back()->enc.header())) {
+        batch.push_back(tensors.back().get());
+        outs.push_back(o);
+      }
+    }
+  }
+  std::size_t coded = 0;
+  for (auto& t : tensors) coded += t->enc.header().coding == plane_coding::rans;
+  MESSAGE(tensors.size() << " tensors (" << coded << " rANS-coded), " << batch.size() << " decodes in one call");
+  check_batch(batch, outs);
+}
+
+TEST_CASE("device decode: shapes at the edges" * doctest::test_suite("sanitize")) {
+  std::mt19937_64 rng(run_seed() + 1);
+  const std::vector<std::vector<std::uint64_t>> shapes = {{}, {1}, {5}, {70000}, {1, 1}, {64, 64}, {65, 63},
+                                                          {1, 300}, {300, 1}, {3, 5, 7}, {17, 64}, {64, 129}};
+  std::vector<std::unique_ptr<gpu_tensor>> tensors;
+  std::vector<gpu_tensor*> batch;
+  std::vector<dtype> outs;
+  for (const auto& shape : shapes) {
+    for (int variant = 0; variant < 3; ++variant) {
+      format_params p;
+      p.tile_rows = 32;
+      p.tile_cols = 64;
+      dtype src = dtype::bf16;
+      if (variant == 1) p.quant = quant::kind::int8_rowwise, src = dtype::f32;
+      if (variant == 2) p.quant = quant::kind::int4_group, p.group_size = 32, p.lanes = 64, src = dtype::f16;
+      tensors.push_back(std::make_unique<gpu_tensor>(
+          encode_values(random_values(leading_rows(shape), shape.empty() ? 1 : shape.back(), src, rng), src, shape, p)));
+      batch.push_back(tensors.back().get());
+      outs.push_back(variant == 0 ? src : (variant == 1 ? dtype::i8 : dtype::bf16));
+    }
+  }
+  check_batch(batch, outs);
+}
+
+TEST_CASE("device decode: tile ranges, row strides and row offsets" * doctest::test_suite("sanitize")) {
+  std::mt19937_64 rng(run_seed() + 2);
+  format_params p;
+  p.quant = quant::kind::int8_rowwise;
+  p.tile_rows = 16;
+  p.tile_cols = 128;
+  gpu_tensor g(encode_values(random_values(90, 300, dtype::f32, rng), dtype::f32, {90, 300}, p));
+  const tile_layout& l = g.enc.view().layout();
+  const std::vector<std::uint8_t> want = host_reference(g.enc, dtype::i8);
+  // Task 0: grid rows 0..1 into a buffer with ld = 320; task 1: the rest into a buffer of its rows only.
+  const std::uint64_t ld = 320, split = 2 * l.grid_cols, split_row = 2 * l.tile_rows;
+  output a(split_row * ld), b((l.rows - split_row) * l.cols);
+  dv::decode_task t0 = dv::make_decode_task(g.ref, a.data(), dtype::i8, a.bytes);
+  t0.ld = ld;
+  t0.tile_count = split;
+  dv::decode_task t1 = dv::make_decode_task(g.ref, b.data(), dtype::i8, b.bytes);
+  t1.first_tile = split;
+  t1.row_begin = split_row;
+  const std::vector<status> st = run_decode({t0, t1});
+  CHECK(st[0] == status::success);
+  CHECK(st[1] == status::success);
+  const std::vector<std::uint8_t> ga = a.fetch(), gb = b.fetch();
+  for (std::uint64_t r = 0; r < split_row; ++r) {
+    CHECK(std::memcmp(ga.data() + r * ld, want.data() + r * l.cols, l.cols) == 0);
+    for (std::uint64_t c = l.cols; c < ld; ++c) CHECK(ga[r * ld + c] == poison);
+  }
+  CHECK(std::memcmp(gb.data(), want.data() + split_row * l.cols, gb.size()) == 0);
+}
+
+TEST_CASE("device decode: invalid tasks and arguments" * doctest::test_suite("sanitize")) {
+  std::mt19937_64 rng(run_seed() + 3);
+  format_params p;
+  p.tile_rows = p.tile_cols = 32;
+  gpu_tensor g(encode_values(random_values(40, 50, dtype::bf16, rng), dtype::bf16, {40, 50}, p));
+  output small(100), big(40 * 50 * 4);
+  std::vector<dv::decode_task> tasks;
+  tasks.push_back(dv::make_decode_task(g.ref, small.data(), dtype::bf16, small.bytes));  // too small
+  tasks.push_back(dv::make_decode_task(g.ref, big.data(), dtype::f32, big.bytes));       // lossless bf16 -> f32
+  dv::decode_task far = dv::make_decode_task(g.ref, big.data(), dtype::bf16, big.bytes);
+  far.first_tile = 5;  // past the last tile
+  tasks.push_back(far);
+  tasks.push_back(dv::make_decode_task(g.ref, nullptr, dtype::bf16, big.bytes));
+  dv::decode_task unaligned = dv::make_decode_task(g.ref, big.data() + 1, dtype::bf16, big.bytes - 1);
+  tasks.push_back(unaligned);
+  dv::decode_task empty = dv::make_decode_task(g.ref, nullptr, dtype::bf16, 0);
+  empty.first_tile = g.ref.tile_count;  // nothing to decode: fine
+  tasks.push_back(empty);
+  const std::vector<status> st = run_decode(tasks);
+  CHECK(st[0] == status::invalid_argument);
+  CHECK(st[1] == status::unsupported);
+  CHECK(st[2] == status::invalid_argument);
+  CHECK(st[3] == status::invalid_argument);
+  CHECK(st[4] == status::invalid_argument);
+  CHECK(st[5] == status::success);
+  CHECK(small.fetch() == std::vector<std::uint8_t>(small.bytes, poison));
+  // The call itself: too little workspace, misaligned workspace.
+  device_buffer temp(4096);
+  std::size_t bytes = 8;
+  CHECK(dv::decode_async(temp.get(), bytes, nullptr, 1, nullptr, nullptr) == status::invalid_argument);
+  bytes = 4096;
+  CHECK(dv::decode_async(temp.get() + 4, bytes, nullptr, 1, nullptr, nullptr) == status::invalid_argument);
+  CHECK(dv::decode_async(temp.get(), bytes, nullptr, 0, nullptr, nullptr) == status::success);
+}
+
+TEST_CASE("device decode: corrupted input gives errors and stays inside its buffers" * doctest::test_suite("sanitize")) {
+  std::mt19937_64 rng(run_seed() + 4);
+  format_params pb;
+  pb.tile_rows = 32;
+  pb.tile_cols = 64;
+  format_params pi;
+  pi.quant = quant::kind::int8_rowwise;
+  pi.tile_rows = 16;
+  pi.tile_cols = 128;
+  pi.lanes = 64;
+  const encoded_tensor originals[] = {encode_values(random_values(100, 130, dtype::bf16, rng), dtype::bf16, {100, 130}, pb),
+                                      encode_values(random_values(70, 300, dtype::f32, rng), dtype::f32, {70, 300}, pi)};
+  int detected = 0, trials = 0;
+  for (int trial = 0; trial < 24; ++trial) {
+    const encoded_tensor& e = originals[trial % 2];
+    const tensor_header& h = e.header();
+    std::vector<std::uint8_t> bytes = e.bytes();
+    const int where = trial % 4;  // table, index, payload, truncated tile
+    std::uint64_t lo = h.payload_offset, len = h.payload_bytes;
+    if (where == 0) lo = h.table_offset, len = h.table_bytes;
+    if (where == 1) lo = h.index_offset + 8, len = h.index_bytes - 16;
+    for (int k = 0; k < 1 + int(rng() % 3); ++k) bytes[lo + rng() % len] ^= std::uint8_t(1u << (rng() % 8));
+    if (where == 3) {  // a tile that claims fewer bytes than it has: its stream runs out
+      const std::uint64_t t = 1 + rng() % (h.tile_count - 1);
+      std::uint64_t v;
+      std::memcpy(&v, bytes.data() + h.index_offset + 8 * t, 8);
+      v += 16 * (1 + rng() % 4);
+      std::memcpy(bytes.data() + h.index_offset + 8 * t, &v, 8);
+    }
+    // The device view comes from the intact header (as after a host parse), the device bytes are corrupt.
+    device_buffer d(bytes.size());
+    d.upload(bytes.data(), bytes.size());
+    const dv::tensor_ref ref = dv::make_tensor_ref(e.view(), d.get());
+    const dtype out_type = trial % 2 == 0 ? dtype::bf16 : dtype::i8;
+    output out(e.view().elements() * dtype_size(out_type));
+    const status st = run_decode({dv::make_decode_task(ref, out.data(), out_type, out.bytes)})[0];
+    (void)out.fetch();  // guards intact
+    // The host decoder on the same bytes must agree on success or failure.
+    encoded_tensor_view v;
+    status hs = encoded_tensor_view::parse(bytes.data(), bytes.size(), v);
+    std::vector<std::uint8_t> hout(out.bytes);
+    if (hs == status::success) hs = host::decode(v, hout.data(), out_type, hout.size());
+    INFO("trial " << trial << " where " << where << " host " << to_string(hs) << " device " << to_string(st) << " seed " << run_seed());
+    CHECK((hs == status::success) == (st == status::success));
+    ++trials;
+    detected += st != status::success;
+  }
+  MESSAGE(detected << " of " << trials << " corruptions detected");
+}
+
+TEST_CASE("device building blocks: warp and block tile decoders in user kernels" * doctest::test_suite("sanitize")) {
+  std::mt19937_64 rng(run_seed() + 5);
+  check_building_blocks<codec<tile<32, 64>, quant::lossless, coder::rans<12, 32>>>(dtype::bf16, {100, 150}, dtype::bf16, rng);
+  check_building_blocks<codec<tile<32, 64>, quant::int8_rowwise, coder::rans<12, 64>>>(dtype::f32, {100, 200}, dtype::i8, rng);
+  check_building_blocks<codec<tile<16, 256>, quant::int4_group<32>, coder::rans<11, 8>>>(dtype::f32, {40, 600}, dtype::f16, rng);
+  check_building_blocks<codec<tile<16, 64>, quant::lossless, coder::raw>>(dtype::bf16, {50, 100}, dtype::bf16, rng);
+}
+
+TEST_CASE("device decode: real weights (all-MiniLM-L6-v2, bf16), lossless, int8 and int4") {
+  const std::string path = std::string(TILECODEC_DATA_DIR) + "/minilm/model.bf16.safetensors";
+  if (!std::filesystem::exists(path)) {
+    MESSAGE("skipped: " << path << " not found (scripts/make_bf16_copy.py makes it)");
+    return;
+  }
+  safetensors::file model(path);
+  std::vector<std::unique_ptr<gpu_tensor>> tensors;
+  std::vector<gpu_tensor*> batch;
+  std::vector<dtype> outs;
+  std::uint64_t weights = 0;
+  for (const safetensors::tensor_info& info : model.tensors()) {
+    if (info.type != dtype::bf16 && info.type != dtype::f16 && info.type != dtype::f32) continue;
+    const safetensors::byte_view bytes = model.data(info);
+    const std::vector<std::uint8_t> values(reinterpret_cast<const std::uint8_t*>(bytes.data),
+                                           reinterpret_cast<const std::uint8_t*>(bytes.data) + bytes.size);
+    weights += info.element_count();
+    for (int policy = 0; policy < 3; ++policy) {
+      format_params p = lossless_codec::params();
+      if (policy == 1) p = int8_codec::params();
+      if (policy == 2) p = int4_codec::params();
+      tensors.push_back(std::make_unique<gpu_tensor>(encode_values(values, info.type, info.shape, p)));
+      batch.push_back(tensors.back().get());
+      outs.push_back(policy == 0 ? info.type : (policy == 1 ? dtype::i8 : dtype::bf16));
+    }
+  }
+  MESSAGE((tensors.size() / 3) << " tensors, " << weights << " weights, 3 policies, one call");
+  check_batch(batch, outs);
+}
