@@ -180,3 +180,18 @@ TEST_CASE("corrupted encoded tensors give an error or wrong data, never out-of-b
   MESSAGE("corruption: " << errors << " reported, " << silent << " decoded (raw-plane and scale flips decode to wrong values)");
   CHECK(errors > 0);
 }
+
+TEST_CASE("a precision with fewer slots than distinct symbols stores the plane instead") {
+  // Uniform 16-bit patterns give ~512 distinct 9-bit symbols: 8-bit precision has 256 slots.
+  TILECODEC_SEEDED_RNG(rng);
+  std::vector<std::uint16_t> noise(64 * 256);
+  for (auto& v : noise) v = static_cast<std::uint16_t>(rng());
+  format_params p = lossless_codec::params();
+  p.prob_bits = 8;
+  host::encode_stats st;
+  const auto enc = host::encode(noise.data(), dtype::bf16, {64, 256}, p, {}, &st);
+  CHECK(st.coding == plane_coding::stored);
+  std::vector<std::uint16_t> back(noise.size());
+  REQUIRE(host::decode(enc.view(), back.data(), dtype::bf16, back.size() * 2) == status::success);
+  CHECK(back == noise);
+}

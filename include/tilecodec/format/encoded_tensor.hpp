@@ -20,6 +20,7 @@
 
 #include "../dtype.hpp"
 #include "../policy/codec.hpp"
+#include "../coder/fixed.hpp"
 #include "../coder/frequency_table.hpp"
 #include "../status.hpp"
 #include "planes.hpp"
@@ -36,6 +37,7 @@ inline constexpr std::uint32_t section_alignment = 16;
 enum class plane_coding : std::uint8_t {
   stored = 0,  // symbols as bytes (alphabet 256) or low-nibble-first pairs (alphabet 16)
   rans = 1,    // interleaved rANS with the tensor's frequency table
+  fixed = 2,   // fixed-length codes with escapes (coder/fixed.hpp)
 };
 
 struct tensor_header {
@@ -97,8 +99,9 @@ inline std::uint64_t align_up(std::uint64_t v, std::uint64_t a) { return (v + a 
   };
   if (p.quant != quant::kind::lossless && p.quant != quant::kind::int8_rowwise && p.quant != quant::kind::int4_group)
     return fail("unknown quantization policy id");
-  if (p.coder != coder::kind::raw && p.coder != coder::kind::rans) return fail("unknown coder policy id");
-  if (p.order != symbol_order::row_major) return fail("unknown symbol order");
+  if (p.coder != coder::kind::raw && p.coder != coder::kind::rans && p.coder != coder::kind::fixed)
+    return fail("unknown coder policy id");
+  if (p.order != symbol_order::row_major && p.order != symbol_order::mma) return fail("unknown symbol order");
   if (p.tile_rows < 1 || p.tile_cols < 1 || p.tile_rows > 4096 || p.tile_cols > 4096 ||
       std::uint64_t(p.tile_rows) * p.tile_cols > (1u << 24))
     return fail("tile shape out of range (1..4096 per side, 2^24 elements)");
@@ -111,6 +114,7 @@ inline std::uint64_t align_up(std::uint64_t v, std::uint64_t a) { return (v + a 
     if (p.prob_bits < 8 || p.prob_bits > 12) return fail("rANS probability bits must be 8..12");
     if (p.lanes < 1 || p.lanes > 64 || (p.lanes & (p.lanes - 1)) != 0) return fail("rANS lanes must be a power of two in 1..64");
   }
+  if (p.coder == coder::kind::fixed && p.lanes != fixed_lanes) return fail("fixed coder: 32 lanes");
   return status::success;
 }
 
@@ -234,7 +238,7 @@ inline status encoded_tensor_view::parse(const std::uint8_t* data, std::uint64_t
   h.params.quant = static_cast<quant::kind>(data[9]);
   h.params.coder = static_cast<coder::kind>(data[10]);
   h.params.order = static_cast<symbol_order>(data[11]);
-  if (data[12] > 1) return fail(status::corrupt_header, "plane coding");
+  if (data[12] > 2) return fail(status::corrupt_header, "plane coding");
   h.coding = static_cast<plane_coding>(data[12]);
   h.params.prob_bits = data[13];
   h.params.lanes = data[14];
@@ -254,6 +258,13 @@ inline status encoded_tensor_view::parse(const std::uint8_t* data, std::uint64_t
   if (h.alphabet != alphabet_size(h.params.quant, h.source)) return fail(status::corrupt_header, "alphabet");
   if (h.params.coder == coder::kind::raw && h.coding != plane_coding::stored)
     return fail(status::corrupt_header, "plane coding (raw coder must store)");
+  if ((h.coding == plane_coding::rans && h.params.coder != coder::kind::rans) ||
+      (h.coding == plane_coding::fixed && h.params.coder != coder::kind::fixed))
+    return fail(status::corrupt_header, "plane coding (not the coder's)");
+  if (h.params.coder == coder::kind::fixed &&
+      (h.coding == plane_coding::fixed ? h.params.prob_bits < 1 || h.params.prob_bits > fixed_symbol_bits(h.alphabet)
+                                       : h.params.prob_bits != 0))
+    return fail(status::corrupt_header, "fixed code bits");
   if (h.rank > max_rank) return fail(status::corrupt_header, "rank");
   for (int i = 0; i < max_rank; ++i) {
     h.dims[i] = detail::get_u64(data + 32 + 8 * i);
@@ -272,7 +283,9 @@ inline status encoded_tensor_view::parse(const std::uint8_t* data, std::uint64_t
 
   // Sections: exact sizes, in order, aligned, inside the buffer.
   if (h.total_bytes != size) return fail(status::truncated, "total_bytes (does not match the buffer size)");
-  if (h.coding == plane_coding::stored ? h.table_bytes != 0 : (h.table_bytes < 8 || h.table_bytes > 4 + 2ull * h.alphabet))
+  if (h.coding == plane_coding::stored   ? h.table_bytes != 0
+      : h.coding == plane_coding::fixed  ? h.table_bytes != 4
+                                         : (h.table_bytes < 8 || h.table_bytes > 4 + 2ull * h.alphabet))
     return fail(status::corrupt_header, "table_bytes");
   if (h.scales_bytes != scale_count(h, l) * scale_bytes_per_entry(h)) return fail(status::corrupt_header, "scales_bytes");
   if (h.index_bytes != (h.tile_count + 1) * 8) return fail(status::corrupt_header, "index_bytes");
@@ -297,6 +310,12 @@ inline status encoded_tensor_view::parse(const std::uint8_t* data, std::uint64_t
     if (h.table_bytes != 4 + 2ull * count || std::uint64_t(first) + count > h.alphabet)
       return fail(status::corrupt_table, "table (first symbol / count)");
   }
+  fixed_code fixed{h.params.prob_bits, 0, h.alphabet};
+  if (h.coding == plane_coding::fixed) {
+    fixed.first = detail::get_u16(data + h.table_offset);
+    if (detail::get_u16(data + h.table_offset + 2) != (1u << fixed.bits) || fixed.first + (1u << fixed.bits) > h.alphabet)
+      return fail(status::corrupt_table, "table (fixed code window)");
+  }
 
   // Tile index: starts at 0, aligned, non-decreasing, ends at payload_bytes, each tile large enough.
   const std::uint8_t* index = data + h.index_offset;
@@ -305,8 +324,11 @@ inline status encoded_tensor_view::parse(const std::uint8_t* data, std::uint64_t
     const std::uint64_t a = detail::get_u64(index + 8 * t), b = detail::get_u64(index + 8 * (t + 1));
     if (b < a || b % tile_alignment != 0 || b > h.payload_bytes)
       return fail(status::corrupt_header, "tile index[" + std::to_string(t + 1) + "]");
-    const std::uint64_t n = l.box(t).size();
-    const std::uint64_t need = h.coding == plane_coding::rans ? 4ull * h.params.lanes : stored_tile_bytes(h.alphabet, n);
+    const tile_box box = l.box(t);
+    const std::uint64_t n = box.size();
+    const std::uint64_t need = h.coding == plane_coding::rans    ? 4ull * h.params.lanes
+                               : h.coding == plane_coding::fixed ? fixed_tile_bytes(fixed_shape(fixed, box.height, box.width), 0)
+                                                                 : stored_tile_bytes(h.alphabet, n);
     if (b - a < need) return fail(status::corrupt_header, "tile index[" + std::to_string(t) + "] (tile too small)");
   }
   if (detail::get_u64(index + 8 * h.tile_count) != h.payload_bytes) return fail(status::corrupt_header, "tile index end");

@@ -5,19 +5,23 @@
 //   auto enc = tilecodec::host::encode<tilecodec::int8_codec>(w.data(), dtype::bf16, {4096, 14336});
 #pragma once
 
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <initializer_list>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "../coder/fixed.hpp"
 #include "../coder/frequency_table.hpp"
 #include "../coder/rans.hpp"
 #include "../coder/rans_avx2.hpp"
 #include "../detail/parallel.hpp"
 #include "../dtype.hpp"
 #include "../format/encoded_tensor.hpp"
+#include "../format/mma_order.hpp"
 #include "../format/planes.hpp"
 #include "../policy/codec.hpp"
 #include "../status.hpp"
@@ -160,10 +164,19 @@ inline void store_tile(std::uint32_t alphabet, const std::uint16_t* symbols, std
   }
 }
 
-// Packs a tile's 7-bit raw values (one per byte) into groups of 8 in 7 bytes.
+// Packs a tile's 7-bit raw values (one per byte) into groups of 8 in 7 bytes. Full groups
+// work on one u64: a multiply spreads value 7's bits j to bit 7 of byte j (the shifted copies
+// never overlap, so no carries).
 inline void pack_raw7(const std::uint8_t* raw7, std::uint32_t n, std::uint8_t* out) {
-  for (std::uint32_t i = 0; i < n; i += raw7_group, out += raw7_group_bytes)
-    raw7_pack(raw7 + i, n - i < raw7_group ? n - i : raw7_group, out);
+  std::uint32_t i = 0;
+  for (; i + raw7_group <= n; i += raw7_group, out += raw7_group_bytes) {
+    std::uint64_t v;
+    std::memcpy(&v, raw7 + i, 8);
+    const std::uint64_t spread = ((v >> 56) * 0x0002040810204080ull) & 0x0080808080808080ull;
+    const std::uint64_t packed = (v & 0x007f7f7f7f7f7f7full) | spread;
+    std::memcpy(out, &packed, raw7_group_bytes);
+  }
+  if (i < n) raw7_pack(raw7 + i, n - i, out);
 }
 
 }  // namespace detail
@@ -186,6 +199,7 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
   h.source = type;
   h.params = params;
   if (params.coder == coder::kind::raw) h.params.prob_bits = 0, h.params.lanes = 1;
+  if (params.coder == coder::kind::fixed) h.params.prob_bits = 0;  // the code width, once chosen
   h.alphabet = alphabet_size(params.quant, type);
   h.rank = static_cast<int>(shape.size());
   for (std::size_t i = 0; i < shape.size(); ++i) h.dims[i] = shape[i];
@@ -274,6 +288,10 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
       for (std::uint32_t r = 0; r < b.height; ++r)
         detail::symbolize_row(src, b.row0 + r, b.col0, b.width, sym + std::uint64_t(r) * b.width,
                               raw ? raw + std::uint64_t(r) * b.width * raw_step : nullptr);
+      if (tile_uses_mma_order(params.order, b.height, b.width)) {  // symbol order (format/mma_order.hpp)
+        reorder_tile_in_place(params.order, b.height, b.width, sym, 2, true);
+        if (raw) reorder_tile_in_place(params.order, b.height, b.width, raw, raw_step, true);
+      }
       if (raw7) detail::pack_raw7(raw, n, raw_plane + raw7_group_bytes * layout.groups8_before(t));
       std::uint32_t* hist = local[worker].data();  // a tile has < 2^32 symbols: no overflow
       std::uint32_t i = 0;
@@ -303,7 +321,12 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
   if (params.coder == coder::kind::rans && elements > 0) {
     // prob_bits is the highest precision asked for: one bit less can cost less when the
     // frequency cap of a 9-bit alphabet binds (a symbol with p > 1/2), so both are priced.
+    // A precision with fewer slots than distinct symbols cannot code the plane (9-bit symbols
+    // at 8 bits, say): it prices as infinite, and if both do, the plane is stored.
+    std::uint32_t distinct = 0;
+    for (std::uint32_t s = 0; s < h.alphabet; ++s) distinct += counts[s] != 0;
     auto price = [&](std::uint32_t bits, std::vector<std::uint16_t>& f) {
+      if (distinct > (1u << bits)) return std::numeric_limits<double>::infinity();
       f = normalize_frequencies(counts.data(), h.alphabet, bits);
       double total = 0.0;
       for (std::uint32_t s = 0; s < h.alphabet; ++s)
@@ -321,7 +344,7 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
       }
     }
     const double estimate = estimate_bits / 8.0 + double(h.tile_count) * (4.0 * params.lanes + 8.0);
-    if (estimate < double(stored_payload)) {
+    if (estimate < double(stored_payload)) {  // false for an infinite estimate
       h.coding = plane_coding::rans;
       enc_table = make_encode_symbols(freq.data(), h.alphabet, h.params.prob_bits);
 #if TILECODEC_HAS_AVX2_DECODER
@@ -331,8 +354,17 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
     }
   }
 
+  // The fixed coder (coder/fixed.hpp): code width and window from the histogram.
+  fixed_code fixed{};
+  if (params.coder == coder::kind::fixed && elements > 0) {
+    fixed = choose_fixed_code(counts.data(), h.alphabet, h.tile_count, layout.tile_rows, layout.tile_cols);
+    h.coding = plane_coding::fixed;
+    h.params.prob_bits = fixed.bits;
+  }
+
   // 4. Tiles, in parallel.
   std::vector<std::vector<std::uint8_t>> tiles(h.tile_count);
+  std::atomic<bool> too_many_escapes{false};
   auto encode_tiles = [&](plane_coding coding) {
     ::tilecodec::detail::parallel_for(h.tile_count, threads, [&](std::uint64_t t, unsigned) {
       thread_local std::vector<std::uint16_t> words;
@@ -345,6 +377,12 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
         return;
       }
 #endif
+      if (coding == plane_coding::fixed) {
+        const tile_box b = layout.box(t);
+        const std::uint8_t* raw_tile = raw7 ? raw_plane + raw7_group_bytes * layout.groups8_before(t) : nullptr;
+        if (!fixed_encode_tile(fixed, params.order, b.height, b.width, sym, raw_tile, tiles[t])) too_many_escapes = true;
+        return;
+      }
       if (coding == plane_coding::rans)
         detail::encode_tile_rans(params.lanes, enc_table.data(), h.params.prob_bits, sym, n, words, tiles[t]);
       else
@@ -352,10 +390,17 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
     });
   };
   encode_tiles(h.coding);
+  if (too_many_escapes) {  // a tile with more than 65535 escapes: code every symbol in full
+    fixed = fixed_code{fixed_symbol_bits(h.alphabet), 0, h.alphabet};
+    h.params.prob_bits = fixed.bits;
+    encode_tiles(h.coding);
+  }
   std::uint64_t payload = 0;
   for (const auto& t : tiles) payload += t.size();
-  if (h.coding == plane_coding::rans && payload >= stored_payload) {
+  if ((h.coding == plane_coding::rans && payload >= stored_payload) ||
+      (h.coding == plane_coding::fixed && payload > stored_payload)) {
     h.coding = plane_coding::stored;  // the estimate was optimistic: store instead of expanding
+    if (params.coder == coder::kind::fixed) h.params.prob_bits = 0;
     encode_tiles(h.coding);
     payload = stored_payload;
   }
@@ -370,7 +415,7 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
       if (freq[s]) first = std::min(first, s), last = s;
     count = last - first + 1;
   }
-  h.table_bytes = h.coding == plane_coding::rans ? 4ull + 2ull * count : 0;
+  h.table_bytes = h.coding == plane_coding::rans ? 4ull + 2ull * count : (h.coding == plane_coding::fixed ? 4ull : 0);
   h.payload_bytes = payload;
   h.table_offset = align_up(h.raw_offset + h.raw_bytes, section_alignment);
   h.index_offset = align_up(h.table_offset + h.table_bytes, section_alignment);
@@ -383,6 +428,10 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
     ::tilecodec::detail::put_u16(bytes.data() + h.table_offset + 2, static_cast<std::uint16_t>(count));
     for (std::uint32_t s = 0; s < count; ++s)
       ::tilecodec::detail::put_u16(bytes.data() + h.table_offset + 4 + 2 * s, freq[first + s]);
+  }
+  if (h.coding == plane_coding::fixed) {
+    ::tilecodec::detail::put_u16(bytes.data() + h.table_offset, static_cast<std::uint16_t>(fixed.first));
+    ::tilecodec::detail::put_u16(bytes.data() + h.table_offset + 2, static_cast<std::uint16_t>(1u << fixed.bits));
   }
   if (!row_scales.empty()) std::memcpy(bytes.data() + h.scales_offset, row_scales.data(), h.scales_bytes);
   if (!group_scales.empty()) std::memcpy(bytes.data() + h.scales_offset, group_scales.data(), h.scales_bytes);

@@ -5,6 +5,10 @@
 //                           lane has its own 32-bit state, and all lanes share one stream of
 //                           16-bit words (see coder/rans.hpp). Lanes = 32 lets one warp decode
 //                           a tile with one lane per thread.
+//   fixed                   fixed-length codes of k bits (chosen per tensor) for a window of
+//                           2^k symbols, the rest escaped into a per-tile list; each of 32 lanes
+//                           owns its own bit stream, so any block of 1024 symbols decodes alone
+//                           with compile-time shifts (see coder/fixed.hpp). Made for fused kernels.
 #pragma once
 
 #include <cstdint>
@@ -13,7 +17,7 @@ namespace tilecodec {
 namespace coder {
 
 // Values are stored in files: append only.
-enum class kind : std::uint8_t { raw = 0, rans = 1 };
+enum class kind : std::uint8_t { raw = 0, rans = 1, fixed = 2 };
 
 struct raw {
   static constexpr kind id = kind::raw;
@@ -32,6 +36,13 @@ struct rans {
   static constexpr kind id = kind::rans;
   static constexpr std::uint32_t prob_bits = ProbBits;
   static constexpr std::uint32_t lanes = Lanes;
+};
+
+// The encoder picks the code width k and the symbol window per tensor (header byte 13 records k).
+struct fixed {
+  static constexpr kind id = kind::fixed;
+  static constexpr std::uint32_t prob_bits = 0;
+  static constexpr std::uint32_t lanes = 32;
 };
 
 }  // namespace coder

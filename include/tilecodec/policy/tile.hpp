@@ -16,6 +16,7 @@ namespace tilecodec {
 // Values are stored in files: append only.
 enum class symbol_order : std::uint8_t {
   row_major = 0,  // symbol i of a tile of width w sits at (i / w, i % w)
+  mma = 1,        // mma.m16n8k16 A fragments, lane by lane (format/mma_order.hpp); row-major where it does not apply
 };
 
 template <int Rows, int Cols, symbol_order Order = symbol_order::row_major>
@@ -33,5 +34,6 @@ struct tile {
 using tile128 = tile<128, 128>;
 using tile256 = tile<256, 256>;  // the default: 64 Ki symbols keeps per-tile overhead near 0.2%
 using tile512 = tile<512, 512>;
+using tile256_mma = tile<256, 256, symbol_order::mma>;  // for the fused matrix kernels (fused/)
 
 }  // namespace tilecodec
