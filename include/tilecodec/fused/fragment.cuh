@@ -1,0 +1,278 @@
+// tilecodec/fused/fragment.cuh: device building blocks for kernels that multiply by compressed
+// weights without ever writing them out: decode a quad (64 rows x 16 columns) of a tile straight
+// into the A fragments of mma.sync.m16n8k16, apply the quantization, load activations as B
+// fragments, multiply-accumulate in fp32.
+//
+//   // one warp, one quad q of a fixed-coded tile in the mma order (format/mma_order.hpp)
+//   std::uint32_t words[K];                               // the lane's K code words of the quad
+//   tilecodec::fused::load_fixed_quad<K>(tile, q, words);
+//   std::uint32_t pairs[4][4], a[4][4];
+//   tilecodec::fused::fixed_quad_pairs<K>(words, pairs);  // code pairs, fragment by fragment
+//   tilecodec::fused::int_fragments<quant::kind::int8_rowwise, /*BF16=*/false, /*Wide=*/false>(pairs, first, a);
+//   std::uint32_t b0, b1;
+//   tilecodec::fused::load_b_fragment(x, ldx, batch, col0, aligned, b0, b1);
+//   for (int r4 = 0; r4 < 4; ++r4) tilecodec::fused::mma_16816<false>(acc[r4], a[r4], b0, b1);
+//
+// Fragment layout (PTX ISA, mma.m16n8k16 .f16/.bf16): with g = lane / 4 and t = lane % 4, A
+// register j holds rows g (j = 0, 2) or g + 8 (j = 1, 3) and columns 2t, 2t+1 (+8 for j >= 2),
+// low half first; B register j holds k rows 2t, 2t+1 (+8 for j = 1) of column n = g; the fp32
+// accumulator holds D[g][2t], D[g][2t+1], D[g+8][2t], D[g+8][2t+1]. Here D's rows are weight
+// rows (outputs) and its columns are batch entries.
+//
+// Quantized weights enter the tensor cores as exact integers (int8 and int4 codes are exact in
+// fp16 and bf16) and the scales are applied in fp32 afterwards; lossless weights enter as their
+// own bit patterns. So the only rounding is the tensor cores' fp32 accumulation.
+#pragma once
+
+#include <cstdint>
+
+#include "../config.hpp"
+#include "../dtype.hpp"
+#include "../policy/quant.hpp"
+
+namespace tilecodec {
+namespace fused {
+
+// The bit manipulation below is __host__ __device__ (tests run it on the host, lane by lane);
+// loads and the tensor-core instruction are device only.
+#if defined(__CUDA_ARCH__)
+#define TILECODEC_FUSED_DEVICE_CODE 1
+#define TILECODEC_FUSED_UNROLL _Pragma("unroll")
+#else
+#define TILECODEC_FUSED_DEVICE_CODE 0
+#define TILECODEC_FUSED_UNROLL
+#endif
+
+namespace detail {
+__host__ __device__ __forceinline__ std::uint32_t funnel_right(std::uint32_t lo, std::uint32_t hi, int sh) {
+#if TILECODEC_FUSED_DEVICE_CODE
+  return __funnelshift_r(lo, hi, sh);
+#else
+  return static_cast<std::uint32_t>(((std::uint64_t(hi) << 32) | lo) >> (sh & 31));
+#endif
+}
+__host__ __device__ __forceinline__ std::uint32_t byte_perm(std::uint32_t a, std::uint32_t b, std::uint32_t sel) {
+#if TILECODEC_FUSED_DEVICE_CODE
+  return __byte_perm(a, b, sel);
+#else
+  const std::uint64_t v = (std::uint64_t(b) << 32) | a;
+  std::uint32_t r = 0;
+  for (int k = 0; k < 4; ++k) r |= std::uint32_t((v >> (8 * ((sel >> (4 * k)) & 7u))) & 0xffu) << (8 * k);
+  return r;
+#endif
+}
+}  // namespace detail
+
+// ---- tensor cores ------------------------------------------------------------------------------
+
+template <bool BF16>
+__device__ __forceinline__ void mma_16816(float (&d)[4], const std::uint32_t (&a)[4], std::uint32_t b0, std::uint32_t b1) {
+  if constexpr (BF16) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+}
+
+// ---- loads -------------------------------------------------------------------------------------
+
+// Read-only, L1-allocating 32-bit load (activations, scales, raw plane: reused by neighbours).
+__device__ __forceinline__ std::uint32_t ldg_u32(const void* p) {
+  return __ldg(static_cast<const unsigned int*>(p));
+}
+__device__ __forceinline__ std::uint32_t ldg_u16(const void* p) {
+  return __ldg(static_cast<const unsigned short*>(p));
+}
+// Streamed once: code words bypass L1.
+__device__ __forceinline__ std::uint32_t ldg_stream_u32(const void* p) {
+  std::uint32_t v;
+  asm volatile("ld.global.nc.L1::no_allocate.u32 %0, [%1];" : "=r"(v) : "l"(p));
+  return v;
+}
+
+// B fragment of activations x (16-bit values, row b of x at x + b * ldx): columns
+// [col0, col0 + 16) of batch entry n = 8 * group + lane / 4; zero for n >= nvalid.
+// `aligned`: x and ldx allow 32-bit loads of element pairs.
+__device__ __forceinline__ void load_b_fragment(const std::uint16_t* x, std::uint64_t ldx, std::uint32_t n,
+                                                std::uint32_t nvalid, std::uint64_t col0, bool aligned,
+                                                std::uint32_t& b0, std::uint32_t& b1) {
+  b0 = b1 = 0;
+  if (n >= nvalid) return;
+  const std::uint32_t t = threadIdx.x & 3u;
+  const std::uint16_t* p = x + n * ldx + col0 + 2u * t;
+  if (aligned) {
+    b0 = ldg_u32(p);
+    b1 = ldg_u32(p + 8);
+  } else {
+    b0 = ldg_u16(p) | (ldg_u16(p + 1) << 16);
+    b1 = ldg_u16(p + 8) | (ldg_u16(p + 9) << 16);
+  }
+}
+
+// ---- fixed-coded quads ---------------------------------------------------------------------------
+
+// The lane's K code words of quad q: word j at u32 index 32 (q K + j) + lane (coder/fixed.hpp).
+template <int K>
+__device__ __forceinline__ void load_fixed_quad(const std::uint32_t* tile_words, std::uint32_t q, std::uint32_t (&w)[K]) {
+  const std::uint32_t* p = tile_words + 32u * (q * std::uint32_t(K)) + (threadIdx.x & 31u);
+#pragma unroll
+  for (int j = 0; j < K; ++j) w[j] = ldg_stream_u32(p + 32 * j);
+}
+
+// Code m (0..31, a compile-time constant after unrolling) of the lane's K words.
+template <int K>
+__host__ __device__ __forceinline__ std::uint32_t fixed_code_of(const std::uint32_t (&w)[K], int m) {
+  const int bit = m * K, j = bit >> 5, sh = bit & 31;
+  const std::uint32_t mask = (1u << K) - 1u;
+  if (sh + K <= 32 || j + 1 >= K) return (w[j] >> sh) & mask;
+  return detail::funnel_right(w[j], w[j + 1], sh) & mask;
+}
+
+// Code pairs of a quad: pairs[r4][j] = code(8 r4 + 2j) | code(8 r4 + 2j + 1) << 16, i.e. the
+// lane's A registers of fragment r4 before conversion.
+template <int K>
+__host__ __device__ __forceinline__ void fixed_quad_pairs(const std::uint32_t (&w)[K], std::uint32_t (&pairs)[4][4]) {
+TILECODEC_FUSED_UNROLL
+  for (int r4 = 0; r4 < 4; ++r4)
+TILECODEC_FUSED_UNROLL
+    for (int j = 0; j < 4; ++j)
+      pairs[r4][j] = fixed_code_of<K>(w, 8 * r4 + 2 * j) | (fixed_code_of<K>(w, 8 * r4 + 2 * j + 1) << 16);
+}
+
+// ---- conversion to A fragments ----------------------------------------------------------------------
+
+// Integer codes: value = code + first - zero (zero = 128 for int8, 8 for int4), exact in fp16/bf16.
+// A pair register holds two values of at most 9 bits (Wide: up to 255, else below 128).
+// fp16: (0x6400 | v) is 1024 + v; bf16: (0x4300 | v) is 128 + v for v < 128, and an 8-bit v is
+// split into 128 + (v & 127) minus 256 or 128 (its top bit), all exact.
+namespace detail {
+// Two exact additions of 16-bit floats (the results are small integers): host model of the
+// sub.rn.f16x2 / fma.rn.bf16x2 below.
+__host__ __device__ inline std::uint32_t add_pair_host(std::uint32_t a, std::uint32_t b, bool bf16, bool negate_b) {
+  std::uint32_t r = 0;
+  for (int k = 0; k < 2; ++k) {
+    const std::uint16_t x = static_cast<std::uint16_t>(a >> (16 * k)), y = static_cast<std::uint16_t>(b >> (16 * k));
+    const float fx = bf16 ? bf16_to_float(x) : f16_to_float(x), fy = bf16 ? bf16_to_float(y) : f16_to_float(y);
+    const float v = negate_b ? fx - fy : fx + fy;
+    r |= std::uint32_t(bf16 ? float_to_bf16(v) : float_to_f16(v)) << (16 * k);
+  }
+  return r;
+}
+}  // namespace detail
+
+template <bool BF16, bool Wide>
+__host__ __device__ __forceinline__ std::uint32_t int_pair_to_half2(std::uint32_t pair, std::uint32_t sub) {
+  std::uint32_t d;
+  if constexpr (!BF16) {
+    const std::uint32_t h = pair | 0x64006400u;
+#if TILECODEC_FUSED_DEVICE_CODE
+    asm("sub.rn.f16x2 %0, %1, %2;" : "=r"(d) : "r"(h), "r"(sub));
+#else
+    d = detail::add_pair_host(h, sub, false, true);
+#endif
+  } else if constexpr (!Wide) {
+    const std::uint32_t h = pair | 0x43004300u;
+#if TILECODEC_FUSED_DEVICE_CODE
+    asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(h), "r"(0x3f803f80u), "r"(sub));  // h * 1 + (-sub)
+#else
+    d = detail::add_pair_host(h, sub, true, false);
+#endif
+  } else {
+    const std::uint32_t h = (pair & 0x007f007fu) | 0x43004300u;
+    const std::uint32_t s = 0xc380c380u ^ (pair & 0x00800080u);  // -(256 or 128): sign bit set
+#if TILECODEC_FUSED_DEVICE_CODE
+    asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(h), "r"(0x3f803f80u), "r"(s));
+#else
+    d = detail::add_pair_host(h, s, true, false);
+#endif
+  }
+  return d;
+}
+
+// The constant `sub` of int_pair_to_half2 for a tensor: fp16 (1024 + zero - first) as a pair;
+// bf16 narrow: -(128 + zero - first); bf16 wide: unused (first must be 0).
+template <bool BF16>
+__host__ __device__ inline std::uint32_t int_pair_sub(std::uint32_t zero, std::uint32_t first) {
+  // Both are small integers (< 2048), exact in fp16 and bf16; built from their bit patterns.
+  const std::uint32_t v = (BF16 ? 128u : 1024u) + zero - first;
+  std::uint32_t bits;
+  if (!BF16) {  // fp16 of v in [1, 2047]: exponent e with 2^e <= v
+    std::uint32_t e = 0;
+    while ((2u << e) <= v) ++e;
+    bits = ((e + 15u) << 10) | (((v << 10) >> e) & 0x3ffu);
+  } else {  // bf16 of -v, v in [1, 383]
+    std::uint32_t e = 0;
+    while ((2u << e) <= v) ++e;
+    bits = 0x8000u | ((e + 127u) << 7) | (((v << 7) >> e) & 0x7fu);
+  }
+  return bits | (bits << 16);
+}
+
+template <bool BF16, bool Wide>
+__host__ __device__ __forceinline__ void int_fragments(const std::uint32_t (&pairs)[4][4], std::uint32_t sub, std::uint32_t (&a)[4][4]) {
+TILECODEC_FUSED_UNROLL
+  for (int r4 = 0; r4 < 4; ++r4)
+TILECODEC_FUSED_UNROLL
+    for (int j = 0; j < 4; ++j) a[r4][j] = int_pair_to_half2<BF16, Wide>(pairs[r4][j], sub);
+}
+
+// Lossless 16-bit: value bits = sign << 15 | (first + code) << 6 | low 6 bits (format/planes.hpp),
+// for a pair of codes and a pair of 7-bit raw values (bits 0..6 of each half; bit 7 ignored).
+__host__ __device__ __forceinline__ std::uint32_t lossless_pair(std::uint32_t pair, std::uint32_t first2, std::uint32_t raw2) {
+  const std::uint32_t sym = (pair + first2) << 6;
+  return sym | (raw2 & 0x003f003fu) | ((raw2 << 9) & 0x80008000u);
+}
+
+// The lane's 28 raw bytes of a quad (4 groups of 8 values in 7 bytes, format/planes.hpp): 7
+// words. Group r4 holds the raw values of fragment r4.
+__device__ __forceinline__ void load_raw_quad(const std::uint8_t* lane_raw /* 4-byte aligned */, std::uint32_t (&w)[7]) {
+#pragma unroll
+  for (int j = 0; j < 7; ++j) w[j] = ldg_u32(lane_raw + 4 * j);
+}
+
+// Byte b (compile-time) of the 28 bytes, in the low byte of the result (other bytes: garbage).
+__host__ __device__ __forceinline__ std::uint32_t raw_byte_pair(const std::uint32_t (&w)[7], int b0, int b1) {
+  // Bytes b0 and b1 into bytes 0 and 2 of the result.
+  const int w0 = b0 >> 2, w1 = b1 >> 2;
+  if (w0 == w1) return detail::byte_perm(w[w0], 0u, std::uint32_t((b0 & 3) | ((b1 & 3) << 8)));
+  return detail::byte_perm(w[w0], w[w1], std::uint32_t((b0 & 3) | ((4 + (b1 & 3)) << 8)));
+}
+
+// Raw pairs of fragment r4 in A-register order: pairs (0,1), (2,3), (4,5), (6,7).
+__host__ __device__ __forceinline__ void raw_group_pairs(const std::uint32_t (&w)[7], int r4, std::uint32_t (&raw)[4]) {
+  const int b = 7 * r4;
+  raw[0] = raw_byte_pair(w, b + 0, b + 1);
+  raw[1] = raw_byte_pair(w, b + 2, b + 3);
+  raw[2] = raw_byte_pair(w, b + 4, b + 5);
+  // Value 7 is the top bits of bytes 0..6, gathered by multiplication (bits 7, 15, 23, 31 of a
+  // word land in bits 28..31 of the product; no two partial products collide).
+  const int wl = b >> 2, sl = b & 3;
+  const std::uint32_t lo = sl == 0 ? w[wl] : detail::byte_perm(w[wl], w[wl + 1], std::uint32_t(0x3210 + 0x1111 * sl));  // bytes b..b+3
+  const std::uint32_t hi = detail::byte_perm(w[(b + 4) >> 2], (b + 4) / 4 + 1 < 7 ? w[(b + 4) / 4 + 1] : 0u,
+                                             std::uint32_t(0x3210 + 0x1111 * ((b + 4) & 3)));  // bytes b+4..b+7
+  const std::uint32_t top_lo = ((lo & 0x80808080u) * 0x00204081u) >> 28;
+  const std::uint32_t top_hi = ((hi & 0x00808080u) * 0x00204081u) >> 28;
+  const std::uint32_t v7 = top_lo | (top_hi << 4);
+  raw[3] = (hi >> 16 & 0xffu) | (v7 << 16);  // byte b+6 is byte 2 of hi
+}
+
+template <bool BF16>
+__host__ __device__ __forceinline__ void lossless_fragments(const std::uint32_t (&pairs)[4][4], std::uint32_t first2,
+                                                   const std::uint32_t (&raw_words)[7], std::uint32_t (&a)[4][4]) {
+TILECODEC_FUSED_UNROLL
+  for (int r4 = 0; r4 < 4; ++r4) {
+    std::uint32_t raw[4];
+    raw_group_pairs(raw_words, r4, raw);
+TILECODEC_FUSED_UNROLL
+    for (int j = 0; j < 4; ++j) a[r4][j] = lossless_pair(pairs[r4][j], first2, raw[j]);
+  }
+}
+
+}  // namespace fused
+}  // namespace tilecodec

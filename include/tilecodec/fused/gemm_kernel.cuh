@@ -1,0 +1,687 @@
+// tilecodec/fused/gemm_kernel.cuh: the fused kernel behind fused::gemm_async (fused/gemm.cuh).
+// Y[b][n] = sum_k W[n][k] X[b][k] with W read compressed; users normally call gemm_async.
+//
+// Work split. A block (8 warps) owns a strip of 64 output rows (one mma row quad) and a range of
+// the columns: blockIdx.y of `splits` ranges; blockIdx.z selects a chunk of up to 8 * NG batch
+// entries. Its warps split that range again, in units of 16 columns (one k chunk; whole tiles
+// for rANS). A warp walks its units tile by tile:
+// A warp works in chunks of at most 256 columns of one tile. Per chunk it stages the activations
+// (x, its batch rows, those columns) into its shared memory with cp.async, loads the chunk's
+// escape row table, then:
+//   - fast path (fixed coder, code width K known at compile time, tile in the mma order): per
+//     quad (64 rows x 16 columns) K coalesced code words per lane (+7 raw words for lossless),
+//     prefetched D quads ahead; decode into A fragments; B fragments from the staged x;
+//     4 x NG mma.sync into fp32 accumulators (int4: each quad's products are scaled by their
+//     group scale in fp32, the next group's scales prefetched);
+//   - rANS path: one warp decodes the whole 64-row tile (fused/rans_quad.cuh), same consumer;
+//   - per-element path (edge tiles in row-major order, stored planes, unusual code widths): lanes
+//     decode columns at random, fp32 FMAs, a warp reduction per row;
+//   - escapes of fixed-coded tiles: the chunk's entries are prefetched into registers while the
+//     quads run, then each lane corrects the accumulators it owns (rows g, g + 8 of each 16-row
+//     block, batch columns 2t, 2t + 1): (true - coded value) * x in fp32, entries in order.
+// Per-warp results meet in shared memory in a fixed order; with splits > 1 each block writes its
+// partial to the workspace and the last block of the strip (an atomic counter, reset after use)
+// sums the partials in split order. Every sum has a fixed order: results are deterministic.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "../coder/fixed.hpp"
+#include "../dtype.hpp"
+#include "../format/mma_order.hpp"
+#include "../format/planes.hpp"
+#include "../status.hpp"
+#include "fragment.cuh"
+#include "matrix_ref.cuh"
+#include "rans_quad.cuh"
+
+namespace tilecodec {
+namespace fused {
+namespace detail {
+
+inline constexpr int cta_warps = 8;
+inline constexpr int cta_threads = 32 * cta_warps;
+inline constexpr std::uint32_t strip_rows = 64;
+inline constexpr std::uint32_t chunk_kcs = 16;                  // k chunks (16 columns) per staged chunk
+inline constexpr std::uint32_t x_stride = 16 * chunk_kcs + 8;  // halves per staged x row (+8: no bank conflicts)
+inline constexpr std::uint32_t escape_slots = 8;               // escape entries prefetched per lane per chunk
+
+enum class path : int { fixed_fast = 0, element = 1, rans = 2 };
+
+struct gemm_args {
+  matrix_ref w;
+  const std::uint16_t* x = nullptr;  // [batch][ldx] fp16 or bf16 bits
+  std::uint64_t ldx = 0;
+  void* y = nullptr;                 // [batch][ldy]
+  std::uint64_t ldy = 0;
+  dtype y_type = dtype::f32;
+  std::uint32_t batch = 0;
+  std::uint32_t splits = 1;
+  std::uint32_t strips = 0;
+  float* partials = nullptr;          // splits > 1: [chunks][strips][splits][BC][64]
+  std::uint32_t* counters = nullptr;  // splits > 1: [chunks][strips], zero between calls
+  std::uint32_t* status = nullptr;    // optional: raised to the largest error seen (atomicMax)
+  std::uint32_t int_sub = 0;          // fragment.cuh int_pair_sub() for this tensor
+  bool x_aligned = false;             // x and ldx allow 32-bit loads of pairs
+  bool x_aligned16 = false;           // x and ldx allow 16-byte copies of 8 columns
+};
+
+// Per-warp shared memory of the fixed / per-element paths. At the end of the warp's work its
+// first 4 * 8 * NG * 64 bytes take the warp's partial sums [8 NG][64] (fp32).
+template <int NG>
+struct warp_storage {
+  alignas(16) std::uint16_t x[8 * NG][x_stride];  // staged activations of the chunk
+  std::uint32_t entries[32 * escape_slots];       // bytes of the strip's escape entries (from a 4-byte boundary)
+  std::uint16_t rows[68];                          // escape row table of the strip, from its first entry
+  float corr[8 * NG][64];                          // escape corrections, [batch][row]
+};
+
+__device__ __forceinline__ void cp_async4_or_zero(void* smem, const void* gmem, bool copy);
+
+template <int NG, path P>
+constexpr std::size_t warp_storage_bytes() {
+  const std::size_t a = sizeof(warp_storage<NG>), b = P == path::rans ? sizeof(rans_warp_storage) : 0;
+  const std::size_t c = sizeof(float) * 8 * NG * 64;
+  const std::size_t m = a > b ? (a > c ? a : c) : (b > c ? b : c);
+  return (m + 15) / 16 * 16;
+}
+
+template <int NG, path P>
+constexpr std::size_t gemm_smem_bytes() {
+  return (P == path::rans ? sizeof(rans_table_storage) : 0) + cta_warps * warp_storage_bytes<NG, P>();
+}
+
+__device__ __forceinline__ void report(std::uint32_t* s, status code) {
+  if (s != nullptr) atomicMax(s, static_cast<std::uint32_t>(code));
+}
+
+template <bool BF16>
+__device__ __forceinline__ float half_bits_to_float(std::uint32_t h) {
+  if constexpr (BF16) {
+    return __uint_as_float(h << 16);
+  } else {  // the hardware conversion (exact, like f16_to_float)
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(static_cast<unsigned short>(h)));
+    return f;
+  }
+}
+
+__device__ __forceinline__ std::uint64_t shfl64(std::uint64_t v, std::uint32_t src) {
+  const std::uint32_t lo = __shfl_sync(0xffffffffu, static_cast<std::uint32_t>(v), src);
+  const std::uint32_t hi = __shfl_sync(0xffffffffu, static_cast<std::uint32_t>(v >> 32), src);
+  return (std::uint64_t(hi) << 32) | lo;
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int d = 16; d > 0; d >>= 1) v += __shfl_xor_sync(0xffffffffu, v, d);
+  return v;
+}
+
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
+  const std::uint32_t s = static_cast<std::uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_async4(void* smem, const void* gmem) {
+  const std::uint32_t s = static_cast<std::uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(s), "l"(gmem) : "memory");
+}
+// Copies 4 bytes, or (copy false) zero-fills them without reading the source.
+__device__ __forceinline__ void cp_async4_or_zero(void* smem, const void* gmem, bool copy) {
+  const std::uint32_t s = static_cast<std::uint32_t>(__cvta_generic_to_shared(smem));
+  const std::uint32_t src_bytes = copy ? 4u : 0u;
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(gmem), "r"(src_bytes) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
+
+// One escape entry (2 or 4 bytes; 8-byte entries come as two words, low first).
+__device__ __forceinline__ std::uint64_t load_entry(const std::uint8_t* tile, const fixed_tile_shape& sh, std::uint32_t e) {
+  const std::uint8_t* p = tile + sh.escapes_offset + std::uint64_t(e) * sh.entry_bytes;
+  if (sh.entry_bytes == 2) return ldg_u16(p);
+  if (sh.entry_bytes == 4) return ldg_u32(p);
+  return std::uint64_t(ldg_u32(p)) | (std::uint64_t(ldg_u32(p + 4)) << 32);
+}
+
+template <quant::kind Q, int NG, bool XBF16, path P, int K>
+struct warp_gemm {
+  static constexpr int BC = 8 * NG;
+  static constexpr bool INT4 = Q == quant::kind::int4_group;
+  static constexpr bool LOSSLESS = Q == quant::kind::lossless;
+  // Quads in flight per warp on the chunk path (registers).
+  static constexpr int D = LOSSLESS ? (NG == 1 ? 3 : 2) : K <= 5 ? (NG == 1 ? 4 : (INT4 ? 2 : 3)) : (NG == 1 ? 3 : 2);
+
+  const gemm_args& a;
+  const matrix_ref& W;
+  const std::uint16_t* x;  // this chunk's first batch row
+  warp_storage<NG>* st;    // this warp's shared memory (fixed / element paths)
+  std::uint32_t nb;        // batch entries in this pass
+  std::uint64_t row0;      // first output row of the strip
+  std::uint64_t gr;        // grid row of the strip
+  std::uint32_t ro;        // strip's first row inside its tiles
+  std::uint32_t lane, g, t;
+  float acc[4][NG][4];
+  float gscale[INT4 ? 8 : 1];  // int4: the current group's scales of the lane's 8 rows
+  std::uint64_t group = ~0ull;
+  std::uint32_t gshift = 0;  // int4: log2 of the group size (32, 64 or 128)
+  std::uint64_t gpr = 0;     // int4: groups per row
+
+  __device__ warp_gemm(const gemm_args& args, const std::uint16_t* xc, void* storage, std::uint32_t valid, std::uint64_t strip)
+      : a(args), W(args.w), x(xc), st(static_cast<warp_storage<NG>*>(storage)), nb(valid) {
+    row0 = strip * strip_rows;
+    gr = row0 / W.layout.tile_rows;
+    ro = static_cast<std::uint32_t>(row0 - gr * W.layout.tile_rows);
+    lane = threadIdx.x & 31u;
+    g = lane >> 2;
+    t = lane & 3u;
+    if constexpr (INT4) {
+      gshift = W.group_size == 32 ? 5u : (W.group_size == 64 ? 6u : 7u);
+      gpr = (W.layout.cols + W.group_size - 1) >> gshift;
+    }
+#pragma unroll
+    for (int r = 0; r < 4; ++r)
+#pragma unroll
+      for (int n = 0; n < NG; ++n)
+#pragma unroll
+        for (int c = 0; c < 4; ++c) acc[r][n][c] = 0.0f;
+    if constexpr (P != path::rans) {
+      for (std::uint32_t i = lane; i < 8u * NG * 64u; i += 32) (&st->corr[0][0])[i] = 0.0f;
+    }
+  }
+
+  // Staged activation of batch entry b at chunk column c.
+  __device__ float xs(std::uint32_t b, std::uint32_t c) const { return half_bits_to_float<XBF16>(st->x[b][c]); }
+
+  __device__ float int4_scale(std::uint64_t row, std::uint64_t col) const {
+    return f16_to_float(static_cast<std::uint16_t>(
+        ldg_u16(reinterpret_cast<const std::uint16_t*>(W.data + W.scales_offset) + row * gpr + (col >> gshift))));
+  }
+
+  // Value of a symbol in accumulator units: int8 codes (scaled at the end), int4 code * group
+  // scale, lossless the weight itself (raw7: its raw-plane bits).
+  __device__ float value(std::uint32_t symbol, std::uint64_t row, std::uint64_t col, std::uint32_t raw7) const {
+    if constexpr (Q == quant::kind::int8_rowwise) return float(int(symbol) - int(int8_symbol_offset));
+    else if constexpr (INT4) return float(int(symbol) - int(int4_symbol_offset)) * int4_scale(row, col);
+    else return half_bits_to_float<XBF16>(lossless16_join(symbol, raw7));
+  }
+
+  // ---- int4 groups: each quad's products (exact codes times x, fp32) take their group's scale ----
+  __device__ void load_group(std::uint64_t grp, float (&s)[INT4 ? 8 : 1]) const {
+    if constexpr (INT4) {
+#pragma unroll
+      for (int r = 0; r < 4; ++r)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) s[2 * r + h] = int4_scale(row0 + 16 * r + g + 8 * h, grp << gshift);
+    }
+  }
+  // Before the MMAs of global column col0 (16 aligned): switches to its group and asks L1 for the
+  // next group's scales.
+  __device__ void enter_group(std::uint64_t col0) {
+    if constexpr (INT4) {
+      const std::uint64_t grp = col0 >> gshift;
+      if (grp == group) return;
+      load_group(grp, gscale);
+      group = grp;
+      if (((grp + 1) << gshift) < W.layout.cols) {
+        const std::uint16_t* sc = reinterpret_cast<const std::uint16_t*>(W.data + W.scales_offset);
+#pragma unroll
+        for (int r = 0; r < 4; ++r)
+#pragma unroll
+          for (int h = 0; h < 2; ++h)
+            asm volatile("prefetch.global.L1 [%0];" ::"l"(sc + (row0 + 16 * r + g + 8 * h) * gpr + grp + 1));
+      }
+    }
+  }
+
+  __device__ void mma_quad(const std::uint32_t (&af)[4][4], const std::uint32_t (&xb)[NG][2]) {
+#pragma unroll
+    for (int n = 0; n < NG; ++n) {
+      if (8u * n >= nb) continue;  // warp-uniform: no batch entries in this group
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        if constexpr (INT4) {
+          float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+          mma_16816<XBF16>(d, af[r], xb[n][0], xb[n][1]);
+#pragma unroll
+          for (int c = 0; c < 4; ++c) acc[r][n][c] = fmaf(gscale[2 * r + (c >> 1)], d[c], acc[r][n][c]);
+        } else {
+          mma_16816<XBF16>(acc[r][n], af[r], xb[n][0], xb[n][1]);
+        }
+      }
+    }
+  }
+
+  // B fragments of chunk columns [c, c + 16) from the staged activations.
+  __device__ void staged_b(std::uint32_t c, std::uint32_t (&xb)[NG][2]) const {
+#pragma unroll
+    for (int n = 0; n < NG; ++n) {
+      const std::uint32_t b = 8u * n + g;
+      xb[n][0] = b < nb ? *reinterpret_cast<const std::uint32_t*>(&st->x[b][c + 2 * t]) : 0u;
+      xb[n][1] = b < nb ? *reinterpret_cast<const std::uint32_t*>(&st->x[b][c + 8 + 2 * t]) : 0u;
+    }
+  }
+
+  // B fragments straight from global memory (the rANS path does not stage).
+  __device__ void load_x(std::uint64_t col0, std::uint32_t (&xb)[NG][2]) const {
+#pragma unroll
+    for (int n = 0; n < NG; ++n) load_b_fragment(x, a.ldx, 8u * n + g, nb, col0, a.x_aligned, xb[n][0], xb[n][1]);
+  }
+
+  // Copies x[b][col0, col0 + ncols) of the pass's batch rows into st->x (cp.async when aligned).
+  __device__ void stage_x(std::uint64_t col0, std::uint32_t ncols) {
+    for (std::uint32_t b = 0; b < nb; ++b) {
+      const std::uint16_t* src = x + b * a.ldx + col0;
+      std::uint16_t* dst = st->x[b];
+      for (std::uint32_t c = 8 * lane; c < ncols; c += 256) {
+        if (a.x_aligned16 && c + 8 <= ncols) {
+          cp_async16(dst + c, src + c);
+        } else {
+          for (std::uint32_t k = c; k < c + 8 && k < ncols; ++k) dst[k] = static_cast<std::uint16_t>(ldg_u16(src + k));
+        }
+      }
+    }
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+  }
+
+  // ---- fast path: fixed coder, mma order ------------------------------------------------------
+  // Quads q0 .. q0 + nq - 1 of a tile (one row quad, consecutive k chunks, nq <= 16); col0: global
+  // column of the first; raw: the tile's raw plane (lossless).
+  __device__ void fixed_quads(const std::uint8_t* tile, std::uint32_t q0, std::uint32_t nq, std::uint64_t col0,
+                              const std::uint8_t* raw, std::uint32_t (&wb)[D][K > 0 ? K : 1],
+                              std::uint32_t (&rb)[D][LOSSLESS ? 7 : 1]) {
+    if constexpr (P == path::fixed_fast) {
+      const std::uint32_t* words = reinterpret_cast<const std::uint32_t*>(tile);
+      const std::uint32_t first2 = W.first | (W.first << 16);
+      auto prefetch = [&](int d, std::uint32_t idx) {
+        load_fixed_quad<K>(words, q0 + idx, wb[d]);
+        if constexpr (LOSSLESS) load_raw_quad(raw + 896u * (q0 + idx) + 28u * lane, rb[d]);
+      };
+      for (std::uint32_t base = 0; base < nq; base += D) {
+#pragma unroll
+        for (int d = 0; d < D; ++d) {
+          const std::uint32_t idx = base + d;
+          if (idx < nq) {
+            std::uint32_t w[K], rc[LOSSLESS ? 7 : 1];
+#pragma unroll
+            for (int j = 0; j < K; ++j) w[j] = wb[d][j];
+            if constexpr (LOSSLESS) {
+#pragma unroll
+              for (int j = 0; j < 7; ++j) rc[j] = rb[d][j];
+            }
+            if (idx + D < nq) prefetch(d, idx + D);
+            std::uint32_t pairs[4][4], af[4][4], xb[NG][2];
+            fixed_quad_pairs<K>(w, pairs);
+            if constexpr (LOSSLESS) lossless_fragments<XBF16>(pairs, first2, rc, af);
+            else int_fragments<XBF16, (K > 7)>(pairs, a.int_sub, af);
+            staged_b(16u * idx, xb);
+            enter_group(col0 + 16u * idx);
+            mma_quad(af, xb);
+          }
+        }
+      }
+    }
+  }
+
+  // ---- rANS path: a whole 64-row tile in the mma order ------------------------------------------
+  __device__ void rans_tile(rans_warp_storage& rs, const rans_table_storage& table, const std::uint8_t* tile,
+                            std::uint64_t bytes, std::uint32_t w, std::uint64_t tcol0, const std::uint8_t* raw) {
+    if constexpr (P == path::rans) {
+      rans_quad_decoder dec;
+      status s = dec.begin(rs, table, W.prob_bits, W.alphabet, tile, bytes);
+      if (s == status::success) {
+        const std::uint32_t quads = w / 16u;
+        for (std::uint32_t q = 0; q < quads; ++q) {
+          std::uint32_t xb[NG][2];
+          load_x(tcol0 + 16u * q, xb);
+          std::uint32_t rc[LOSSLESS ? 7 : 1];
+          if constexpr (LOSSLESS) load_raw_quad(raw + 896u * q + 28u * lane, rc);
+          std::uint32_t pairs[4][4], af[4][4];
+          if (!dec.quad(pairs)) break;
+          if constexpr (LOSSLESS) lossless_fragments<XBF16>(pairs, 0u, rc, af);
+          else int_fragments<XBF16, !INT4>(pairs, a.int_sub, af);
+          enter_group(tcol0 + 16u * q);
+          mma_quad(af, xb);
+        }
+      }
+      s = dec.finish();
+      if (s != status::success && lane == 0) report(a.status, s);
+    }
+  }
+
+  // ---- per-element path ---------------------------------------------------------------------------
+  // Rows [ro, ro + hr) and chunk columns [ca, cb) of tile t (h x w), fixed-coded (code words
+  // checked present) or stored (bytes checked present), any order. Each row's sums land in the
+  // accumulators of the lanes that own them in the mma layout.
+  __device__ void element_rows(const std::uint8_t* tile, std::uint32_t h, std::uint32_t w, std::uint32_t hr,
+                               std::uint32_t ca, std::uint32_t cb, std::uint64_t tcol0, const std::uint8_t* raw) {
+    const bool fixed = W.coding == plane_coding::fixed;
+#pragma unroll
+    for (int r4 = 0; r4 < 4; ++r4)
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh)
+        for (std::uint32_t gp = 0; gp < 8; ++gp) {
+          const std::uint32_t rr = 16u * r4 + 8u * hh + gp;
+          if (rr >= hr) continue;
+          float part[BC];
+#pragma unroll
+          for (int b = 0; b < BC; ++b) part[b] = 0.0f;
+          for (std::uint32_t c = ca + lane; c < cb; c += 32) {
+            const std::uint32_t i = tile_symbol_index(W.order, h, w, ro + rr, c);
+            const std::uint32_t sym = fixed ? W.first + fixed_code_at(tile, W.code_bits, i) : stored_symbol(tile, W.alphabet, i);
+            const std::uint32_t r7 = LOSSLESS ? raw7_unpack(raw + 7u * (i >> 3), i & 7u) : 0u;
+            const float v = value(sym, row0 + rr, tcol0 + c, r7);
+#pragma unroll
+            for (int b = 0; b < BC; ++b)
+              if (std::uint32_t(b) < nb) part[b] = fmaf(v, xs(b, c - ca), part[b]);
+          }
+#pragma unroll
+          for (int b = 0; b < BC; ++b)
+            if (std::uint32_t(b) < nb) part[b] = warp_sum(part[b]);
+          if (g == gp) {
+#pragma unroll
+            for (int n = 0; n < NG; ++n)
+#pragma unroll
+              for (int c2 = 0; c2 < 2; ++c2) {
+                const float v = t == 0 ? part[8 * n + c2] : t == 1 ? part[8 * n + 2 + c2] : t == 2 ? part[8 * n + 4 + c2] : part[8 * n + 6 + c2];
+                acc[r4][n][2 * hh + c2] += v;
+              }
+          }
+        }
+  }
+
+  // ---- escapes of a fixed-coded tile, chunk columns [ca, cb) -----------------------------------
+  // The strip's entries are [e_begin, e_begin + n_ent) (sorted by row, then column); st->rows[r]
+  // is row r's first entry relative to e_begin (r <= hr), st->entries holds the entry bytes from
+  // byte `base` of the tile on (`cached` of them, copied while the quads ran). Lane l takes entry
+  // p = r0 + l of each round: a row's entries sit in consecutive lanes, a segmented warp scan sums
+  // their corrections (true - coded value) * x in a fixed order, and the row's last lane adds the
+  // sum to st->corr. Deterministic; x comes from the staged chunk.
+  __device__ void escapes(const std::uint8_t* tile, const fixed_tile_shape& sh, std::uint32_t hr, std::uint32_t ca,
+                          std::uint32_t cb, std::uint64_t tcol0, std::uint32_t e_begin, std::uint32_t n_ent,
+                          std::uint32_t total, std::uint64_t base, std::uint32_t cached) {
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+    __syncwarp();
+    const std::uint32_t vmask = (1u << sh.value_bits) - 1u;
+    const unsigned char* bytes = reinterpret_cast<const unsigned char*>(st->entries);
+    for (std::uint32_t r0 = 0; r0 < n_ent; r0 += 32) {
+      const std::uint32_t p = r0 + lane;
+      const bool valid = p < n_ent && e_begin + p < total;
+      std::uint64_t v = 0;
+      if (valid) {
+        const std::uint64_t at = sh.escapes_offset + std::uint64_t(e_begin + p) * sh.entry_bytes - base;
+        if (at + sh.entry_bytes <= cached)
+          v = sh.entry_bytes == 2 ? std::uint64_t(*reinterpret_cast<const std::uint16_t*>(bytes + at))
+                                  : std::uint64_t(*reinterpret_cast<const std::uint32_t*>(bytes + at));
+        else
+          v = load_entry(tile, sh, e_begin + p);
+      }
+      const std::uint32_t col = static_cast<std::uint32_t>(v >> sh.value_bits);
+      const std::uint32_t val = static_cast<std::uint32_t>(v) & vmask;
+      const bool inr = valid && col >= ca && col < cb;
+      std::uint32_t row = 0;  // the last r < hr with rows[r] <= p
+#pragma unroll
+      for (std::uint32_t step = 32; step > 0; step >>= 1)
+        if (row + step < hr && st->rows[row + step] <= p) row += step;
+      float delta = 0.0f;
+      if (inr) {
+        if constexpr (LOSSLESS) {
+          delta = half_bits_to_float<XBF16>(val) - half_bits_to_float<XBF16>(lossless16_join(W.first, lossless16_raw(val)));
+        } else {
+          delta = float(int(val) - int(W.first));
+          if constexpr (INT4) delta *= int4_scale(row0 + row, tcol0 + col);
+        }
+      }
+      const std::uint32_t key = valid ? row : 64u;  // rows never decrease across lanes
+      bool same[5];
+#pragma unroll
+      for (int k = 0; k < 5; ++k) {
+        const std::uint32_t other = __shfl_up_sync(0xffffffffu, key, 1u << k);
+        same[k] = lane >= (1u << k) && other == key;
+      }
+      const std::uint32_t next = __shfl_down_sync(0xffffffffu, key, 1);
+      const bool leader = key < 64u && (lane == 31 || next != key);
+      for (std::uint32_t b = 0; b < nb; ++b) {
+        float c = inr ? delta * xs(b, col - ca) : 0.0f;
+#pragma unroll
+        for (int k = 0; k < 5; ++k) {
+          const float o = __shfl_up_sync(0xffffffffu, c, 1u << k);
+          if (same[k]) c += o;
+        }
+        if (leader) st->corr[b][key] += c;
+      }
+      __syncwarp();  // a row may continue in the next round, on another lane
+    }
+  }
+
+  // ---- one chunk (<= 256 columns) of one tile ------------------------------------------------------
+  __device__ void chunk(const std::uint8_t* tile, std::uint64_t bytes, std::uint32_t h, std::uint32_t w, std::uint32_t hr,
+                        std::uint32_t k0, std::uint32_t k1, std::uint64_t tcol0, const std::uint8_t* raw, bool fast,
+                        const fixed_tile_shape& sh, bool esc) {
+    const std::uint32_t ca = 16u * k0, cb = 16u * k1 < w ? 16u * k1 : w;
+    const std::uint32_t nq = k1 - k0;
+    const std::uint32_t q0 = (ro / 64u) * (w / 16u) + k0;
+    // 1. code words of the first quads (fast path), in flight while the rest is set up.
+    std::uint32_t wb[D][K > 0 ? K : 1], rb[D][LOSSLESS ? 7 : 1];
+    if constexpr (P == path::fixed_fast) {
+      if (fast) {
+#pragma unroll
+        for (int d = 0; d < D; ++d) {
+          if (std::uint32_t(d) < nq) {
+            load_fixed_quad<K>(reinterpret_cast<const std::uint32_t*>(tile), q0 + d, wb[d]);
+            if constexpr (LOSSLESS) load_raw_quad(raw + 896u * (q0 + d) + 28u * lane, rb[d]);
+          }
+        }
+      }
+    }
+    // 2. activations; 3. the escape row table of the strip (rows ro .. ro + hr) and the entry count.
+    stage_x(tcol0 + ca, cb - ca);
+    std::uint32_t ra = 0, rb2 = 0, e_end = 0, total = 0;
+    if (esc) {
+      const std::uint16_t* rs = reinterpret_cast<const std::uint16_t*>(tile + sh.code_bytes);
+      if (lane <= hr) ra = ldg_u16(rs + ro + lane);
+      if (32u + lane <= hr) rb2 = ldg_u16(rs + ro + 32u + lane);
+      e_end = ldg_u16(rs + ro + hr);
+      total = ldg_u16(rs + h);
+    }
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+    // 4. the strip's escape entries: copied while the quads run.
+    std::uint32_t e_begin = 0, cached = 0;
+    std::uint64_t base = 0;
+    if (esc) {
+      e_begin = __shfl_sync(0xffffffffu, ra, 0);
+      if (e_begin > e_end || e_end > total || sh.escapes_offset + std::uint64_t(total) * sh.entry_bytes > bytes) {
+        if (lane == 0) report(a.status, status::corrupt_payload);
+        esc = false;
+      } else {
+        if (lane <= hr) st->rows[lane] = static_cast<std::uint16_t>(ra - e_begin);
+        if (32u + lane <= hr) st->rows[32u + lane] = static_cast<std::uint16_t>(rb2 - e_begin);
+        if (lane == 0 && hr == 64) st->rows[64] = static_cast<std::uint16_t>(e_end - e_begin);  // others: lane hr or hr - 32
+        base = (sh.escapes_offset + std::uint64_t(e_begin) * sh.entry_bytes) & ~std::uint64_t(3);
+        const std::uint64_t end = sh.escapes_offset + std::uint64_t(e_end) * sh.entry_bytes;
+        const std::uint64_t words = (end - base + 3) / 4 < 32u * escape_slots ? (end - base + 3) / 4 : 32u * escape_slots;
+        cached = static_cast<std::uint32_t>(4 * words);
+        for (std::uint32_t i = lane; i < words; i += 32) cp_async4(&st->entries[i], tile + base + 4 * i);
+        asm volatile("cp.async.commit_group;\n" ::: "memory");
+      }
+    }
+    __syncwarp();
+    // 5. the products.
+    if (fast) fixed_quads(tile, q0, nq, tcol0 + ca, raw, wb, rb);
+    else element_rows(tile, h, w, hr, ca, cb, tcol0, raw);
+    // 6. corrections.
+    if (esc) escapes(tile, sh, hr, ca, cb, tcol0, e_begin, e_end - e_begin, total, base, cached);
+    __syncwarp();  // the staged chunk is done with before the next one overwrites it
+  }
+
+  // ---- one tile column of the warp's range (fixed / stored) --------------------------------------
+  __device__ void segment(std::uint64_t tc, std::uint32_t ka, std::uint32_t kb, std::uint64_t ta, std::uint64_t tb) {
+    const tile_layout& L = W.layout;
+    const std::uint64_t tile_id = gr * L.grid_cols + tc;
+    const tile_box box = L.box(tile_id);
+    const std::uint32_t h = box.height, w = box.width;
+    const std::uint32_t kcs = (w + 15u) / 16u;
+    if (kb > kcs) kb = kcs;
+    if (ka >= kb) return;
+    if (tb < ta || tb > W.payload_bytes || ((ta | tb) & 15u) != 0) {
+      if (lane == 0) report(a.status, status::corrupt_header);
+      return;
+    }
+    const std::uint8_t* tile = W.data + W.payload_offset + ta;
+    const std::uint64_t bytes = tb - ta;
+    const std::uint32_t hr = h - ro < strip_rows ? h - ro : strip_rows;
+    const std::uint64_t tcol0 = tc * L.tile_cols;
+    const std::uint8_t* raw = LOSSLESS ? W.data + W.raw_offset + raw7_group_bytes * L.groups8_before(tile_id) : nullptr;
+    const bool fixed = W.coding == plane_coding::fixed;
+    fixed_tile_shape sh{};
+    if (fixed) {
+      sh = fixed_shape(W.fixed(), h, w);
+      if (bytes < fixed_tile_bytes(sh, 0)) {
+        if (lane == 0) report(a.status, status::corrupt_payload);
+        return;
+      }
+    } else if (bytes < stored_tile_bytes(W.alphabet, std::uint64_t(h) * w)) {
+      if (lane == 0) report(a.status, status::corrupt_payload);
+      return;
+    }
+    const bool fast = P == path::fixed_fast && fixed && tile_uses_mma_order(W.order, h, w) &&
+                      (!LOSSLESS || (reinterpret_cast<std::uintptr_t>(raw) & 3u) == 0);
+    const bool esc = fixed && W.fixed().has_escapes();
+    for (std::uint32_t k0 = ka; k0 < kb; k0 += chunk_kcs)
+      chunk(tile, bytes, h, w, hr, k0, k0 + chunk_kcs < kb ? k0 + chunk_kcs : kb, tcol0, raw, fast, sh, esc);
+  }
+
+  // The warp's whole range of units [u0, u1): k chunks (fixed / stored) or tiles (rANS).
+  __device__ void run(std::uint64_t u0, std::uint64_t u1, rans_warp_storage* rst, const rans_table_storage* table) {
+    const tile_layout& L = W.layout;
+    const std::uint64_t* index = reinterpret_cast<const std::uint64_t*>(W.data + W.index_offset);
+    const std::uint64_t kt = L.tile_cols / 16u;
+    if constexpr (P == path::rans) {
+      for (std::uint64_t u = u0; u < u1; ++u) {
+        const std::uint64_t tt = gr * L.grid_cols + u;
+        const std::uint64_t ta = index[tt], tb = index[tt + 1];
+        if (tb < ta || tb > W.payload_bytes || ((ta | tb) & 15u) != 0) {
+          if (lane == 0) report(a.status, status::corrupt_header);
+          continue;
+        }
+        const std::uint32_t w = L.width_of_grid_col(u);
+        const std::uint8_t* raw = LOSSLESS ? W.data + W.raw_offset + raw7_group_bytes * L.groups8_before(tt) : nullptr;
+        rans_tile(*rst, *table, W.data + W.payload_offset + ta, tb - ta, w, u * L.tile_cols, raw);
+      }
+    } else {
+      // The next tile's index entries load while the current tile is worked on.
+      std::uint64_t tc = u0 / kt;
+      std::uint64_t ta = 0, tb = 0;
+      if (u0 < u1) ta = index[gr * L.grid_cols + tc], tb = index[gr * L.grid_cols + tc + 1];
+      for (std::uint64_t u = u0; u < u1;) {
+        const std::uint64_t end = u1 < (tc + 1) * kt ? u1 : (tc + 1) * kt;
+        std::uint64_t na = 0, nbytes = 0;
+        if (end < u1) na = index[gr * L.grid_cols + tc + 1], nbytes = index[gr * L.grid_cols + tc + 2];
+        segment(tc, static_cast<std::uint32_t>(u - tc * kt), static_cast<std::uint32_t>(end - tc * kt), ta, tb);
+        u = end;
+        ++tc;
+        ta = na;
+        tb = nbytes;
+      }
+    }
+  }
+
+  // Adds the accumulators into the warp's partial sums [BC][64] at the start of its storage.
+  __device__ void store_accumulators(float* red) {
+    __syncwarp();  // every lane is done with the storage the partial sums now take
+#pragma unroll
+    for (int r = 0; r < 4; ++r)
+#pragma unroll
+      for (int n = 0; n < NG; ++n)
+#pragma unroll
+        for (int c = 0; c < 4; ++c) {
+          const std::uint32_t row = 16u * r + g + 8u * (c >> 1), b = 8u * n + 2u * t + (c & 1u);
+          if constexpr (P == path::rans) red[b * 64 + row] = acc[r][n][c];
+          else red[b * 64 + row] = acc[r][n][c] + st->corr[b][row];
+        }
+  }
+};
+
+__device__ __forceinline__ void store_output(void* y, dtype type, std::uint64_t index, float v) {
+  if (type == dtype::f32) static_cast<float*>(y)[index] = v;
+  else if (type == dtype::f16) static_cast<std::uint16_t*>(y)[index] = float_to_f16(v);
+  else static_cast<std::uint16_t*>(y)[index] = float_to_bf16(v);
+}
+
+template <quant::kind Q, int NG, bool XBF16, path P, int K>
+__global__ void __launch_bounds__(cta_threads, 2) gemm_kernel(const gemm_args args) {
+  constexpr int BC = 8 * NG;
+  constexpr std::size_t table_bytes = P == path::rans ? sizeof(rans_table_storage) : 0;
+  constexpr std::size_t stride = warp_storage_bytes<NG, P>();
+  extern __shared__ __align__(16) unsigned char smem[];
+  const std::uint32_t warp = threadIdx.x >> 5, tid = threadIdx.x;
+  const std::uint64_t strip = blockIdx.x;
+  const std::uint32_t split = blockIdx.y, chunk = blockIdx.z;
+  const std::uint32_t b0 = chunk * BC;
+  const std::uint32_t nb = args.batch - b0 < std::uint32_t(BC) ? args.batch - b0 : std::uint32_t(BC);
+  unsigned char* mine = smem + table_bytes + warp * stride;
+
+  rans_table_storage* table = nullptr;
+  if constexpr (P == path::rans) {
+    table = reinterpret_cast<rans_table_storage*>(smem);
+    const status s = build_rans_table<cta_threads>(*table, args.w.data + args.w.table_offset, args.w.table_first,
+                                                   args.w.table_count, args.w.prob_bits, args.w.alphabet);
+    if (s != status::success && tid == 0) report(args.status, s);
+  }
+
+  warp_gemm<Q, NG, XBF16, P, K> wg(args, args.x + std::uint64_t(b0) * args.ldx, mine, nb, strip);
+  const tile_layout& L = args.w.layout;
+  const std::uint64_t units = P == path::rans ? L.grid_cols : (L.cols + 15u) / 16u;
+  const std::uint64_t parts = std::uint64_t(args.splits) * cta_warps, part = std::uint64_t(split) * cta_warps + warp;
+  wg.run(units * part / parts, units * (part + 1) / parts, reinterpret_cast<rans_warp_storage*>(mine), table);
+  wg.store_accumulators(reinterpret_cast<float*>(mine));
+  __syncthreads();
+
+  // Epilogue: sum the warps in order; int8 rows take their scale at the very end.
+  const std::uint64_t rows = L.rows, row0 = strip * strip_rows;
+  const float* scales = reinterpret_cast<const float*>(args.w.data + args.w.scales_offset);
+  auto red = [&](int w, std::uint32_t idx) { return reinterpret_cast<const float*>(smem + table_bytes + w * stride)[idx]; };
+  auto finish = [&](std::uint32_t idx, float v) {
+    const std::uint32_t r = idx & 63u, b = idx >> 6;
+    const std::uint64_t n = row0 + r;
+    if (n >= rows || b >= nb) return;
+    if constexpr (Q == quant::kind::int8_rowwise) v *= __ldg(scales + n);
+    store_output(args.y, args.y_type, std::uint64_t(b0 + b) * args.ldy + n, v);
+  };
+  if (args.splits == 1) {
+    for (std::uint32_t idx = tid; idx < BC * 64u; idx += cta_threads) {
+      float v = 0.0f;
+#pragma unroll
+      for (int w = 0; w < cta_warps; ++w) v += red(w, idx);
+      finish(idx, v);
+    }
+    return;
+  }
+  __shared__ std::uint32_t last;
+  const std::uint64_t group = std::uint64_t(chunk) * args.strips + strip;
+  float* partial = args.partials + (group * args.splits) * (BC * 64u);
+  for (std::uint32_t idx = tid; idx < BC * 64u; idx += cta_threads) {
+    float v = 0.0f;
+#pragma unroll
+    for (int w = 0; w < cta_warps; ++w) v += red(w, idx);
+    partial[std::uint64_t(split) * BC * 64u + idx] = v;
+  }
+  __threadfence();
+  __syncthreads();
+  if (tid == 0) last = atomicAdd(args.counters + group, 1u) == args.splits - 1 ? 1u : 0u;
+  __syncthreads();
+  if (last == 0) return;
+  __threadfence();
+  for (std::uint32_t idx = tid; idx < BC * 64u; idx += cta_threads) {
+    float v = 0.0f;
+    for (std::uint32_t s = 0; s < args.splits; ++s) v += __ldcg(partial + std::uint64_t(s) * BC * 64u + idx);
+    finish(idx, v);
+  }
+  if (tid == 0) args.counters[group] = 0;  // ready for the next call
+}
+
+}  // namespace detail
+}  // namespace fused
+}  // namespace tilecodec

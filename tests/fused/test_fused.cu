@@ -1,0 +1,633 @@
+// Fused decode-GEMV/GEMM (fused/): every quantization, coder, symbol order, batch 1..33,
+// activation and output type, against a float64 reference computed from the host-decoded
+// (dequantized) weights; odd shapes and edge tiles; determinism; real weights; corrupted
+// weights (run under compute-sanitizer memcheck by scripts/gpu_fused.sh); the dense device
+// decoder bit-exact with the host decoder.
+//
+// Error bound checked per output (fp32 accumulation, fused/gemm.cuh):
+//   |y - y_ref| <= (K + 64) * 2^-22 * sum_k |w_k x_k| + u_out * |y_ref| + 2^-24 (f16 subnormals)
+// with u_out = 2^-24 (f32), 2^-11 (f16), 2^-8 (bf16) the output rounding. Plus, for f32 output,
+// a norm-wise relative error under 1e-5.
+#include <tilecodec/tilecodec.hpp>
+#include <tilecodec/format/safetensors.hpp>
+#include <tilecodec/fused/dequantize.cuh>
+#include <tilecodec/fused/gemm.cuh>
+#include <tilecodec/host/synthetic.hpp>
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <doctest/doctest.h>
+
+#include "common/reference.hpp"
+#include "common/seed.hpp"
+
+#ifndef TILECODEC_DATA_DIR
+#define TILECODEC_DATA_DIR "data"
+#endif
+
+using namespace tilecodec;
+
+namespace {
+
+#define TC_CUDA(call) REQUIRE((call) == cudaSuccess)
+
+struct device_buffer {
+  void* p = nullptr;
+  std::size_t bytes = 0;
+  explicit device_buffer(std::size_t n) : bytes(n) { TC_CUDA(cudaMalloc(&p, std::max<std::size_t>(n, 16))); }
+  ~device_buffer() { cudaFree(p); }
+  device_buffer(const device_buffer&) = delete;
+  device_buffer& operator=(const device_buffer&) = delete;
+  template <class T>
+  T* as() const { return static_cast<T*>(p); }
+};
+
+struct weights {
+  std::vector<std::uint8_t> bytes;  // source values
+  dtype type;
+};
+
+// Student-t(5) values (common/reference.hpp), or Llama-like rows (host/synthetic.hpp), or
+// Gaussian rows with one outlier each (int8 codes then fit 6 bits with escapes).
+weights make_weights(std::mt19937_64& rng, dtype type, std::uint64_t n, std::uint64_t k, int kind) {
+  std::vector<float> v(n * k);
+  if (kind == 0) {
+    const auto t = tilecodec_test::random_tensor(rng, dtype::f32, n * k, 0.01 + double(rng() % 100) / 100.0);
+    for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(t.values[i]);
+  } else if (kind == 1) {
+    host::synthetic_params sp;
+    sp.seed = rng();
+    v = host::synthetic_weights(n, k, sp, 1);
+  } else {
+    std::normal_distribution<float> g(0.0f, 0.02f);
+    for (auto& e : v) e = g(rng);
+    for (std::uint64_t r = 0; r < n; ++r) v[r * k + rng() % k] = (rng() & 1 ? 0.2f : -0.2f);
+  }
+  weights w{std::vector<std::uint8_t>(n * k * dtype_size(type)), type};
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (type == dtype::f32) {
+      std::memcpy(w.bytes.data() + 4 * i, &v[i], 4);
+    } else {
+      const std::uint16_t h = type == dtype::f16 ? float_to_f16(v[i]) : float_to_bf16(v[i]);
+      std::memcpy(w.bytes.data() + 2 * i, &h, 2);
+    }
+  }
+  return w;
+}
+
+// The weights the kernel multiplies by, as doubles: the host decoder's output.
+std::vector<double> dequantized(const encoded_tensor& enc) {
+  const auto& h = enc.header();
+  const std::uint64_t n = enc.view().elements();
+  std::vector<double> out(n);
+  if (h.params.quant == quant::kind::lossless) {
+    std::vector<std::uint16_t> bits(n);
+    REQUIRE(host::decode(enc.view(), bits.data(), h.source, n * 2) == status::success);
+    for (std::uint64_t i = 0; i < n; ++i) out[i] = h.source == dtype::f16 ? f16_to_float(bits[i]) : bf16_to_float(bits[i]);
+  } else {
+    std::vector<float> f(n);
+    REQUIRE(host::decode(enc.view(), f.data(), dtype::f32, n * 4) == status::success);
+    for (std::uint64_t i = 0; i < n; ++i) out[i] = f[i];
+  }
+  return out;
+}
+
+double out_unit(dtype t) { return t == dtype::f32 ? std::ldexp(1.0, -24) : (t == dtype::f16 ? std::ldexp(1.0, -11) : std::ldexp(1.0, -8)); }
+
+double read_out(const std::vector<std::uint8_t>& y, dtype t, std::uint64_t i) {
+  if (t == dtype::f32) {
+    float f;
+    std::memcpy(&f, y.data() + 4 * i, 4);
+    return f;
+  }
+  std::uint16_t h;
+  std::memcpy(&h, y.data() + 2 * i, 2);
+  return t == dtype::f16 ? f16_to_float(h) : bf16_to_float(h);
+}
+
+struct gemm_case {
+  quant::kind quant = quant::kind::int8_rowwise;
+  std::uint32_t group = 0;
+  dtype source = dtype::bf16;
+  coder::kind coder = coder::kind::fixed;
+  symbol_order order = symbol_order::mma;
+  std::uint32_t tile_rows = 256, tile_cols = 256;
+  std::uint64_t n = 256, k = 256;
+  std::uint32_t batch = 1;
+  dtype x_type = dtype::bf16, y_type = dtype::f32;
+  bool workspace = true;
+  int data = 0;
+};
+
+std::string describe(const gemm_case& c) {
+  return "quant " + std::to_string(int(c.quant)) + " g" + std::to_string(c.group) + " src " + dtype_name(c.source) +
+         " coder " + std::to_string(int(c.coder)) + " order " + std::to_string(int(c.order)) + " tile " +
+         std::to_string(c.tile_rows) + "x" + std::to_string(c.tile_cols) + " N " + std::to_string(c.n) + " K " +
+         std::to_string(c.k) + " batch " + std::to_string(c.batch) + " x " + dtype_name(c.x_type) + " y " +
+         dtype_name(c.y_type) + " ws " + std::to_string(int(c.workspace)) + " data " + std::to_string(c.data);
+}
+
+format_params params_of(const gemm_case& c) {
+  format_params p;
+  p.quant = c.quant;
+  p.group_size = c.group;
+  p.coder = c.coder;
+  p.order = c.order;
+  p.tile_rows = c.tile_rows;
+  p.tile_cols = c.tile_cols;
+  p.prob_bits = c.coder == coder::kind::rans ? 12 : 0;
+  p.lanes = c.coder == coder::kind::raw ? 1 : 32;
+  return p;
+}
+
+// Runs one case (twice: results must be identical) and checks it against the float64 reference.
+// Returns the norm-wise relative error of the first run.
+double run_case(const gemm_case& c, std::mt19937_64& rng, const weights* given = nullptr, std::uint32_t* k_used = nullptr) {
+  INFO(describe(c));
+  const weights w = given ? *given : make_weights(rng, c.source, c.n, c.k, c.data);
+  const encoded_tensor enc = host::encode(w.bytes.data(), w.type, {c.n, c.k}, params_of(c));
+  if (k_used) *k_used = enc.header().coding == plane_coding::fixed ? enc.header().params.prob_bits : 0;
+  const std::vector<double> wd = dequantized(enc);
+  // Activations, rows ldx apart (odd padding now and then: unaligned pairs).
+  const std::uint64_t ldx = c.k + rng() % 3, ldy = c.n + rng() % 3;
+  std::vector<std::uint16_t> x(c.batch * ldx, 0x7e00);  // NaN in the padding: never read
+  std::vector<double> xd(c.batch * c.k);
+  std::normal_distribution<double> g(0.0, 1.0);
+  for (std::uint32_t b = 0; b < c.batch; ++b)
+    for (std::uint64_t i = 0; i < c.k; ++i) {
+      const float v = static_cast<float>(g(rng));
+      const std::uint16_t h = c.x_type == dtype::f16 ? float_to_f16(v) : float_to_bf16(v);
+      x[b * ldx + i] = h;
+      xd[b * c.k + i] = c.x_type == dtype::f16 ? f16_to_float(h) : bf16_to_float(h);
+    }
+  device_buffer dw(enc.size()), dx(x.size() * 2), dy(c.batch * ldy * dtype_size(c.y_type)), dst(4);
+  TC_CUDA(cudaMemcpy(dw.p, enc.bytes().data(), enc.size(), cudaMemcpyHostToDevice));
+  TC_CUDA(cudaMemcpy(dx.p, x.data(), x.size() * 2, cudaMemcpyHostToDevice));
+  fused::matrix_ref ref;
+  std::string why;
+  REQUIRE_MESSAGE(fused::make_matrix_ref(enc.view(), dw.p, ref, &why) == status::success, why);
+  const std::size_t ws_bytes = c.workspace ? fused::gemm_workspace_bytes(ref, c.batch) : 0;
+  device_buffer dws(ws_bytes);
+  TC_CUDA(cudaMemset(dws.p, 0, std::max<std::size_t>(ws_bytes, 16)));
+  std::vector<std::uint8_t> first;
+  for (int run = 0; run < 2; ++run) {
+    TC_CUDA(cudaMemset(dy.p, 0xff, dy.bytes));  // poison: NaN in every output type
+    TC_CUDA(cudaMemset(dst.p, 0, 4));
+    REQUIRE(fused::gemm_async(ref, dx.p, c.x_type, ldx, c.batch, dy.p, c.y_type, ldy, c.workspace ? dws.p : nullptr,
+                              ws_bytes, dst.as<std::uint32_t>(), 0) == status::success);
+    TC_CUDA(cudaDeviceSynchronize());
+    std::uint32_t st = 99;
+    TC_CUDA(cudaMemcpy(&st, dst.p, 4, cudaMemcpyDeviceToHost));
+    REQUIRE(st == 0);
+    std::vector<std::uint8_t> y(dy.bytes);
+    TC_CUDA(cudaMemcpy(y.data(), dy.p, y.size(), cudaMemcpyDeviceToHost));
+    if (run == 0) {
+      first = y;
+    } else {
+      REQUIRE(y == first);  // deterministic
+    }
+  }
+  const double u = out_unit(c.y_type);
+  const double gamma = double(c.k + 64) * std::ldexp(1.0, -22);
+  double err2 = 0, ref2 = 0;
+  for (std::uint32_t b = 0; b < c.batch; ++b) {
+    for (std::uint64_t n = 0; n < c.n; ++n) {
+      double exact = 0, mag = 0;
+      const double* wr = wd.data() + n * c.k;
+      const double* xr = xd.data() + std::uint64_t(b) * c.k;
+      for (std::uint64_t i = 0; i < c.k; ++i) {
+        exact += wr[i] * xr[i];
+        mag += std::fabs(wr[i] * xr[i]);
+      }
+      const double got = read_out(first, c.y_type, b * ldy + n);
+      const double tol = gamma * mag + u * std::fabs(exact) * 1.001 + std::ldexp(1.0, -24);
+      INFO("b " << b << " n " << n << " got " << got << " exact " << exact << " sum|wx| " << mag);
+      REQUIRE(std::isfinite(got));
+      REQUIRE(std::fabs(got - exact) <= tol);
+      err2 += (got - exact) * (got - exact);
+      ref2 += exact * exact;
+    }
+    for (std::uint64_t n = c.n; n < ldy; ++n) REQUIRE(std::isnan(read_out(first, c.y_type, b * ldy + n)));  // untouched
+  }
+  const double rel = ref2 > 0 ? std::sqrt(err2 / ref2) : 0.0;
+  if (c.y_type == dtype::f32) CHECK(rel < 1e-5);
+  return rel;
+}
+
+std::vector<std::pair<quant::kind, std::uint32_t>> quantizations() {
+  return {{quant::kind::int8_rowwise, 0}, {quant::kind::int4_group, 32}, {quant::kind::int4_group, 64},
+          {quant::kind::int4_group, 128}, {quant::kind::lossless, 0}};
+}
+
+}  // namespace
+
+// ---- host model of the fragment decode (runs without a GPU) -------------------------------------
+
+namespace {
+
+// Checks every quad of every mma tile of a fixed-coded tensor: the A registers that
+// fixed_quad_pairs + int_fragments / lossless_fragments produce for each lane hold exactly the
+// values of the elements the mma layout puts there (escapes: the code-0 placeholder).
+template <int K>
+void check_quads(const encoded_tensor& enc, bool x_bf16) {
+  const auto& h = enc.header();
+  const auto& l = enc.view().layout();
+  const std::uint64_t n = l.elements();
+  const bool lossless = h.params.quant == quant::kind::lossless;
+  std::vector<std::int8_t> codes(n);
+  std::vector<std::uint16_t> bits(n);
+  if (lossless) REQUIRE(host::decode(enc.view(), bits.data(), h.source, n * 2) == status::success);
+  else REQUIRE(host::decode(enc.view(), codes.data(), dtype::i8, n) == status::success);
+  const fixed_code code{h.params.prob_bits, detail::get_u16(enc.view().table()), h.alphabet};
+  const int zero = h.params.quant == quant::kind::int4_group ? 8 : 128;
+  const std::uint32_t sub = x_bf16 ? fused::int_pair_sub<true>(std::uint32_t(zero), code.first)
+                                   : fused::int_pair_sub<false>(std::uint32_t(zero), code.first);
+  for (std::uint64_t t = 0; t < h.tile_count; ++t) {
+    const tile_box b = l.box(t);
+    if (!tile_uses_mma_order(h.params.order, b.height, b.width)) continue;
+    const std::uint8_t* tile = enc.view().tile_data(t);
+    std::vector<char> escaped(std::size_t(b.height) * b.width, 0);
+    if (code.has_escapes()) {
+      const fixed_tile_shape sh = fixed_shape(code, b.height, b.width);
+      for (std::uint32_t r = 0; r < b.height; ++r) {
+        const std::uint32_t e0 = detail::get_u16(tile + sh.code_bytes + 2 * r), e1 = detail::get_u16(tile + sh.code_bytes + 2 * r + 2);
+        for (std::uint32_t e = e0; e < e1; ++e) {
+          std::uint32_t col, sym;
+          fixed_escape_at(tile, sh, e, col, sym);
+          escaped[std::size_t(r) * b.width + col] = 1;
+        }
+      }
+    }
+    const std::uint8_t* raw = lossless ? enc.view().raw_tile(t) : nullptr;
+    const std::uint32_t quads = b.height * b.width / 1024;
+    for (std::uint32_t q = 0; q < quads; ++q)
+      for (std::uint32_t lane = 0; lane < 32; ++lane) {
+        std::uint32_t w[K], pairs[4][4], a[4][4];
+        for (int j = 0; j < K; ++j) w[j] = detail::get_u32(tile + 4 * (32 * (q * K + j) + lane));
+        fused::fixed_quad_pairs<K>(w, pairs);
+        if (lossless) {
+          std::uint32_t rw[7];
+          for (int j = 0; j < 7; ++j) rw[j] = detail::get_u32(raw + 896 * q + 28 * lane + 4 * j);
+          if (x_bf16) fused::lossless_fragments<true>(pairs, code.first | (code.first << 16), rw, a);
+          else fused::lossless_fragments<false>(pairs, code.first | (code.first << 16), rw, a);
+        } else if (x_bf16) {
+          fused::int_fragments<true, (K > 7)>(pairs, sub, a);
+        } else {
+          fused::int_fragments<false, (K > 7)>(pairs, sub, a);
+        }
+        for (int r4 = 0; r4 < 4; ++r4)
+          for (int j = 0; j < 4; ++j)
+            for (int half = 0; half < 2; ++half) {
+              const std::uint32_t e = 2 * j + half;
+              const std::uint32_t i = 1024 * q + 32 * lane + 8 * r4 + e;
+              std::uint32_t r, c;
+              mma_symbol_position(i, b.width, r, c);
+              // The PTX layout, independently: register j, element half.
+              REQUIRE(r % 16 == (lane >> 2) + 8 * (j & 1));
+              REQUIRE(c % 16 == 2 * (lane & 3) + half + 8 * (j >> 1));
+              const std::uint64_t at = (b.row0 + r) * l.cols + b.col0 + c;
+              const bool esc = escaped[std::size_t(r) * b.width + c] != 0;
+              const std::uint16_t v = static_cast<std::uint16_t>(a[r4][j] >> (16 * half));
+              INFO("tile " << t << " quad " << q << " lane " << lane << " r4 " << r4 << " reg " << j << " half " << half);
+              if (lossless) {
+                const std::uint16_t expect = esc ? lossless16_join(code.first, lossless16_raw(bits[at])) : bits[at];
+                REQUIRE(v == expect);
+              } else {
+                const float got = x_bf16 ? bf16_to_float(v) : f16_to_float(v);
+                const int expect = esc ? int(code.first) - zero : int(codes[at]);
+                REQUIRE(got == float(expect));
+              }
+            }
+      }
+  }
+}
+
+void check_quads_any(const encoded_tensor& enc, bool x_bf16) {
+  REQUIRE(enc.header().coding == plane_coding::fixed);
+  switch (enc.header().params.prob_bits) {
+    case 1: return check_quads<1>(enc, x_bf16);
+    case 2: return check_quads<2>(enc, x_bf16);
+    case 3: return check_quads<3>(enc, x_bf16);
+    case 4: return check_quads<4>(enc, x_bf16);
+    case 5: return check_quads<5>(enc, x_bf16);
+    case 6: return check_quads<6>(enc, x_bf16);
+    case 7: return check_quads<7>(enc, x_bf16);
+    case 8: return check_quads<8>(enc, x_bf16);
+    default: return check_quads<9>(enc, x_bf16);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("fused fragments [host]: quads decode into the mma A layout, every quantization and code width") {
+  TILECODEC_SEEDED_RNG(rng);
+  std::string widths;
+  for (auto q : quantizations())
+    for (dtype src : {dtype::bf16, dtype::f16})
+      for (int data = 0; data < 3; ++data) {
+        gemm_case c;
+        c.quant = q.first;
+        c.group = q.second;
+        c.source = src;
+        c.tile_rows = 128;
+        c.tile_cols = 192;
+        c.n = 256;
+        c.k = 384 + 16 * (rng() % 4);
+        c.data = data;
+        INFO(describe(c));
+        const weights w = make_weights(rng, src, c.n, c.k, data);
+        const encoded_tensor enc = host::encode(w.bytes.data(), w.type, {c.n, c.k}, params_of(c));
+        widths += std::to_string(enc.header().params.prob_bits) + " ";
+        const bool lossless = q.first == quant::kind::lossless;
+        check_quads_any(enc, lossless ? src == dtype::bf16 : true);
+        if (!lossless) check_quads_any(enc, false);
+      }
+  // Full-width int8 codes (k = 8): the wide bf16 conversion.
+  std::vector<std::uint16_t> uniform(256 * 256);
+  for (auto& v : uniform) v = float_to_bf16(float(int(rng() % 255) - 127));
+  const auto enc = host::encode<fused::int8_codec>(uniform.data(), dtype::bf16, {256, 256});
+  REQUIRE(enc.header().params.prob_bits == 8);
+  check_quads_any(enc, true);
+  check_quads_any(enc, false);
+  MESSAGE("code widths exercised: " << widths);
+}
+
+TEST_CASE("fused fragments [host]: the rANS window swizzle hands each lane its own 32 symbols") {
+  std::vector<std::uint32_t> win(1024, ~0u);
+  for (std::uint32_t s = 0; s < 32; ++s)
+    for (std::uint32_t r = 0; r < 32; ++r) win[32 * s + 8 * ((r >> 3) ^ ((s >> 1) & 3)) + (r & 7)] = 32 * s + r;
+  for (std::uint32_t lane = 0; lane < 32; ++lane)
+    for (std::uint32_t j = 0; j < 4; ++j)
+      for (std::uint32_t e = 0; e < 8; ++e) REQUIRE(win[32 * lane + 8 * (j ^ ((lane >> 1) & 3)) + e] == 32 * lane + 8 * j + e);
+}
+
+TEST_CASE("fused gemm [quick]: fixed coder, mma order, every quantization, edge tiles, batch 1..17") {
+  TILECODEC_SEEDED_RNG(rng);
+  const std::uint32_t batches[] = {1, 2, 3, 8, 9, 16, 17};
+  int i = 0;
+  for (auto q : quantizations())
+    for (dtype src : {dtype::bf16, dtype::f16}) {
+      gemm_case c;
+      c.quant = q.first;
+      c.group = q.second;
+      c.source = src;
+      c.n = 64 + rng() % 300;   // bottom edge tiles: row-major
+      c.k = 16 + rng() % 700;   // right edge tiles: row-major, or mma when a multiple of 16
+      c.batch = batches[i++ % 7];
+      c.x_type = q.first == quant::kind::lossless ? src : (rng() & 1 ? dtype::bf16 : dtype::f16);
+      c.y_type = i % 3 == 0 ? dtype::f32 : (i % 3 == 1 ? dtype::f16 : dtype::bf16);
+      c.workspace = rng() & 1;
+      run_case(c, rng);
+    }
+}
+
+TEST_CASE("fused gemm: fast paths with escapes (int8 k = 6 and 7, int4 k = 4, lossless k = 4 and 5)") {
+  TILECODEC_SEEDED_RNG(rng);
+  std::vector<std::uint32_t> seen;
+  for (int data : {1, 2}) {
+    for (std::uint32_t batch : {1u, 4u, 16u}) {
+      gemm_case c;
+      c.n = 256;
+      c.k = 2048;
+      c.data = data;
+      c.batch = batch;
+      c.x_type = batch == 4 ? dtype::f16 : dtype::bf16;
+      std::uint32_t k = 0;
+      run_case(c, rng, nullptr, &k);
+      seen.push_back(k);
+      c.quant = quant::kind::lossless;
+      c.source = data == 1 ? dtype::bf16 : dtype::f16;
+      c.x_type = c.source;
+      run_case(c, rng, nullptr, &k);
+      seen.push_back(k);
+      c.quant = quant::kind::int4_group;
+      c.group = 128;
+      c.x_type = dtype::bf16;
+      run_case(c, rng, nullptr, &k);
+      seen.push_back(k);
+    }
+  }
+  std::string s;
+  for (auto k : seen) s += std::to_string(k) + " ";
+  MESSAGE("code widths chosen: " << s);
+}
+
+TEST_CASE("fused gemm: random shapes, coders, orders, tiles, types and batches") {
+  TILECODEC_SEEDED_RNG(rng);
+  const auto qs = quantizations();
+  for (int i = 0; i < 48; ++i) {
+    gemm_case c;
+    const auto q = qs[rng() % qs.size()];
+    c.quant = q.first;
+    c.group = q.second;
+    c.source = rng() & 1 ? dtype::bf16 : dtype::f16;
+    const int coder_pick = int(rng() % 4);
+    c.coder = coder_pick == 0 ? coder::kind::raw : (coder_pick == 1 ? coder::kind::rans : coder::kind::fixed);
+    c.order = rng() % 4 == 0 ? symbol_order::row_major : symbol_order::mma;
+    const std::uint32_t tiles[][2] = {{256, 256}, {64, 256}, {128, 64}, {64, 16}, {192, 400}};
+    const auto* t = tiles[rng() % 5];
+    c.tile_rows = t[0];
+    c.tile_cols = t[1];
+    c.n = 1 + rng() % 600;
+    c.k = 1 + rng() % 900;
+    if (c.coder == coder::kind::rans) {  // the rANS path: mma order, 64-row tiles, whole tiles
+      c.order = symbol_order::mma;
+      c.tile_rows = 64;
+      c.tile_cols = rng() & 1 ? 256 : 128;
+      c.n = 64 * (1 + rng() % 8);
+      c.k = 16 * (1 + rng() % 60);
+    }
+    c.batch = 1 + std::uint32_t(rng() % 33);
+    c.x_type = c.quant == quant::kind::lossless ? c.source : (rng() & 1 ? dtype::bf16 : dtype::f16);
+    const int y = int(rng() % 3);
+    c.y_type = y == 0 ? dtype::f32 : (y == 1 ? dtype::f16 : dtype::bf16);
+    c.workspace = rng() % 3 != 0;
+    c.data = int(rng() % 3);
+    run_case(c, rng);
+  }
+}
+
+TEST_CASE("fused gemm: rANS (mma order, 64 x 256 tiles) on Llama-like weights, batch 1, 4, 16") {
+  TILECODEC_SEEDED_RNG(rng);
+  for (auto q : {std::make_pair(quant::kind::int8_rowwise, 0u), std::make_pair(quant::kind::int4_group, 128u),
+                 std::make_pair(quant::kind::lossless, 0u)})
+    for (std::uint32_t batch : {1u, 4u, 16u}) {
+      gemm_case c;
+      c.quant = q.first;
+      c.group = q.second;
+      c.coder = coder::kind::rans;
+      c.tile_rows = 64;
+      c.tile_cols = 256;
+      c.n = 192;
+      c.k = 1024;
+      c.batch = batch;
+      c.data = 1;
+      run_case(c, rng);
+    }
+}
+
+TEST_CASE("fused dequantize [quick]: bit-exact with the host decoder") {
+  TILECODEC_SEEDED_RNG(rng);
+  for (int i = 0; i < 16; ++i) {
+    const auto qs = quantizations();
+    const auto q = qs[rng() % qs.size()];
+    gemm_case c;
+    c.quant = q.first;
+    c.group = q.second;
+    c.source = rng() & 1 ? dtype::bf16 : dtype::f16;
+    c.coder = rng() % 3 == 0 ? coder::kind::raw : coder::kind::fixed;
+    c.order = rng() % 3 == 0 ? symbol_order::row_major : symbol_order::mma;
+    c.n = 1 + rng() % 400;
+    c.k = i % 2 ? 16 * (1 + rng() % 40) : 1 + rng() % 700;
+    c.data = int(rng() % 3);
+    INFO(describe(c));
+    const weights w = make_weights(rng, c.source, c.n, c.k, c.data);
+    const encoded_tensor enc = host::encode(w.bytes.data(), w.type, {c.n, c.k}, params_of(c));
+    const dtype out = c.quant == quant::kind::lossless ? c.source : (rng() & 1 ? dtype::bf16 : dtype::f16);
+    const std::uint64_t ld = c.k + (rng() & 1 ? 0 : 16 * (rng() % 3));
+    std::vector<std::uint16_t> expect(c.n * c.k);
+    REQUIRE(host::decode(enc.view(), expect.data(), out, expect.size() * 2) == status::success);
+    device_buffer dw(enc.size()), dout(c.n * ld * 2), dst(4);
+    TC_CUDA(cudaMemcpy(dw.p, enc.bytes().data(), enc.size(), cudaMemcpyHostToDevice));
+    TC_CUDA(cudaMemset(dout.p, 0xff, dout.bytes));
+    TC_CUDA(cudaMemset(dst.p, 0, 4));
+    fused::matrix_ref ref;
+    REQUIRE(fused::make_matrix_ref(enc.view(), dw.p, ref) == status::success);
+    REQUIRE(fused::dequantize_async(ref, dout.p, out, ld, dst.as<std::uint32_t>(), 0) == status::success);
+    TC_CUDA(cudaDeviceSynchronize());
+    std::vector<std::uint16_t> got(c.n * ld);
+    TC_CUDA(cudaMemcpy(got.data(), dout.p, got.size() * 2, cudaMemcpyDeviceToHost));
+    std::uint32_t st = 99;
+    TC_CUDA(cudaMemcpy(&st, dst.p, 4, cudaMemcpyDeviceToHost));
+    CHECK(st == 0);
+    for (std::uint64_t r = 0; r < c.n; ++r)
+      for (std::uint64_t k = 0; k < c.k; ++k) {
+        INFO("row " << r << " col " << k);
+        REQUIRE(got[r * ld + k] == expect[r * c.k + k]);
+      }
+  }
+}
+
+TEST_CASE("fused gemm: real weights (all-MiniLM-L6-v2, bf16): lossless, int8, int4, fixed and rANS") {
+  const std::string path = std::string(TILECODEC_DATA_DIR) + "/minilm/model.bf16.safetensors";
+  if (!std::ifstream(path).good()) {
+    MESSAGE("skipped: " << path << " not found");
+    return;
+  }
+  TILECODEC_SEEDED_RNG(rng);
+  const safetensors::file file(path);
+  const char* names[] = {"encoder.layer.0.attention.self.query.weight", "encoder.layer.3.intermediate.dense.weight",
+                         "encoder.layer.5.output.dense.weight"};
+  for (const char* name : names) {
+    const auto& info = file.at(name);
+    REQUIRE(info.type == dtype::bf16);
+    const auto bytes = file.data(info);
+    weights w{std::vector<std::uint8_t>(reinterpret_cast<const std::uint8_t*>(bytes.data),
+                                        reinterpret_cast<const std::uint8_t*>(bytes.data) + bytes.size),
+              dtype::bf16};
+    for (auto q : {std::make_pair(quant::kind::lossless, 0u), std::make_pair(quant::kind::int8_rowwise, 0u),
+                   std::make_pair(quant::kind::int4_group, 128u)})
+      for (coder::kind cd : {coder::kind::fixed, coder::kind::rans})
+        for (std::uint32_t batch : {1u, 4u}) {
+          gemm_case c;
+          c.quant = q.first;
+          c.group = q.second;
+          c.coder = cd;
+          c.tile_rows = cd == coder::kind::rans ? 64 : 256;
+          c.n = info.shape[0];
+          c.k = info.shape[1];
+          c.batch = batch;
+          const double rel = run_case(c, rng, &w);
+          MESSAGE(name << " quant " << int(c.quant) << " coder " << int(cd) << " batch " << batch << ": rel err " << rel);
+        }
+  }
+}
+
+TEST_CASE("fused gemm [quick]: corrupted weights stay in bounds and raise the status word") {
+  TILECODEC_SEEDED_RNG(rng);
+  int raised = 0, runs = 0;
+  for (int trial = 0; trial < 24; ++trial) {
+    gemm_case c;
+    const auto qs = quantizations();
+    const auto q = qs[rng() % qs.size()];
+    c.quant = q.first;
+    c.group = q.second;
+    c.coder = trial % 3 == 0 ? coder::kind::rans : coder::kind::fixed;
+    c.tile_rows = c.coder == coder::kind::rans ? 64 : 128;
+    c.tile_cols = 128;
+    c.n = c.coder == coder::kind::rans ? 128 : 200;
+    c.k = c.coder == coder::kind::rans ? 384 : 300;
+    c.batch = 1 + std::uint32_t(rng() % 9);
+    c.x_type = c.quant == quant::kind::lossless ? c.source : dtype::bf16;
+    c.data = 1;
+    INFO(describe(c));
+    const weights w = make_weights(rng, c.source, c.n, c.k, c.data);
+    const encoded_tensor enc = host::encode(w.bytes.data(), w.type, {c.n, c.k}, params_of(c));
+    fused::matrix_ref ref;
+    device_buffer dw(enc.size()), dx(c.batch * c.k * 2), dy(c.batch * c.n * 4), dst(4);
+    TC_CUDA(cudaMemset(dx.p, 0x3c, dx.bytes));
+    const auto& h = enc.header();
+    for (int flavor = 0; flavor < 4; ++flavor) {
+      std::vector<std::uint8_t> bytes = enc.bytes();
+      if (flavor == 0) {  // payload bits
+        for (int f = 0; f < 16; ++f) bytes[h.payload_offset + rng() % h.payload_bytes] ^= std::uint8_t(1u << (rng() % 8));
+      } else if (flavor == 1) {  // a lying tile index entry (in or out of the payload)
+        const std::uint64_t t = 1 + rng() % h.tile_count;
+        const std::uint64_t v = rng() % 2 ? rng() : (rng() % (h.payload_bytes + 64)) & ~std::uint64_t(15);
+        std::memcpy(bytes.data() + h.index_offset + 8 * t, &v, 8);
+      } else if (flavor == 2) {  // row tables and escape entries: large values everywhere in a tile
+        for (int f = 0; f < 64; ++f) bytes[h.payload_offset + rng() % h.payload_bytes] = 0xff;
+      } else {  // the frequency table (rANS) or scales and raw plane
+        const std::uint64_t o = h.table_bytes ? h.table_offset : h.scales_offset;
+        const std::uint64_t n = h.table_bytes ? h.table_bytes : std::max<std::uint64_t>(h.scales_bytes + h.raw_bytes, 1);
+        for (int f = 0; f < 8; ++f) bytes[o + rng() % n] ^= 0x5a;
+      }
+      // The kernel trusts the header fields make_matrix_ref copies (from the original parse):
+      // everything the device reads from the bytes is what is corrupted here.
+      TC_CUDA(cudaMemcpy(dw.p, bytes.data(), bytes.size(), cudaMemcpyHostToDevice));
+      REQUIRE(fused::make_matrix_ref(enc.view(), dw.p, ref) == status::success);
+      TC_CUDA(cudaMemset(dst.p, 0, 4));
+      REQUIRE(fused::gemm_async(ref, dx.p, c.x_type, c.k, c.batch, dy.p, dtype::f32, c.n, nullptr, 0,
+                                dst.as<std::uint32_t>(), 0) == status::success);
+      TC_CUDA(cudaDeviceSynchronize());
+      std::uint32_t st = 0;
+      TC_CUDA(cudaMemcpy(&st, dst.p, 4, cudaMemcpyDeviceToHost));
+      raised += st != 0;
+      ++runs;
+    }
+  }
+  MESSAGE(raised << " of " << runs << " corrupted runs raised the status word");
+  CHECK(raised > 0);
+}
+
+TEST_CASE("fused gemm [quick]: arguments and unsupported tensors") {
+  TILECODEC_SEEDED_RNG(rng);
+  const weights w = make_weights(rng, dtype::bf16, 128, 64, 0);
+  const encoded_tensor enc = host::encode<fused::lossless_codec>(w.bytes.data(), dtype::bf16, {128, 64});
+  device_buffer dw(enc.size()), dx(64 * 2), dy(128 * 4);
+  TC_CUDA(cudaMemcpy(dw.p, enc.bytes().data(), enc.size(), cudaMemcpyHostToDevice));
+  fused::matrix_ref ref;
+  REQUIRE(fused::make_matrix_ref(enc.view(), dw.p, ref) == status::success);
+  CHECK(fused::gemm_async(ref, dx.p, dtype::f16, 64, 1, dy.p, dtype::f32, 128, nullptr, 0, nullptr, 0) == status::unsupported);
+  CHECK(fused::gemm_async(ref, dx.p, dtype::bf16, 63, 1, dy.p, dtype::f32, 128, nullptr, 0, nullptr, 0) == status::invalid_argument);
+  CHECK(fused::gemm_async(ref, nullptr, dtype::bf16, 64, 1, dy.p, dtype::f32, 128, nullptr, 0, nullptr, 0) == status::invalid_argument);
+  CHECK(fused::gemm_async(ref, dx.p, dtype::bf16, 64, 0, dy.p, dtype::f32, 128, nullptr, 0, nullptr, 0) == status::success);
+  CHECK(fused::gemm_async(ref, dx.p, dtype::bf16, 64, 1, dy.p, dtype::i8, 128, nullptr, 0, nullptr, 0) == status::unsupported);
+  // Tensors the kernels do not serve.
+  const auto vec = host::encode<fused::int8_codec>(w.bytes.data(), dtype::bf16, {128 * 64});
+  CHECK(fused::make_matrix_ref(vec.view(), dw.p, ref) == status::unsupported);
+  const auto f32 = host::encode<fused::lossless_codec>(make_weights(rng, dtype::f32, 64, 64, 0).bytes.data(), dtype::f32, {64, 64});
+  CHECK(fused::make_matrix_ref(f32.view(), dw.p, ref) == status::unsupported);
+  const auto rows32 = host::encode<codec<tile<32, 256>, quant::int8_rowwise, coder::fixed>>(w.bytes.data(), dtype::bf16, {128, 64});
+  CHECK(fused::make_matrix_ref(rows32.view(), dw.p, ref) == status::unsupported);
+  const auto rans_row = host::encode<codec<tile<64, 256>, quant::int8_rowwise, coder::rans<12, 32>>>(w.bytes.data(), dtype::bf16, {128, 64});
+  CHECK(fused::make_matrix_ref(rans_row.view(), dw.p, ref) == status::unsupported);
+}
