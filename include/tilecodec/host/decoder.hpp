@@ -177,8 +177,8 @@ class tensor_decoder {
         std::memcpy(&v, raw + std::uint64_t(g) * raw7_group_bytes, 8);
         const std::uint64_t flags = (v >> 7) & 0x0001010101010101ull;
         const std::uint64_t top = (flags * 0x0102040810204080ull) >> 56;
-        const std::uint64_t out = (v & 0x007f7f7f7f7f7f7full) | (top << 56);
-        std::memcpy(raw7.data() + std::uint64_t(g) * raw7_group, &out, 8);
+        const std::uint64_t unpacked = (v & 0x007f7f7f7f7f7f7full) | (top << 56);
+        std::memcpy(raw7.data() + std::uint64_t(g) * raw7_group, &unpacked, 8);
       }
       for (std::uint32_t g = wide; g < groups; ++g)
         for (std::uint32_t j = 0; j < raw7_group; ++j)
