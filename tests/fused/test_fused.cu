@@ -524,9 +524,9 @@ TEST_CASE("fused gemm: real weights (all-MiniLM-L6-v2, bf16): lossless, int8, in
   }
   TILECODEC_SEEDED_RNG(rng);
   const safetensors::file file(path);
-  const char* names[] = {"encoder.layer.0.attention.self.query.weight", "encoder.layer.3.intermediate.dense.weight",
-                         "encoder.layer.5.output.dense.weight"};
-  for (const char* name : names) {
+  const std::string names[] = {"encoder.layer.0.attention.self.query.weight", "encoder.layer.3.intermediate.dense.weight",
+                               "encoder.layer.5.output.dense.weight"};
+  for (const std::string& name : names) {
     const auto& info = file.at(name);
     REQUIRE(info.type == dtype::bf16);
     const auto bytes = file.data(info);
