@@ -4,6 +4,8 @@
 // tool is built); without either, these cases say "skipped".
 #include <doctest/doctest.h>
 
+#include "common/scratch_dir.hpp"
+
 #include <tilecodec/format/container.hpp>
 #include <tilecodec/format/safetensors.hpp>
 #include <tilecodec/host/synthetic.hpp>
@@ -38,6 +40,8 @@ using tilecodec::dtype;
 
 namespace {
 
+using tilecodec_test::scratch_dir;
+
 std::string cli_path() {
   if (const char* env = std::getenv("TILECODEC_CLI")) return env;
 #ifdef TILECODEC_CLI_PATH
@@ -47,30 +51,6 @@ std::string cli_path() {
 #endif
 }
 
-class cli_dir {
- public:
-  cli_dir() {
-    std::random_device entropy;
-    path_ = fs::temp_directory_path() / ("tilecodec-cli-" + std::to_string(entropy()) + std::to_string(entropy()));
-    fs::create_directories(path_);
-  }
-  ~cli_dir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  cli_dir(const cli_dir&) = delete;
-  cli_dir& operator=(const cli_dir&) = delete;
-  [[nodiscard]] std::string file(const std::string& name) const { return (path_ / name).string(); }
-  [[nodiscard]] std::vector<std::string> listing() const {
-    std::vector<std::string> names;
-    for (const auto& e : fs::directory_iterator(path_)) names.push_back(e.path().filename().string());
-    std::sort(names.begin(), names.end());
-    return names;
-  }
-
- private:
-  fs::path path_;
-};
 
 struct run_result {
   int code = -1;
@@ -85,7 +65,7 @@ std::string slurp(const std::string& path) {
 }
 
 // Runs the tool with `args` (already shell-quoted where needed), capturing stdout and stderr.
-run_result run(const cli_dir& dir, const std::string& args) {
+run_result run(const scratch_dir& dir, const std::string& args) {
   const std::string out = dir.file("stdout.txt"), err = dir.file("stderr.txt");
   const std::string cmd = "'" + cli_path() + "' " + args + " >'" + out + "' 2>'" + err + "'";
   const int raw = std::system(cmd.c_str());
@@ -132,7 +112,7 @@ void write_model(const std::string& path, std::uint64_t seed) {
 
 TEST_CASE("cli: help, usage errors and exit codes") {
   REQUIRE_CLI();
-  cli_dir dir;
+  scratch_dir dir;
   run_result r = run(dir, "--help");
   CHECK(r.code == 0);
   CHECK(r.out.find("Exit codes") != std::string::npos);
@@ -168,7 +148,7 @@ TEST_CASE("cli: help, usage errors and exit codes") {
 TEST_CASE("cli: compress, inspect, verify, decompress round trip with --json") {
   REQUIRE_CLI();
   TILECODEC_SEEDED_RNG(rng);
-  cli_dir dir;
+  scratch_dir dir;
   const std::string src = dir.file("m.safetensors"), tcm = dir.file("m.tcm"), back = dir.file("back.safetensors");
   write_model(src, rng());
   run_result r = run(dir, "--json --threads 2 compress --preset int8 --rule '*down_proj*=lossless' " + q(src) + " " + q(tcm));
@@ -235,7 +215,7 @@ TEST_CASE("cli: compress, inspect, verify, decompress round trip with --json") {
 TEST_CASE("cli: corrupt and truncated containers give exit 4 and no output") {
   REQUIRE_CLI();
   TILECODEC_SEEDED_RNG(rng);
-  cli_dir dir;
+  scratch_dir dir;
   const std::string src = dir.file("m.safetensors"), tcm = dir.file("m.tcm");
   write_model(src, rng());
   REQUIRE(run(dir, "compress " + q(src) + " " + q(tcm)).code == 0);
@@ -296,7 +276,7 @@ TEST_CASE("cli: corrupt and truncated containers give exit 4 and no output") {
 
 TEST_CASE("cli: synthetic model and bench") {
   REQUIRE_CLI();
-  cli_dir dir;
+  scratch_dir dir;
   run_result r = run(dir, "synthetic --size 3MB --hidden 128 --intermediate 256 --vocab 1000 " + q(dir.file("syn.safetensors")));
   REQUIRE(r.code == 0);
   const st::file syn(dir.file("syn.safetensors"));
@@ -315,7 +295,7 @@ TEST_CASE("cli: index fields that lie (checksums fixed up) give clear errors and
   REQUIRE_CLI();
   TILECODEC_SEEDED_RNG(rng);
   namespace ct = tilecodec::container;
-  cli_dir dir;
+  scratch_dir dir;
   const std::string src = dir.file("m.safetensors"), tcm = dir.file("m.tcm");
   write_model(src, rng());
   REQUIRE(run(dir, "compress " + q(src) + " " + q(tcm)).code == 0);

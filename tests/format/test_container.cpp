@@ -5,6 +5,8 @@
 // the real all-MiniLM-L6-v2 weights safetensors -> container -> safetensors when they are present.
 #include <doctest/doctest.h>
 
+#include "common/scratch_dir.hpp"
+
 #include <tilecodec/format/container.hpp>
 #include <tilecodec/format/policy_rules.hpp>
 #include <tilecodec/format/safetensors.hpp>
@@ -40,30 +42,8 @@ using tilecodec::status;
 
 namespace {
 
-class scratch_dir {
- public:
-  scratch_dir() {
-    std::random_device entropy;
-    path_ = fs::temp_directory_path() / ("tilecodec-container-" + std::to_string(entropy()) + std::to_string(entropy()));
-    fs::create_directories(path_);
-  }
-  ~scratch_dir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  scratch_dir(const scratch_dir&) = delete;
-  scratch_dir& operator=(const scratch_dir&) = delete;
-  [[nodiscard]] std::string file(const std::string& name) const { return (path_ / name).string(); }
-  [[nodiscard]] std::vector<std::string> listing() const {
-    std::vector<std::string> names;
-    for (const auto& e : fs::directory_iterator(path_)) names.push_back(e.path().filename().string());
-    std::sort(names.begin(), names.end());
-    return names;
-  }
+using tilecodec_test::scratch_dir;
 
- private:
-  fs::path path_;
-};
 
 std::vector<std::uint8_t> read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

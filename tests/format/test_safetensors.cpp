@@ -3,6 +3,8 @@
 // models, and the real all-MiniLM-L6-v2 weights when scripts/fetch_weights.sh has fetched them.
 #include <doctest/doctest.h>
 
+#include "common/scratch_dir.hpp"
+
 #include <tilecodec/format/safetensors.hpp>
 
 #include <algorithm>
@@ -26,27 +28,8 @@ using tilecodec::status;
 
 namespace {
 
-// A fresh directory under the system temp directory, removed with everything in it at scope exit.
-class scratch_dir {
- public:
-  scratch_dir() {
-    std::random_device entropy;
-    const std::string unique = std::to_string(entropy()) + std::to_string(entropy());
-    path_ = fs::temp_directory_path() / ("tilecodec-safetensors-" + unique);
-    fs::create_directories(path_);
-  }
-  ~scratch_dir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  scratch_dir(const scratch_dir&) = delete;
-  scratch_dir& operator=(const scratch_dir&) = delete;
-  [[nodiscard]] std::string file(const std::string& name) const { return (path_ / name).string(); }
-  [[nodiscard]] const fs::path& path() const { return path_; }
+using tilecodec_test::scratch_dir;
 
- private:
-  fs::path path_;
-};
 
 std::vector<std::byte> pattern_bytes(std::size_t size, unsigned seed) {
   std::vector<std::byte> bytes(size);
