@@ -4,19 +4,28 @@
 # last.
 #
 #   bash scripts/gpu_fused.sh                      # everything
-#   STEPS="build test sanitize example bench ncu" BENCH_FILTER='/b1$' bash scripts/gpu_fused.sh
+#   STEPS="build test sanitize example bench ncu" BENCH_FILTER='/b1/' bash scripts/gpu_fused.sh
+#   BASE_INCLUDE=/path/to/old/include BASE_FILTER='^fused_int8_fixed/.*/b1/' bash scripts/gpu_fused.sh
 #
 # Steps: build (CMake targets bench_gemv and example_04_fused_mlp, and the fused tests compiled
-# on their own so that other CUDA test files cannot hold them up), test (all fused tests),
-# sanitize (compute-sanitizer memcheck and racecheck on the [quick] tests), example, bench
-# (Google Benchmark, medians of 5 repetitions), ncu (instructions and DRAM bytes per weight of
-# one call per variant at 4096x14336, batch 1).
+# on their own so that other CUDA test files cannot hold them up; with BASE_INCLUDE also a second
+# bench_gemv from that include tree, the "before" of a change), test (all fused tests), sanitize
+# (compute-sanitizer memcheck and racecheck on the [quick] tests; tests and sanitizers run side by
+# side), example, bench (Google Benchmark, medians of 5 repetitions; BASE_FILTER on the base
+# binary in the same run), ncu (instructions and DRAM bytes per weight of one call per variant at
+# 4096x14336, batch 1), stalls (ncu warp-state breakdown of the int8 kernel). PACK_LOGS=1 packs
+# the logs into $OUT/logs.tar.gz.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out}
 mkdir -p "$OUT"
 STEPS=${STEPS:-"build test sanitize example bench ncu stalls"}
 BENCH_FILTER=${BENCH_FILTER:-.}
+BASE_INCLUDE=${BASE_INCLUDE:-}
+VARIANT_FLAGS=${VARIANT_FLAGS:-}  # extra nvcc flags (tuning macros): a third bench_gemv from include/, run with BASE_FILTER
+BASE_FILTER=${BASE_FILTER:-'^(fused_int8_fixed|fused_int4_fixed|fused_bf16_lossless_fixed)/.*/b1/'}
+NCU_VARIANTS=${NCU_VARIANTS:-"cublas_f16 cublas_bf16 fused_int8_fixed fused_int4_fixed fused_bf16_lossless_fixed fused_int8_rans fused_bf16_lossless_rans"}
+REPS=${REPS:-5}
 BUILD=build-fused
 JOBS=$(nproc)
 export PATH="$PATH:/usr/local/cuda/bin"
@@ -39,10 +48,24 @@ if has build; then
     echo "test build rc=$?" >> "$OUT/build_tests.log"
   ) &
   test_build=$!
+  base_build=
+  if [ -n "$BASE_INCLUDE" ]; then
+    nvcc -std=c++17 -O3 -gencode=arch=compute_90a,code=sm_90a -lineinfo --expt-relaxed-constexpr -I"$BASE_INCLUDE" -Itests \
+      -Ibench bench/fused/gemv.cu -o "$BUILD-bench_base" -lbenchmark -lcublas -lpthread > "$OUT/build_base.log" 2>&1 &
+    base_build=$!
+  fi
+  variant_build=
+  if [ -n "$VARIANT_FLAGS" ]; then
+    nvcc -std=c++17 -O3 -gencode=arch=compute_90a,code=sm_90a -lineinfo --expt-relaxed-constexpr $VARIANT_FLAGS -Iinclude -Itests \
+      -Ibench bench/fused/gemv.cu -o "$BUILD-bench_variant" -lbenchmark -lcublas -lpthread > "$OUT/build_variant.log" 2>&1 &
+    variant_build=$!
+  fi
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTILECODEC_BUILD_TESTS=OFF > "$OUT/build.log" 2>&1 &&
     cmake --build "$BUILD" -j "$JOBS" --target bench_gemv example_04_fused_mlp >> "$OUT/build.log" 2>&1
   echo "cmake build rc=$?" | tee -a "$OUT/build.log"
   wait "$test_build"
+  [ -n "$base_build" ] && { wait "$base_build"; echo "base bench build rc=$?"; }
+  [ -n "$variant_build" ] && { wait "$variant_build"; echo "variant bench build rc=$?"; }
   tail -1 "$OUT/build_tests.log"
   grep -E "error|warning" "$OUT/build.log" "$OUT/build_tests.log" | head -20
   cuobjdump --dump-resource-usage "$BUILD/bench/bench_gemv" 2>/dev/null | grep -A1 "gemm_kernel" |
@@ -50,22 +73,30 @@ if has build; then
 fi
 
 TEST_BIN="./$BUILD-test_fused"
+pids=()
 if has test && [ -x "$TEST_BIN" ]; then
   log "tests"
-  timeout 200 "$TEST_BIN" --duration=true > "$OUT/tests.log" 2>&1
-  echo "tests rc=$?" | tee -a "$OUT/tests.log"
-  grep -E "test cases:|assertions:|ERROR|FAILED|MESSAGE" -A2 "$OUT/tests.log" | grep -v "^--$" | head -60
+  ( timeout 200 "$TEST_BIN" --duration=true > "$OUT/tests.log" 2>&1; echo "tests rc=$?" >> "$OUT/tests.log" ) &
+  pids+=($!)
 fi
-
 if has sanitize && [ -x "$TEST_BIN" ]; then
   for tool in memcheck racecheck; do
     log "compute-sanitizer $tool"
-    timeout 240 compute-sanitizer --tool "$tool" --error-exitcode 3 "$TEST_BIN" -tc="*quick*" \
-      > "$OUT/sanitize_$tool.log" 2>&1
-    echo "$tool rc=$?" | tee -a "$OUT/sanitize_$tool.log"
-    grep -E "ERROR SUMMARY|RACECHECK SUMMARY|test cases:" "$OUT/sanitize_$tool.log" | head -5
+    ( timeout 240 compute-sanitizer --tool "$tool" --error-exitcode 3 "$TEST_BIN" -tc="*quick*" \
+      > "$OUT/sanitize_$tool.log" 2>&1; echo "$tool rc=$?" >> "$OUT/sanitize_$tool.log" ) &
+    pids+=($!)
   done
 fi
+for p in "${pids[@]}"; do wait "$p"; done
+if [ -f "$OUT/tests.log" ]; then
+  tail -1 "$OUT/tests.log"
+  grep -E "test cases:|assertions:|ERROR|FAILED" -A2 "$OUT/tests.log" | grep -v "^--$" | head -40
+fi
+for tool in memcheck racecheck; do
+  [ -f "$OUT/sanitize_$tool.log" ] || continue
+  tail -1 "$OUT/sanitize_$tool.log"
+  grep -E "ERROR SUMMARY|RACECHECK SUMMARY|test cases:" "$OUT/sanitize_$tool.log" | head -5
+done
 
 if has example && [ -x "$BUILD/examples/example_04_fused_mlp" ]; then
   log "example 04"
@@ -75,15 +106,27 @@ fi
 if has bench && [ -x "$BUILD/bench/bench_gemv" ]; then
   log "bench"
   timeout 420 "$BUILD/bench/bench_gemv" --benchmark_filter="$BENCH_FILTER" \
-    --benchmark_repetitions=5 --benchmark_report_aggregates_only=true --benchmark_out="$OUT/bench.json" \
+    --benchmark_repetitions=$REPS --benchmark_report_aggregates_only=true --benchmark_out="$OUT/bench.json" \
     --benchmark_out_format=json > "$OUT/bench.log" 2>&1
   echo "bench rc=$?" | tee -a "$OUT/bench.log"
+  if [ -x "$BUILD-bench_base" ]; then
+    timeout 300 "./$BUILD-bench_base" --benchmark_filter="$BASE_FILTER" \
+      --benchmark_repetitions=$REPS --benchmark_report_aggregates_only=true --benchmark_out="$OUT/bench_base.json" \
+      --benchmark_out_format=json > "$OUT/bench_base.log" 2>&1
+    echo "base bench rc=$?" | tee -a "$OUT/bench_base.log"
+  fi
+  if [ -x "$BUILD-bench_variant" ]; then
+    timeout 300 "./$BUILD-bench_variant" --benchmark_filter="$BASE_FILTER" \
+      --benchmark_repetitions=$REPS --benchmark_report_aggregates_only=true --benchmark_out="$OUT/bench_variant.json" \
+      --benchmark_out_format=json > "$OUT/bench_variant.log" 2>&1
+    echo "variant bench rc=$?" | tee -a "$OUT/bench_variant.log"
+  fi
 fi
 
 if has ncu && [ -x "$BUILD/bench/bench_gemv" ]; then
   log "ncu"
   : > "$OUT/ncu.csv"
-  for v in cublas_f16 cublas_bf16 fused_int8_fixed fused_int4_fixed fused_bf16_lossless_fixed fused_int8_rans fused_bf16_lossless_rans; do
+  for v in $NCU_VARIANTS; do
     kernels='regex:gemm_kernel'
     [[ $v == cublas* ]] && kernels='regex:gemv|gemm|Gemv|Gemm'
     timeout 120 ncu --clock-control none --csv --launch-count 1 -k "$kernels" \
@@ -145,6 +188,24 @@ if os.path.exists(path):
     for (v, s, bt), (t, b, _) in med.items():
         bits.setdefault(v, b)
     print("bits/weight read:", ", ".join("%s %.2f" % (k, v) for k, v in bits.items()))
+    def load(name):
+        p = os.path.join(out, name)
+        r = {}
+        if os.path.exists(p):
+            for b in json.load(open(p))["benchmarks"]:
+                if b.get("aggregate_name") == "median":
+                    r[tuple(b["run_name"].split("/")[:3])] = b["real_time"]
+        return r
+    before, variant = load("bench_base.json"), load("bench_variant.json")
+    if before:
+        print("before (BASE_INCLUDE build) -> after [VARIANT_FLAGS build], same run: us (x vs cuBLAS of the same activation type)")
+        for key, t0 in before.items():
+            v, s_, bt = key
+            base = med.get(("cublas_bf16" if "bf16" in v else "cublas_f16", s_, bt))
+            new = med.get(key)
+            if base and new:
+                extra = " [%7.1f (x%.2f)]" % (variant[key], base[0] / variant[key]) if key in variant else ""
+                print("  %-27s %-11s %-4s %7.1f (x%.2f) -> %7.1f (x%.2f)%s" % (v, s_, bt, t0, base[0] / t0, new[0], base[0] / new[0], extra))
 ncu = os.path.join(out, "ncu.csv")
 if os.path.exists(ncu) and os.path.getsize(ncu) > 0:
     print("ncu (4096x14336, batch 1, one call): variant, metric, value")
@@ -167,3 +228,10 @@ if os.path.exists(ncu) and os.path.getsize(ncu) > 0:
             extra = " -> %.2f bits per weight from DRAM" % (val * scale * 8 / weights)
         print("  %-28s %-34s %s %s%s" % (v, metric, value, unit, extra))
 EOF
+
+# PACK_LOGS=1: everything but the JSON results goes into one archive (for transports that return
+# only a few files).
+if [ "${PACK_LOGS:-0}" = 1 ]; then
+  ( cd "$OUT" && tar czf logs.tar.gz --exclude=logs.tar.gz --exclude='*.json' * 2>/dev/null && \
+    find . -maxdepth 1 -type f ! -name logs.tar.gz ! -name '*.json' -delete ) || true
+fi

@@ -278,10 +278,17 @@ void check_quads(const encoded_tensor& enc, bool x_bf16) {
           for (int j = 0; j < 7; ++j) rw[j] = detail::get_u32(raw + 896 * q + 28 * lane + 4 * j);
           if (x_bf16) fused::lossless_fragments<true>(pairs, code.first | (code.first << 16), rw, a);
           else fused::lossless_fragments<false>(pairs, code.first | (code.first << 16), rw, a);
-        } else if (x_bf16) {
-          fused::int_fragments<true, (K > 7)>(pairs, sub, a);
         } else {
-          fused::int_fragments<false, (K > 7)>(pairs, sub, a);
+          std::uint32_t fused_a[4][4];  // the one-step decode of the kernels must give the same registers
+          if (x_bf16) {
+            fused::int_fragments<true, (K > 7)>(pairs, sub, a);
+            fused::int_quad_fragments<K, true>(w, sub, fused_a);
+          } else {
+            fused::int_fragments<false, (K > 7)>(pairs, sub, a);
+            fused::int_quad_fragments<K, false>(w, sub, fused_a);
+          }
+          for (int r4 = 0; r4 < 4; ++r4)
+            for (int j = 0; j < 4; ++j) REQUIRE(fused_a[r4][j] == a[r4][j]);
         }
         for (int r4 = 0; r4 < 4; ++r4)
           for (int j = 0; j < 4; ++j)
@@ -630,4 +637,9 @@ TEST_CASE("fused gemm [quick]: arguments and unsupported tensors") {
   CHECK(fused::make_matrix_ref(rows32.view(), dw.p, ref) == status::unsupported);
   const auto rans_row = host::encode<codec<tile<64, 256>, quant::int8_rowwise, coder::rans<12, 32>>>(w.bytes.data(), dtype::bf16, {128, 64});
   CHECK(fused::make_matrix_ref(rans_row.view(), dw.p, ref) == status::unsupported);
+  // A plane coding the kernels do not know (a newer coder's id) is refused, never decoded as stored.
+  REQUIRE(fused::make_matrix_ref(enc.view(), dw.p, ref) == status::success);
+  ref.coding = static_cast<plane_coding>(200);
+  CHECK(fused::gemm_async(ref, dx.p, dtype::bf16, 64, 1, dy.p, dtype::f32, 128, nullptr, 0, nullptr, 0) == status::unsupported);
+  CHECK(fused::dequantize_async(ref, dy.p, dtype::bf16, 64, nullptr, 0) == status::unsupported);
 }

@@ -240,7 +240,7 @@ status select_dequantize(const dequantize_args& args, dim3 grid, cudaStream_t st
 [[nodiscard]] inline status dequantize_async(const matrix_ref& w, void* out, dtype out_type, std::uint64_t ld,
                                              std::uint32_t* status_word, cudaStream_t stream) {
   if (w.data == nullptr || out == nullptr) return status::invalid_argument;
-  if (w.coding == plane_coding::rans) return status::unsupported;
+  if (w.coding != plane_coding::stored && w.coding != plane_coding::fixed) return status::unsupported;  // rANS, unknown
   if (out_type != dtype::f16 && out_type != dtype::bf16) return status::unsupported;
   if (w.quant == quant::kind::lossless && out_type != w.source) return status::unsupported;
   if (ld < w.cols() || reinterpret_cast<std::uintptr_t>(out) % 2 != 0) return status::invalid_argument;

@@ -134,6 +134,24 @@ __host__ __device__ __forceinline__ std::uint32_t fixed_code_of(const std::uint3
   return detail::funnel_right(w[j], w[j + 1], sh) & mask;
 }
 
+// Codes m and m + 1 (m even, a compile-time constant after unrolling) as one 2K-bit field, low
+// code first, other bits above it: one shift or funnel shift (none when the field starts a word).
+template <int K>
+__host__ __device__ __forceinline__ std::uint32_t fixed_code_field(const std::uint32_t (&w)[K], int m) {
+  const int bit = m * K, j = bit >> 5, sh = bit & 31;
+  if (sh == 0) return w[j];
+  if (sh + 2 * K <= 32 || j + 1 >= K) return w[j] >> sh;
+  return detail::funnel_right(w[j], w[j + 1], sh);
+}
+
+// code m | code m+1 << 16 | base, from the field f of fixed_code_field: (f & low) | base, plus
+// the second code moved up by a multiply-add (base must leave bits 0..K-1 and 16..15+K clear).
+template <int K>
+__host__ __device__ __forceinline__ std::uint32_t fixed_pair_from_field(std::uint32_t f, std::uint32_t base) {
+  constexpr std::uint32_t low = (1u << K) - 1u;
+  return ((f & low) | base) + (f & (low << K)) * (1u << (16 - K));
+}
+
 // Code pairs of a quad: pairs[r4][j] = code(8 r4 + 2j) | code(8 r4 + 2j + 1) << 16, i.e. the
 // lane's A registers of fragment r4 before conversion.
 template <int K>
@@ -220,6 +238,41 @@ TILECODEC_FUSED_UNROLL
   for (int r4 = 0; r4 < 4; ++r4)
 TILECODEC_FUSED_UNROLL
     for (int j = 0; j < 4; ++j) a[r4][j] = int_pair_to_half2<BF16, Wide>(pairs[r4][j], sub);
+}
+
+// fixed_quad_pairs + int_fragments in one, the same values: the exponent bits that int_pair_to_half2
+// ORs in ride along with the first code, so a pair costs a shift, two LOP3, an IMAD and the
+// subtraction (5 instructions; the wide bf16 split keeps the two-step path).
+template <int K, bool BF16>
+__host__ __device__ __forceinline__ void int_quad_fragments(const std::uint32_t (&w)[K], std::uint32_t sub, std::uint32_t (&a)[4][4]) {
+  if constexpr (BF16 && K > 7) {
+    std::uint32_t pairs[4][4];
+    fixed_quad_pairs<K>(w, pairs);
+    int_fragments<true, true>(pairs, sub, a);
+  } else {
+    constexpr std::uint32_t magic = BF16 ? 0x43004300u : 0x64006400u;
+TILECODEC_FUSED_UNROLL
+    for (int r4 = 0; r4 < 4; ++r4)
+TILECODEC_FUSED_UNROLL
+      for (int j = 0; j < 4; ++j) {
+        const std::uint32_t h = fixed_pair_from_field<K>(fixed_code_field<K>(w, 8 * r4 + 2 * j), magic);
+        std::uint32_t d;
+        if constexpr (!BF16) {
+#if TILECODEC_FUSED_DEVICE_CODE
+          asm("sub.rn.f16x2 %0, %1, %2;" : "=r"(d) : "r"(h), "r"(sub));
+#else
+          d = detail::add_pair_host(h, sub, false, true);
+#endif
+        } else {
+#if TILECODEC_FUSED_DEVICE_CODE
+          asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(h), "r"(0x3f803f80u), "r"(sub));
+#else
+          d = detail::add_pair_host(h, sub, true, false);
+#endif
+        }
+        a[r4][j] = d;
+      }
+  }
 }
 
 // Lossless 16-bit: value bits = sign << 15 | (first + code) << 6 | low 6 bits (format/planes.hpp),

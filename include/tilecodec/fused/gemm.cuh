@@ -146,6 +146,8 @@ status select_quant(const gemm_args& args, dim3 grid, cudaStream_t stream) {
                                        std::size_t workspace_bytes, std::uint32_t* status_word, cudaStream_t stream) {
   if (batch == 0) return status::success;
   if (w.data == nullptr || x == nullptr || y == nullptr) return status::invalid_argument;
+  if (w.coding != plane_coding::stored && w.coding != plane_coding::rans && w.coding != plane_coding::fixed)
+    return status::unsupported;  // a coding these kernels do not know (never decoded as stored)
   if (x_type != dtype::f16 && x_type != dtype::bf16) return status::unsupported;
   if (y_type != dtype::f32 && y_type != dtype::f16 && y_type != dtype::bf16) return status::unsupported;
   if (w.quant == quant::kind::lossless && x_type != w.source) return status::unsupported;

@@ -312,10 +312,15 @@ struct warp_gemm {
               for (int j = 0; j < 7; ++j) rc[j] = rb[d][j];
             }
             if (idx + D < nq) prefetch(d, idx + D);
-            std::uint32_t pairs[4][4], af[4][4], xb[NG][2];
-            fixed_quad_pairs<K>(w, pairs);
-            if constexpr (LOSSLESS) lossless_fragments<XBF16>(pairs, first2, rc, af);
-            else int_fragments<XBF16, (K > 7)>(pairs, a.int_sub, af);
+            std::uint32_t af[4][4], xb[NG][2];
+            if constexpr (Q == quant::kind::int8_rowwise) {
+              int_quad_fragments<K, XBF16>(w, a.int_sub, af);  // one step, 5 instructions per pair
+            } else {
+              std::uint32_t pairs[4][4];
+              fixed_quad_pairs<K>(w, pairs);
+              if constexpr (LOSSLESS) lossless_fragments<XBF16>(pairs, first2, rc, af);
+              else int_fragments<XBF16, (K > 7)>(pairs, a.int_sub, af);
+            }
             staged_b(16u * idx, xb);
             enter_group(col0 + 16u * idx);
             mma_quad(af, xb);

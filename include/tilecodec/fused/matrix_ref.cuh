@@ -81,6 +81,8 @@ struct matrix_ref {
   if (l.elements() == 0) return fail(status::unsupported, "empty matrix");
   if (l.tile_rows % 64 != 0 || l.tile_cols % 16 != 0)
     return fail(status::unsupported, "tile rows must be a multiple of 64 and tile columns of 16");
+  if (h.coding != plane_coding::stored && h.coding != plane_coding::rans && h.coding != plane_coding::fixed)
+    return fail(status::unsupported, "unknown plane coding");
   if (h.params.quant == quant::kind::lossless && h.source == dtype::f32)
     return fail(status::unsupported, "lossless fp32 weights (bf16 and fp16 only)");
   matrix_ref r;
