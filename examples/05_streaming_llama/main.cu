@@ -151,34 +151,44 @@ void set_input(activations<T>& act, cudaStream_t s) {
   TILECODEC_CUDA_CHECK(cudaMemcpyAsync(act.x, x.data(), 4096 * sizeof(T), cudaMemcpyHostToDevice, s));
 }
 
+// Times `passes` forward passes after one warm-up pass (CUDA events on the compute stream) and
+// returns the median in milliseconds. `forward()` enqueues one pass; `after()` runs on the host
+// once each pass has finished.
+template <class T, class Forward, class After>
+float median_pass_ms(int passes, activations<T>& act, cudaStream_t s, Forward&& forward, After&& after) {
+  cudaEvent_t e0, e1;
+  TILECODEC_CUDA_CHECK(cudaEventCreate(&e0));
+  TILECODEC_CUDA_CHECK(cudaEventCreate(&e1));
+  std::vector<float> times;
+  for (int p = 0; p <= passes; ++p) {
+    set_input(act, s);
+    TILECODEC_CUDA_CHECK(cudaEventRecord(e0, s));
+    forward();
+    TILECODEC_CUDA_CHECK(cudaEventRecord(e1, s));
+    TILECODEC_CUDA_CHECK(cudaEventSynchronize(e1));
+    float ms;
+    TILECODEC_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+    if (p > 0) times.push_back(ms);
+    after();
+  }
+  cudaEventDestroy(e0), cudaEventDestroy(e1);
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
 // Runs `passes` timed passes (after one warm-up), resident weights.
 template <class T>
 run_result run_resident(const char* name, const std::vector<std::vector<void*>>& weights, int passes, cublasHandle_t h,
                         cudaStream_t s, std::uint64_t weight_bytes) {
   activations<T> act;
   act.alloc();
-  cudaEvent_t e0, e1;
-  TILECODEC_CUDA_CHECK(cudaEventCreate(&e0));
-  TILECODEC_CUDA_CHECK(cudaEventCreate(&e1));
   run_result r;
   r.name = name;
-  std::vector<float> times;
-  for (int p = 0; p <= passes; ++p) {
-    set_input(act, s);
-    TILECODEC_CUDA_CHECK(cudaEventRecord(e0, s));
-    for (const auto& w : weights) layer_forward<T>(h, s, w, act);
-    TILECODEC_CUDA_CHECK(cudaEventRecord(e1, s));
-    TILECODEC_CUDA_CHECK(cudaEventSynchronize(e1));
-    float ms;
-    TILECODEC_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-    if (p > 0) times.push_back(ms);
-  }
-  std::sort(times.begin(), times.end());
-  r.ms_per_pass = times[times.size() / 2];
+  r.ms_per_pass = median_pass_ms(
+      passes, act, s, [&] { for (const auto& w : weights) layer_forward<T>(h, s, w, act); }, [] {});
   r.output = read_output(act, s);
   r.peak_vram_gb = double(weight_bytes + activations<T>::bytes()) / 1e9;
   act.free();
-  cudaEventDestroy(e0), cudaEventDestroy(e1);
   return r;
 }
 
@@ -191,43 +201,30 @@ run_result run_streamed(const char* name, const std::vector<std::vector<const en
   stream::weight_streamer ws(layers, out, opt, s);
   activations<T> act;
   act.alloc();
-  cudaEvent_t e0, e1;
-  TILECODEC_CUDA_CHECK(cudaEventCreate(&e0));
-  TILECODEC_CUDA_CHECK(cudaEventCreate(&e1));
   run_result r;
   r.name = name;
-  std::vector<float> times;
   std::vector<stream::layer_stats> last;
-  for (int p = 0; p <= passes; ++p) {
-    set_input(act, s);
-    TILECODEC_CUDA_CHECK(cudaEventRecord(e0, s));
-    for (int l = 0; l < ws.layer_count(); ++l) {
-      const auto& w = ws.acquire(l);
-      layer_forward<T>(h, s, w, act);
-      ws.release(l);
-    }
-    TILECODEC_CUDA_CHECK(cudaEventRecord(e1, s));
-    TILECODEC_CUDA_CHECK(cudaEventSynchronize(e1));
-    float ms;
-    TILECODEC_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-    if (p > 0) times.push_back(ms);
-    last = ws.stats();
-  }
+  r.ms_per_pass = median_pass_ms(
+      passes, act, s,
+      [&] {
+        for (int l = 0; l < ws.layer_count(); ++l) {
+          layer_forward<T>(h, s, ws.acquire(l), act);
+          ws.release(l);
+        }
+      },
+      [&] { last = ws.stats(); });
   for (int l = 0; l < ws.layer_count(); ++l)
     for (status st : ws.layer_status(l))
       if (st != status::success) {
         std::fprintf(stderr, "%s: layer %d decode status %s\n", name, l, to_string(st));
         std::exit(1);
       }
-  std::sort(times.begin(), times.end());
-  r.ms_per_pass = times[times.size() / 2];
   r.output = read_output(act, s);
   r.compressed_gb = double(ws.arena_bytes()) / 1e9;
   r.bound_ms = double(ws.arena_bytes()) / (h2d_gbps * 1e9) * 1e3;
   r.peak_vram_gb = double(ws.peak_vram() + activations<T>::bytes()) / 1e9;
   for (const auto& st : last) r.copy_ms += st.copy_ms, r.decode_ms += st.decode_ms, r.stall_ms += st.stall_ms;
   act.free();
-  cudaEventDestroy(e0), cudaEventDestroy(e1);
   return r;
 }
 

@@ -79,6 +79,16 @@ void check_streamed(const small_model& m, dtype out, stream::streamer_options op
     for (status st : ws.layer_status(l)) CHECK(st == status::success);
 }
 
+// A non-blocking stream destroyed at scope exit (also when a REQUIRE fails).
+struct scoped_stream {
+  cudaStream_t s = nullptr;
+  scoped_stream() { TILECODEC_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking)); }
+  ~scoped_stream() { cudaStreamDestroy(s); }
+  scoped_stream(const scoped_stream&) = delete;
+  scoped_stream& operator=(const scoped_stream&) = delete;
+  operator cudaStream_t() const { return s; }
+};
+
 std::size_t free_vram() {
   std::size_t free_bytes = 0, total = 0;
   TILECODEC_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total));
@@ -89,8 +99,7 @@ std::size_t free_vram() {
 
 TEST_CASE("streamed layers equal the host decoder over several passes and prefetch depths") {
   TILECODEC_SEEDED_RNG(rng);
-  cudaStream_t s;
-  TILECODEC_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  const scoped_stream s;
   for (bool lossless : {true, false}) {
     const small_model m = make_model(rng, 5, lossless);
     for (int depth : {0, 1, 2, 4}) {
@@ -100,29 +109,24 @@ TEST_CASE("streamed layers equal the host decoder over several passes and prefet
       check_streamed(m, lossless ? dtype::bf16 : dtype::f16, opt, 3, s);
     }
   }
-  TILECODEC_CUDA_CHECK(cudaStreamDestroy(s));
 }
 
 TEST_CASE("stream ordering holds when the copy stream is delayed") {
   TILECODEC_SEEDED_RNG(rng);
-  cudaStream_t s;
-  TILECODEC_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  const scoped_stream s;
   const small_model m = make_model(rng, 4, false);
   stream::streamer_options opt;
   opt.prefetch_depth = 1;
   check_streamed(m, dtype::f32, opt, 2, s, /*delay_copies=*/true);
-  TILECODEC_CUDA_CHECK(cudaStreamDestroy(s));
 }
 
 TEST_CASE("a pageable arena works when pinning is off or refused") {
   TILECODEC_SEEDED_RNG(rng);
-  cudaStream_t s;
-  TILECODEC_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  const scoped_stream s;
   const small_model m = make_model(rng, 3, true);
   stream::streamer_options opt;
   opt.pinned = false;
   check_streamed(m, dtype::bf16, opt, 2, s);
-  TILECODEC_CUDA_CHECK(cudaStreamDestroy(s));
 }
 
 TEST_CASE("a VRAM budget too small for one layer fails before any allocation") {
@@ -145,8 +149,7 @@ TEST_CASE("a VRAM budget too small for one layer fails before any allocation") {
 
 TEST_CASE("no device or pinned memory leaks after many streamers and passes") {
   TILECODEC_SEEDED_RNG(rng);
-  cudaStream_t s;
-  TILECODEC_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  const scoped_stream s;
   const small_model m = make_model(rng, 3, false);
   {  // warm up the context and the allocator once
     stream::weight_streamer ws(m.layers, dtype::f16, {}, s);
@@ -166,13 +169,11 @@ TEST_CASE("no device or pinned memory leaks after many streamers and passes") {
   }
   TILECODEC_CUDA_CHECK(cudaStreamSynchronize(s));
   CHECK(free_vram() == before);
-  TILECODEC_CUDA_CHECK(cudaStreamDestroy(s));
 }
 
 TEST_CASE("mode 1: load_resident decodes a whole model into VRAM through a small staging buffer") {
   TILECODEC_SEEDED_RNG(rng);
-  cudaStream_t s;
-  TILECODEC_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  const scoped_stream s;
   const small_model m = make_model(rng, 4, false);
   std::vector<const encoded_tensor*> all;
   for (const auto& layer : m.layers) all.insert(all.end(), layer.begin(), layer.end());
@@ -185,13 +186,11 @@ TEST_CASE("mode 1: load_resident decodes a whole model into VRAM through a small
     REQUIRE(host::decode(all[i]->view(), want.data(), dtype::bf16, bytes) == status::success);
     CHECK(got == want);
   }
-  TILECODEC_CUDA_CHECK(cudaStreamDestroy(s));
 }
 
 TEST_CASE("acquire_encoded hands fused kernels the layer's compressed bytes in its slot") {
   TILECODEC_SEEDED_RNG(rng);
-  cudaStream_t s;
-  TILECODEC_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  const scoped_stream s;
   const small_model m = make_model(rng, 3, false);
   {  // the streamer synchronises its streams on destruction: it must go before the stream does
   stream::weight_streamer ws(m.layers, dtype::f16, {}, s);
@@ -210,5 +209,4 @@ TEST_CASE("acquire_encoded hands fused kernels the layer's compressed bytes in i
       ws.release(l);
     }
   }
-  TILECODEC_CUDA_CHECK(cudaStreamDestroy(s));
 }
