@@ -232,6 +232,54 @@ TEST_CASE("the AVX2 tile decoder matches the scalar reference, corrupt tiles inc
 }
 #endif
 
+// The pair decoder (two tiles side by side, what tensor_decoder::decode uses) gives each tile
+// the same status and symbols as decoding it alone, whichever of the two is shorter or corrupt.
+TEST_CASE("the AVX2 pair decoder matches the one-tile decoder, corrupt tiles included") {
+  if (!detail::cpu_has_avx2()) {
+    MESSAGE("skipped: this CPU has no AVX2");
+    return;
+  }
+  TILECODEC_SEEDED_RNG(rng);
+  const std::uint32_t alphabet = 512, bits = 12;
+  const std::uint32_t lengths[] = {0u, 33u, 1000u, 4096u, 65536u};
+  std::vector<std::uint16_t> all(65536 * 2);
+  std::geometric_distribution<int> geo(0.08);
+  for (auto& v : all) v = static_cast<std::uint16_t>(std::min<int>(int(alphabet) - 1, geo(rng)));
+  const auto counts = histogram(all, alphabet);
+  const auto freq = normalize_frequencies(counts.data(), alphabet, bits);
+  const auto enc = make_encode_symbols(freq.data(), alphabet, bits);
+  std::vector<rans_decode_entry> table(std::size_t(1) << bits);
+  REQUIRE(build_decode_table(freq.data(), alphabet, bits, table.data()) == status::success);
+  std::vector<std::uint16_t> words;
+  for (std::uint32_t n0 : lengths)
+    for (std::uint32_t n1 : lengths)
+      for (int trial = 0; trial < 6; ++trial) {
+        std::vector<std::uint8_t> t0, t1;
+        rans_encode_tile<32>(enc.data(), bits, all.data(), n0, words, t0);
+        rans_encode_tile<32>(enc.data(), bits, all.data() + 65536, n1, words, t1);
+        std::size_t len0 = t0.size(), len1 = t1.size();
+        if (trial > 0) {  // corrupt one tile (a flipped bit, or cut short), or both
+          auto& bad = trial % 2 ? t0 : t1;
+          bad[rng() % bad.size()] ^= static_cast<std::uint8_t>(1u << (rng() % 8));
+          if (trial >= 4) (trial % 2 ? len0 : len1) = rng() % bad.size();
+          if (trial == 5) t1[rng() % t1.size()] ^= 1u;
+        }
+        std::vector<std::uint16_t> p0(n0 + 32, 0x11), p1(n1 + 32, 0x11), a0(n0 + 32, 0x11), a1(n1 + 32, 0x11);
+        status r0 = status::success, r1 = status::success;
+        rans_decode_tile_pair_avx2(table.data(), bits, 9, t0.data(), len0, p0.data(), n0, r0, t1.data(), len1, p1.data(),
+                                   n1, r1);
+        const status s0 = rans_decode_tile_avx2(table.data(), bits, 9, t0.data(), len0, a0.data(), n0);
+        const status s1 = rans_decode_tile_avx2(table.data(), bits, 9, t1.data(), len1, a1.data(), n1);
+        CAPTURE(n0);
+        CAPTURE(n1);
+        CAPTURE(trial);
+        CHECK(r0 == s0);
+        CHECK(r1 == s1);
+        if (s0 == status::success) CHECK(p0 == a0);
+        if (s1 == status::success) CHECK(p1 == a1);
+      }
+}
+
 TEST_CASE("frequency caps hold for every alphabet, degenerate planes included") {
   for (std::uint32_t alphabet : {16u, 256u, 512u})
     for (std::uint32_t bits = 8; bits <= 12; ++bits) {
@@ -258,9 +306,10 @@ TEST_CASE("the AVX2 tile encoder writes the same bytes as the scalar one") {
     return;
   }
   TILECODEC_SEEDED_RNG(rng);
-  for (std::uint32_t n : {0u, 5u, 32u, 100u, 4096u, 65536u})
+  // Lengths around the encoder's 1024-symbol staging blocks and partial last steps.
+  for (std::uint32_t n : {0u, 5u, 32u, 100u, 1023u, 1024u, 1057u, 4096u, 40000u, 65536u})
     for (std::uint32_t alphabet : {16u, 256u, 512u})
-      for (std::uint32_t bits : {8u, 10u, 12u}) {
+      for (std::uint32_t bits : {8u, 9u, 10u, 11u, 12u}) {
         std::vector<std::uint16_t> s(n);
         std::geometric_distribution<int> geo(0.02 + double(rng() % 60) / 100.0);
         for (auto& v : s) v = static_cast<std::uint16_t>(std::min<int>(int(alphabet) - 1, geo(rng)));

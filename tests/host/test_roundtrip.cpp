@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -23,7 +24,8 @@ std::vector<format_params> all_policies() {
                                                            {256, 32}, {7, 5}};
   struct coder_choice { coder::kind kind; std::uint32_t bits, lanes; };
   const coder_choice coders[] = {{coder::kind::raw, 0, 1}, {coder::kind::rans, 12, 32}, {coder::kind::rans, 8, 4},
-                                 {coder::kind::rans, 10, 64}, {coder::kind::rans, 11, 1}};
+                                 {coder::kind::rans, 10, 64}, {coder::kind::rans, 11, 1},
+                                 {coder::kind::rans, 12, 128}};
   const std::pair<quant::kind, std::uint32_t> quants[] = {{quant::kind::lossless, 0}, {quant::kind::int8_rowwise, 0},
                                                           {quant::kind::int4_group, 32}, {quant::kind::int4_group, 64},
                                                           {quant::kind::int4_group, 128}};
@@ -189,4 +191,98 @@ TEST_CASE("encoding is deterministic whatever the thread count") {
   const auto a = host::encode<lossless_codec>(src.bytes.data(), dtype::bf16, {600, 1100}, one);
   const auto b = host::encode<lossless_codec>(src.bytes.data(), dtype::bf16, {600, 1100}, two);
   CHECK(a.bytes() == b.bytes());
+}
+
+// The encoder's vectorised quantization and the decoder's per-run dequantization against a
+// per-element reference: q = clamp(lrint(x / s)) (ties to even), then float(q) * s rounded to
+// each output dtype. Quarter steps make many x / s exact ties; one row is all zeros (s = 0).
+TEST_CASE("quantized encode and decode match the per-element reference, ties included") {
+  TILECODEC_SEEDED_RNG(rng);
+  const std::uint64_t rows = 37, cols = 700;
+  std::vector<float> x(rows * cols);
+  for (std::uint64_t i = 0; i < x.size(); ++i)
+    x[i] = float(int(rng() % 509) - 254) * 0.25f * (rng() % 8 == 0 ? float(rng() % 1000) / 7.0f : 1.0f);
+  for (std::uint64_t c = 0; c < cols; ++c) x[5 * cols + c] = 0.0f;
+  const std::pair<quant::kind, std::uint32_t> quants[] = {
+      {quant::kind::int8_rowwise, 0}, {quant::kind::int4_group, 32}, {quant::kind::int4_group, 128}};
+  for (const auto& q : quants)
+    for (dtype src_type : {dtype::f32, dtype::bf16, dtype::f16}) {
+      std::vector<std::uint16_t> half(x.size());
+      std::vector<float> v(x.size());  // the source values as the encoder reads them
+      for (std::size_t i = 0; i < x.size(); ++i) {
+        half[i] = src_type == dtype::f16 ? float_to_f16(x[i]) : float_to_bf16(x[i]);
+        v[i] = src_type == dtype::f32 ? x[i] : (src_type == dtype::f16 ? f16_to_float(half[i]) : bf16_to_float(half[i]));
+      }
+      const void* data = src_type == dtype::f32 ? static_cast<const void*>(x.data()) : half.data();
+      format_params p = int8_codec::params();
+      p.quant = q.first;
+      p.group_size = q.second;
+      host::encode_options o;
+      o.threads = 1;
+      const encoded_tensor enc = host::encode(data, src_type, {rows, cols}, p, o);
+      CAPTURE(int(q.first));
+      CAPTURE(q.second);
+      CAPTURE(dtype_name(src_type));
+      const bool int8 = q.first == quant::kind::int8_rowwise;
+      const std::uint64_t gpr = int8 ? 1 : (cols + q.second - 1) / q.second;
+      std::vector<float> scale(x.size());
+      std::vector<std::int8_t> code(x.size());
+      for (std::uint64_t r = 0; r < rows; ++r)
+        for (std::uint64_t c = 0; c < cols; ++c) {
+          float s;
+          if (int8) {
+            std::memcpy(&s, enc.view().scales() + 4 * r, 4);
+          } else {
+            std::uint16_t bits;
+            std::memcpy(&bits, enc.view().scales() + 2 * (r * gpr + c / q.second), 2);
+            s = f16_to_float(bits);
+          }
+          const long qmax = int8 ? 127 : 7;
+          const std::uint64_t i = r * cols + c;
+          const long k = s > 0.0f ? std::lrint(v[i] / s) : 0;
+          code[i] = static_cast<std::int8_t>(std::max(-qmax, std::min(qmax, k)));
+          scale[i] = s;
+        }
+      std::vector<std::int8_t> got(x.size());
+      REQUIRE(host::decode(enc.view(), got.data(), dtype::i8, got.size()) == status::success);
+      CHECK(got == code);
+      std::vector<float> f32(x.size());
+      std::vector<std::uint16_t> bf16(x.size()), f16(x.size());
+      REQUIRE(host::decode(enc.view(), f32.data(), dtype::f32, f32.size() * 4) == status::success);
+      REQUIRE(host::decode(enc.view(), bf16.data(), dtype::bf16, bf16.size() * 2) == status::success);
+      REQUIRE(host::decode(enc.view(), f16.data(), dtype::f16, f16.size() * 2) == status::success);
+      std::uint64_t wrong = 0;
+      for (std::size_t i = 0; i < x.size(); ++i) {
+        const float expect = float(code[i]) * scale[i];
+        wrong += f32[i] != expect || bf16[i] != float_to_bf16(expect) || f16[i] != float_to_f16(expect);
+      }
+      CHECK(wrong == 0);
+    }
+}
+
+// SIMD paths (AVX2 rANS encoder) and the thread count never change the bytes.
+TEST_CASE("encoded bytes are the same with and without SIMD, on one thread or several") {
+  TILECODEC_SEEDED_RNG(rng);
+  const std::uint64_t rows = 300, cols = 1000;
+  for (dtype type : {dtype::bf16, dtype::f32}) {
+    host_tensor src = random_tensor(rng, type, rows * cols);
+    format_params policies[] = {lossless_codec::params(), int8_codec::params(), int4_codec::params(),
+                                codec<tile<64, 256>, quant::lossless, coder::rans<11, 16>>::params(),
+                                codec<tile128, quant::int8_rowwise, coder::raw>::params()};
+    policies[0].order = symbol_order::mma;
+    for (const format_params& p : policies) {
+      std::vector<std::uint8_t> first;
+      for (bool simd : {true, false})
+        for (unsigned threads : {1u, 3u}) {
+          host::encode_options o;
+          o.simd = simd;
+          o.threads = threads;
+          const encoded_tensor enc = host::encode(src.bytes.data(), type, {rows, cols}, p, o);
+          if (first.empty()) first = enc.bytes();
+          CAPTURE(simd);
+          CAPTURE(threads);
+          CHECK(enc.bytes() == first);
+        }
+    }
+  }
 }

@@ -147,36 +147,38 @@ inline std::vector<rans_encode_symbol> make_encode_symbols(const std::uint16_t* 
   return out;
 }
 
-// Appends a finished tile: the final states (the decoder's initial ones), the emitted words in
-// reverse order (so the decoder reads forward), zero padding to tile_alignment.
-inline void rans_finish_tile(const std::uint32_t* x, std::uint32_t lanes, const std::uint16_t* words,
+// Appends a finished tile: the final states (the decoder's initial ones), the words in the
+// order the decoder reads them, zero padding to tile_alignment. Appends by insert, so an output
+// with enough capacity is written once (no zero fill first).
+inline void rans_append_tile(const std::uint32_t* x, std::uint32_t lanes, const std::uint16_t* words,
                              std::size_t word_count, std::vector<std::uint8_t>& out) {
-  const std::size_t begin = out.size();
+  const auto* states = reinterpret_cast<const std::uint8_t*>(x);  // little-endian host
+  const auto* stream = reinterpret_cast<const std::uint8_t*>(words);
+  out.insert(out.end(), states, states + lanes * 4u);
+  out.insert(out.end(), stream, stream + word_count * 2u);
   const std::size_t body = lanes * 4u + word_count * 2u;
   const std::size_t padded = (body + tile_alignment - 1) / tile_alignment * tile_alignment;
-  out.resize(begin + padded, 0);
-  std::uint8_t* p = out.data() + begin;
-  std::memcpy(p, x, lanes * 4u);  // little-endian host
-  p += lanes * 4u;
-  for (std::size_t w = word_count; w-- > 0; p += 2) std::memcpy(p, &words[w], 2);
+  out.resize(out.size() + (padded - body), 0);
 }
 
 // Encodes one tile's n symbols; appends the tile bytes (states, words, padding) to out.
-// `words` is scratch reused between tiles. Renormalisation is branch-free: the low word is
-// always written and the write pointer advances only when it is shed.
+// `words` is scratch reused between tiles. The encoder emits words in the reverse of the
+// decoder's order, so it writes them downward from the end of the scratch. Renormalisation is
+// branch-free: the low word is always written and the write pointer moves only when it is shed.
 template <std::uint32_t Lanes>
 void rans_encode_tile(const rans_encode_symbol* table, std::uint32_t prob_bits, const std::uint16_t* symbols,
                       std::uint32_t n, std::vector<std::uint16_t>& words, std::vector<std::uint8_t>& out) {
   std::uint32_t x[Lanes];
   for (std::uint32_t l = 0; l < Lanes; ++l) x[l] = rans_state_lower;
   words.resize(std::size_t(n) + 1);  // at most one word per symbol, plus the always-written slot
-  std::uint16_t* wp = words.data();
+  std::uint16_t* const top = words.data() + words.size();
+  std::uint16_t* wp = top;
   auto put = [&](std::uint32_t lane, std::uint32_t symbol) {
     const rans_encode_symbol& e = table[symbol];
     std::uint32_t s = x[lane];
     const bool shed = s >= e.x_max;
-    *wp = static_cast<std::uint16_t>(s);
-    wp += shed;
+    wp[-1] = static_cast<std::uint16_t>(s);
+    wp -= shed;
     s = shed ? s >> rans_word_bits : s;
     const auto q = static_cast<std::uint32_t>(double(s) * e.rcp + rans_rcp_bias);
     x[lane] = (q << prob_bits) + (s - q * e.freq) + e.cum;
@@ -187,7 +189,7 @@ void rans_encode_tile(const rans_encode_symbol* table, std::uint32_t prob_bits, 
     const std::uint16_t* step = symbols + std::size_t(k) * Lanes;
     for (std::uint32_t l = Lanes; l-- > 0;) put(l, step[l]);
   }
-  rans_finish_tile(x, Lanes, words.data(), std::size_t(wp - words.data()), out);
+  rans_append_tile(x, Lanes, wp, std::size_t(top - wp), out);
 }
 
 }  // namespace tilecodec

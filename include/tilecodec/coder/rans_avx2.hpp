@@ -14,6 +14,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "rans.hpp"
@@ -44,94 +45,170 @@ inline bool cpu_has_avx2() {
 
 }  // namespace detail
 
+namespace detail {
+
+// One tile's AVX2 decode in progress: the states of its 32 lanes and where its stream stands.
+// Split into begin / step / finish so that two tiles can be decoded side by side: a step is a
+// chain of dependent latencies (gather, multiply, the word reads of the lanes below), so one
+// tile leaves the core mostly idle; two independent tiles fill it.
+struct avx2_decode_cursor {
+  const std::uint8_t* words;
+  std::size_t word_count;
+  std::size_t next;
+  std::uint16_t* symbols;
+  std::uint32_t n;
+  std::uint32_t i;
+  __m256i x[4];
+};
+
 template <std::uint32_t ProbBits, std::uint32_t SymBits>
-[[nodiscard]] __attribute__((target("avx2,popcnt"))) status rans_decode_tile_avx2(
-    const rans_decode_entry* table, const std::uint8_t* tile, std::size_t tile_bytes, std::uint16_t* symbols,
-    std::uint32_t n) {
+[[nodiscard]] __attribute__((target("avx2,popcnt"))) inline status avx2_decode_begin(
+    const std::uint8_t* tile, std::size_t tile_bytes, std::uint16_t* symbols, std::uint32_t n, avx2_decode_cursor& c) {
   constexpr std::uint32_t Lanes = 32;
+  const __m256i zero = _mm256_setzero_si256();
+  c.words = tile;
+  c.word_count = c.next = 0;
+  c.symbols = symbols;
+  c.n = n;
+  c.i = 0;
+  for (int g = 0; g < 4; ++g) c.x[g] = zero;
   if (tile_bytes < Lanes * 4u) return status::corrupt_payload;
-  const std::uint8_t* words = tile + Lanes * 4u;
-  const std::size_t word_count = (tile_bytes - Lanes * 4u) / 2u;
-  const auto& perms = detail::expand_table();
+  c.words = tile + Lanes * 4u;
+  c.word_count = (tile_bytes - Lanes * 4u) / 2u;
+  __m256i low = zero;  // any initial state below L is corrupt
+  for (int g = 0; g < 4; ++g) {
+    c.x[g] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile) + g);
+    low = _mm256_or_si256(low, _mm256_cmpeq_epi32(_mm256_srli_epi32(c.x[g], 16), zero));
+  }
+  return _mm256_testz_si256(low, low) ? status::success : status::corrupt_payload;
+}
+
+// A whole step reads at most 32 words, so bounds are checked once per step.
+inline bool avx2_decode_can_step(const avx2_decode_cursor& c) {
+  return c.i + 32u <= c.n && c.next + 32u <= c.word_count;
+}
+
+// Decodes 32 symbols (four groups of eight lanes): gather the table entries, update the states,
+// and give the next words of the stream to the lanes that fell below L, in lane order.
+template <std::uint32_t ProbBits, std::uint32_t SymBits>
+__attribute__((target("avx2,popcnt"), always_inline)) inline void avx2_decode_step(const rans_decode_entry* table,
+                                                                                  avx2_decode_cursor& c) {
+  const auto& perms = expand_table();
   const __m256i mask = _mm256_set1_epi32(int((1u << ProbBits) - 1u));
   const __m256i zero = _mm256_setzero_si256();
   const __m256i sym_mask = _mm256_set1_epi32(int((1u << SymBits) - 1u));
-  __m256i x[4];
-  for (int g = 0; g < 4; ++g) x[g] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile) + g);
-  {
-    __m256i low = zero;  // any initial state below L is corrupt
-    for (int g = 0; g < 4; ++g) low = _mm256_or_si256(low, _mm256_cmpeq_epi32(_mm256_srli_epi32(x[g], 16), zero));
-    if (!_mm256_testz_si256(low, low)) return status::corrupt_payload;
+  __m256i sym[4];
+  for (int g = 0; g < 4; ++g) {
+    const __m256i e = _mm256_i32gather_epi32(reinterpret_cast<const int*>(table), _mm256_and_si256(c.x[g], mask), 4);
+    const __m256i freq = _mm256_and_si256(_mm256_srli_epi32(e, SymBits), mask);
+    const __m256i bias = _mm256_srli_epi32(e, SymBits + ProbBits);
+    __m256i s = _mm256_add_epi32(_mm256_mullo_epi32(freq, _mm256_srli_epi32(c.x[g], ProbBits)), bias);
+    sym[g] = _mm256_and_si256(e, sym_mask);
+    const __m256i take = _mm256_cmpeq_epi32(_mm256_srli_epi32(s, 16), zero);
+    const unsigned m = unsigned(_mm256_movemask_ps(_mm256_castsi256_ps(take)));
+    const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c.words + 2 * c.next)));
+    const __m256i spread = _mm256_permutevar8x32_epi32(
+        w, _mm256_load_si256(reinterpret_cast<const __m256i*>(perms.index[m])));
+    const __m256i pushed = _mm256_or_si256(_mm256_slli_epi32(s, 16), spread);
+    c.x[g] = _mm256_blendv_epi8(s, pushed, take);
+    c.next += unsigned(__builtin_popcount(m));
   }
-  std::size_t next = 0;
-  std::uint32_t i = 0;
-  for (; i + Lanes <= n && next + Lanes <= word_count; i += Lanes) {
-    __m256i sym[4];
-    for (int g = 0; g < 4; ++g) {
-      const __m256i e = _mm256_i32gather_epi32(reinterpret_cast<const int*>(table), _mm256_and_si256(x[g], mask), 4);
-      const __m256i freq = _mm256_and_si256(_mm256_srli_epi32(e, SymBits), mask);
-      const __m256i bias = _mm256_srli_epi32(e, SymBits + ProbBits);
-      __m256i s = _mm256_add_epi32(_mm256_mullo_epi32(freq, _mm256_srli_epi32(x[g], ProbBits)), bias);
-      sym[g] = _mm256_and_si256(e, sym_mask);
-      const __m256i take = _mm256_cmpeq_epi32(_mm256_srli_epi32(s, 16), zero);
-      const unsigned m = unsigned(_mm256_movemask_ps(_mm256_castsi256_ps(take)));
-      const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(words + 2 * next)));
-      const __m256i spread = _mm256_permutevar8x32_epi32(
-          w, _mm256_load_si256(reinterpret_cast<const __m256i*>(perms.index[m])));
-      const __m256i pushed = _mm256_or_si256(_mm256_slli_epi32(s, 16), spread);
-      x[g] = _mm256_blendv_epi8(s, pushed, take);
-      next += unsigned(__builtin_popcount(m));
-    }
-    // 32-bit symbols to 16-bit: packus interleaves 128-bit halves, permute4x64 restores order.
-    const __m256i p01 = _mm256_permute4x64_epi64(_mm256_packus_epi32(sym[0], sym[1]), 0xd8);
-    const __m256i p23 = _mm256_permute4x64_epi64(_mm256_packus_epi32(sym[2], sym[3]), 0xd8);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(symbols + i), p01);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(symbols + i + 16), p23);
-  }
-  // Tail: hand the states to the scalar loop, which checks every read and the final states.
+  // 32-bit symbols to 16-bit: packus interleaves 128-bit halves, permute4x64 restores order.
+  const __m256i p01 = _mm256_permute4x64_epi64(_mm256_packus_epi32(sym[0], sym[1]), 0xd8);
+  const __m256i p23 = _mm256_permute4x64_epi64(_mm256_packus_epi32(sym[2], sym[3]), 0xd8);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(c.symbols + c.i), p01);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(c.symbols + c.i + 16), p23);
+  c.i += 32;
+}
+
+// Tail: hands the states to the scalar loop, which checks every read and the final states.
+template <std::uint32_t ProbBits, std::uint32_t SymBits>
+[[nodiscard]] __attribute__((target("avx2,popcnt"))) inline status avx2_decode_finish(const rans_decode_entry* table,
+                                                                                     avx2_decode_cursor& c) {
+  constexpr std::uint32_t Lanes = 32;
   std::uint32_t xs[Lanes];
-  for (int g = 0; g < 4; ++g) _mm256_storeu_si256(reinterpret_cast<__m256i*>(xs) + g, x[g]);
-  for (; i < n; ++i) {
-    const std::uint32_t l = i % Lanes;
-    symbols[i] = static_cast<std::uint16_t>(rans_decode_symbol(xs[l], table, ProbBits, SymBits));
+  for (int g = 0; g < 4; ++g) _mm256_storeu_si256(reinterpret_cast<__m256i*>(xs) + g, c.x[g]);
+  for (; c.i < c.n; ++c.i) {
+    const std::uint32_t l = c.i % Lanes;
+    c.symbols[c.i] = static_cast<std::uint16_t>(rans_decode_symbol(xs[l], table, ProbBits, SymBits));
     if (rans_needs_word(xs[l])) {
-      if (next >= word_count) return status::corrupt_payload;
-      xs[l] = rans_push_word(xs[l], load_le16(words + 2u * next++));
+      if (c.next >= c.word_count) return status::corrupt_payload;
+      xs[l] = rans_push_word(xs[l], load_le16(c.words + 2u * c.next++));
     }
   }
-  if (word_count - next > (tile_alignment - 2u) / 2u) return status::corrupt_payload;
+  if (c.word_count - c.next > (tile_alignment - 2u) / 2u) return status::corrupt_payload;
   for (std::uint32_t l = 0; l < Lanes; ++l)
     if (xs[l] != rans_state_lower) return status::corrupt_payload;
   return status::success;
 }
 
+}  // namespace detail
+
+template <std::uint32_t ProbBits, std::uint32_t SymBits>
+[[nodiscard]] __attribute__((target("avx2,popcnt"))) status rans_decode_tile_avx2(
+    const rans_decode_entry* table, const std::uint8_t* tile, std::size_t tile_bytes, std::uint16_t* symbols,
+    std::uint32_t n) {
+  detail::avx2_decode_cursor c;
+  const status s = detail::avx2_decode_begin<ProbBits, SymBits>(tile, tile_bytes, symbols, n, c);
+  if (s != status::success) return s;
+  while (detail::avx2_decode_can_step(c)) detail::avx2_decode_step<ProbBits, SymBits>(table, c);
+  return detail::avx2_decode_finish<ProbBits, SymBits>(table, c);
+}
+
+// Two tiles side by side (same results as decoding each alone): their steps alternate while both
+// have whole steps left, so the core overlaps the two dependency chains.
+template <std::uint32_t ProbBits, std::uint32_t SymBits>
+__attribute__((target("avx2,popcnt"))) void rans_decode_tile_pair_avx2(
+    const rans_decode_entry* table, const std::uint8_t* tile0, std::size_t bytes0, std::uint16_t* symbols0,
+    std::uint32_t n0, status& result0, const std::uint8_t* tile1, std::size_t bytes1, std::uint16_t* symbols1,
+    std::uint32_t n1, status& result1) {
+  detail::avx2_decode_cursor a, b;
+  result0 = detail::avx2_decode_begin<ProbBits, SymBits>(tile0, bytes0, symbols0, n0, a);
+  result1 = detail::avx2_decode_begin<ProbBits, SymBits>(tile1, bytes1, symbols1, n1, b);
+  if (result0 == status::success && result1 == status::success)
+    while (detail::avx2_decode_can_step(a) && detail::avx2_decode_can_step(b)) {
+      detail::avx2_decode_step<ProbBits, SymBits>(table, a);
+      detail::avx2_decode_step<ProbBits, SymBits>(table, b);
+    }
+  if (result0 == status::success) {
+    while (detail::avx2_decode_can_step(a)) detail::avx2_decode_step<ProbBits, SymBits>(table, a);
+    result0 = detail::avx2_decode_finish<ProbBits, SymBits>(table, a);
+  }
+  if (result1 == status::success) {
+    while (detail::avx2_decode_can_step(b)) detail::avx2_decode_step<ProbBits, SymBits>(table, b);
+    result1 = detail::avx2_decode_finish<ProbBits, SymBits>(table, b);
+  }
+}
+
 // ---- encoder -----------------------------------------------------------------------------------
 
-// Per-symbol encoder constants in the layout the vector encoder gathers: freq | cum << 16, and
-// the double reciprocal. x_max is freq << (32 - P), so it needs no table.
+// Per-symbol encoder constants for the vector encoder, one u64 per symbol: freq | cum << 16 |
+// m << 32 with m = floor((2^32 - 1) / freq). For s < 2^32, mulhi(s, m) = floor(s * m / 2^32)
+// is floor(s / freq) or one less (m is short of 2^32 / freq by less than 1, so the product is
+// short of s / freq by less than s / 2^32 < 1); the remainder says which, so the quotient is
+// exact and the states equal the scalar encoder's.
 struct rans_encode_tables {
-  std::vector<std::uint32_t> freq_cum;
-  std::vector<double> rcp;
-  explicit rans_encode_tables(const std::vector<rans_encode_symbol>& symbols)
-      : freq_cum(symbols.size()), rcp(symbols.size()) {
+  std::vector<std::uint64_t> entry;
+  explicit rans_encode_tables(const std::vector<rans_encode_symbol>& symbols) : entry(symbols.size()) {
     for (std::size_t s = 0; s < symbols.size(); ++s) {
-      freq_cum[s] = symbols[s].freq | (symbols[s].cum << 16);
-      rcp[s] = symbols[s].rcp;
+      const std::uint32_t f = symbols[s].freq;
+      const std::uint64_t m = f ? 0xffffffffu / f : 0u;
+      entry[s] = f | (std::uint64_t(symbols[s].cum) << 16) | (m << 32);
     }
   }
 };
 
 namespace detail {
-// For each 8-bit mask of lanes shedding a word: the set lanes from the highest down, because
-// the encoder walks lanes downward and the words must land in that order.
+// For each 8-bit mask of lanes shedding a word: the set lanes in ascending order, placed in the
+// top slots of the 8, because the encoder writes words downward (slots 0..7-k are don't-care).
 struct compress_permutations {
   alignas(32) std::uint32_t index[256][8];
   compress_permutations() {
     for (std::uint32_t m = 0; m < 256; ++m) {
-      std::uint32_t k = 0;
-      for (std::uint32_t j = 8; j-- > 0;)
+      std::uint32_t k = 8u - std::uint32_t(__builtin_popcount(m));
+      for (std::uint32_t j = 0; j < 8; ++j) index[m][j] = 0;
+      for (std::uint32_t j = 0; j < 8; ++j)
         if ((m >> j) & 1u) index[m][k++] = j;
-      for (; k < 8; ++k) index[m][k] = 0;
     }
   }
 };
@@ -141,77 +218,118 @@ inline const compress_permutations& compress_table() {
 }
 }  // namespace detail
 
-// Same bytes as rans_encode_tile<32>, eight lanes per AVX2 vector. The division is the same
-// exact double-reciprocal floor (see rans_encode_symbol), so both produce identical states.
-__attribute__((target("avx2,popcnt"))) inline void rans_encode_tile_avx2(
-    const rans_encode_tables& tables, std::uint32_t prob_bits, const std::uint16_t* symbols, std::uint32_t n,
-    std::vector<std::uint16_t>& words, std::vector<std::uint8_t>& out) {
+namespace detail {
+// Copies the table entries of `count` symbols (a multiple of 8) into `staged`, lane j of each
+// group of 8 to slot {0,1,4,5,2,3,6,7}[j]: shuffle_ps of the two 4-entry halves then yields
+// lanes 0..7 in order. Plain scalar loads and stores; kept out of line and out of the AVX2
+// target because GCC otherwise "vectorises" it into inserts and extracts, twice as slow.
+__attribute__((noinline)) inline void stage_entries(const std::uint64_t* entry, const std::uint16_t* sym,
+                                                    std::uint32_t count, std::uint64_t* staged) {
+  for (const std::uint16_t* end = sym + count; sym != end; sym += 8, staged += 8) {
+    std::uint64_t a, b;
+    std::memcpy(&a, sym, 8);
+    std::memcpy(&b, sym + 4, 8);
+    staged[0] = entry[a & 0xffffu];
+    staged[1] = entry[(a >> 16) & 0xffffu];
+    staged[4] = entry[(a >> 32) & 0xffffu];
+    staged[5] = entry[a >> 48];
+    staged[2] = entry[b & 0xffffu];
+    staged[3] = entry[(b >> 16) & 0xffffu];
+    staged[6] = entry[(b >> 32) & 0xffffu];
+    staged[7] = entry[b >> 48];
+  }
+}
+}  // namespace detail
+
+// Same bytes as rans_encode_tile<32>, eight lanes per AVX2 vector, no gathers (they are slow on
+// many CPUs): table entries are first copied, a block of steps at a time, into a staging buffer
+// that stays in L1, in an order from which two shuffles give freq|cum and m in lane order.
+// ProbBits is a template argument so that the shifts take immediates (one uop, not two).
+template <std::uint32_t ProbBits>
+__attribute__((target("avx2,popcnt"))) void rans_encode_tile_avx2(const rans_encode_tables& tables,
+                                                                  const std::uint16_t* symbols, std::uint32_t n,
+                                                                  std::vector<std::uint16_t>& words,
+                                                                  std::vector<std::uint8_t>& out) {
+  constexpr std::uint32_t prob_bits = ProbBits;
   constexpr std::uint32_t Lanes = 32;
+  constexpr std::uint32_t block_steps = 32;  // 1024 symbols: 8 KB of staged entries
   std::uint32_t x[Lanes];
   for (std::uint32_t l = 0; l < Lanes; ++l) x[l] = rans_state_lower;
-  words.resize(std::size_t(n) + 8);  // one word per symbol at most, plus an 8-word store's slack
-  std::uint16_t* wp = words.data();
-  const std::uint32_t* fc_table = tables.freq_cum.data();
-  const double* rcp_table = tables.rcp.data();
+  words.resize(std::size_t(n) + 8);  // one word per symbol at most, plus an 8-word store's slack below
+  std::uint16_t* const top = words.data() + words.size();
+  std::uint16_t* wp = top;  // written downward: the words end up in the decoder's order
+  const std::uint64_t* entry = tables.entry.data();
   // The partial last step first (the encoder runs backwards), one lane at a time.
   const std::uint32_t full = n / Lanes;
   for (std::uint32_t i = n; i-- > full * Lanes;) {
-    const std::uint32_t l = i % Lanes, fc = fc_table[symbols[i]];
-    const std::uint32_t freq = fc & 0xffffu, cum = fc >> 16;
+    const std::uint32_t l = i % Lanes;
+    const std::uint64_t e = entry[symbols[i]];
+    const std::uint32_t freq = std::uint32_t(e) & 0xffffu, cum = (std::uint32_t(e) >> 16) & 0xffffu;
     std::uint32_t s = x[l];
     const bool shed = s >= (freq << (32 - prob_bits));
-    *wp = static_cast<std::uint16_t>(s);
-    wp += shed;
+    wp[-1] = static_cast<std::uint16_t>(s);
+    wp -= shed;
     s = shed ? s >> rans_word_bits : s;
-    const auto q = static_cast<std::uint32_t>(double(s) * rcp_table[symbols[i]] + rans_rcp_bias);
-    x[l] = (q << prob_bits) + (s - q * freq) + cum;
+    x[l] = ((s / freq) << prob_bits) + s % freq + cum;
   }
   const auto& perms = detail::compress_table();
-  const __m128i prob_shift = _mm_cvtsi32_si128(int(prob_bits));
-  const __m128i xmax_shift = _mm_cvtsi32_si128(int(32 - prob_bits));
-  const __m256i sign = _mm256_set1_epi32(int(0x80000000u));
   const __m256i low16 = _mm256_set1_epi32(0xffff);
-  const __m256d two31 = _mm256_set1_pd(2147483648.0), bias = _mm256_set1_pd(rans_rcp_bias);
-  const __m256d zero_pd = _mm256_setzero_pd(), all_pd = _mm256_castsi256_pd(_mm256_set1_epi32(-1));
+  const __m256i slots = _mm256_set1_epi32(int(1u << prob_bits));
+  const __m256i sixteen = _mm256_set1_epi32(16);
   // Low two bytes of each 32-bit element, gathered into the low 8 bytes of each 128-bit half.
   const __m256i words_of = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1,
                                             0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1);
   __m256i xv[4];
   for (int g = 0; g < 4; ++g) xv[g] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x) + g);
-  for (std::uint32_t k = full; k-- > 0;) {
-    const std::uint16_t* step = symbols + std::size_t(k) * Lanes;
-    for (int g = 4; g-- > 0;) {
-      const __m256i sym = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(step + 8 * g)));
-      const __m256i fc = _mm256_i32gather_epi32(reinterpret_cast<const int*>(fc_table), sym, 4);
-      const __m256i freq = _mm256_and_si256(fc, low16), cum = _mm256_srli_epi32(fc, 16);
-      const __m256i x_max = _mm256_sll_epi32(freq, xmax_shift);
-      __m256i s = xv[g];
-      const __m256i keep = _mm256_cmpgt_epi32(_mm256_xor_si256(x_max, sign), _mm256_xor_si256(s, sign));  // s < x_max
-      const unsigned m = ~unsigned(_mm256_movemask_ps(_mm256_castsi256_ps(keep))) & 0xffu;
-      // Emit the low words of the shedding lanes, highest lane first.
-      const __m256i shed_words = _mm256_permutevar8x32_epi32(
-          s, _mm256_load_si256(reinterpret_cast<const __m256i*>(perms.index[m])));
-      const __m256i packed = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(shed_words, words_of), 0x08);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(wp), _mm256_castsi256_si128(packed));
-      wp += __builtin_popcount(m);
-      s = _mm256_blendv_epi8(_mm256_srli_epi32(s, 16), s, keep);
-      // q = floor(s / freq) through the exact double reciprocal (s is unsigned: bias by 2^31).
-      const __m256i s_signed = _mm256_xor_si256(s, sign);
-      const __m256d d_lo = _mm256_add_pd(_mm256_cvtepi32_pd(_mm256_castsi256_si128(s_signed)), two31);
-      const __m256d d_hi = _mm256_add_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(s_signed, 1)), two31);
-      // Masked gathers with a zero source: same loads, and GCC 12 does not warn about the
-      // unmaskeds' undefined source register.
-      const __m256d r_lo = _mm256_mask_i32gather_pd(zero_pd, rcp_table, _mm256_castsi256_si128(sym), all_pd, 8);
-      const __m256d r_hi = _mm256_mask_i32gather_pd(zero_pd, rcp_table, _mm256_extracti128_si256(sym, 1), all_pd, 8);
-      const __m128i q_lo = _mm256_cvttpd_epi32(_mm256_add_pd(_mm256_mul_pd(d_lo, r_lo), bias));
-      const __m128i q_hi = _mm256_cvttpd_epi32(_mm256_add_pd(_mm256_mul_pd(d_hi, r_hi), bias));
-      const __m256i q = _mm256_set_m128i(q_hi, q_lo);
-      const __m256i rem = _mm256_sub_epi32(s, _mm256_mullo_epi32(q, freq));
-      xv[g] = _mm256_add_epi32(_mm256_add_epi32(_mm256_sll_epi32(q, prob_shift), rem), cum);
+  alignas(32) std::uint64_t staged[block_steps * Lanes];
+  for (std::uint32_t k1 = full; k1 > 0;) {
+    const std::uint32_t k0 = k1 > block_steps ? k1 - block_steps : 0;
+    detail::stage_entries(entry, symbols + std::size_t(k0) * Lanes, (k1 - k0) * Lanes, staged);
+    for (std::uint32_t k = k1; k-- > k0;) {
+      const std::uint64_t* step = staged + std::size_t(k - k0) * Lanes;
+      for (int g = 4; g-- > 0;) {
+        const __m256 lo = _mm256_castsi256_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(step + 8 * g)));
+        const __m256 hi = _mm256_castsi256_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(step + 8 * g + 4)));
+        const __m256i fc = _mm256_castps_si256(_mm256_shuffle_ps(lo, hi, 0x88));
+        const __m256i m = _mm256_castps_si256(_mm256_shuffle_ps(lo, hi, 0xdd));
+        const __m256i freq = _mm256_and_si256(fc, low16), cum = _mm256_srli_epi32(fc, 16);
+        __m256i s = xv[g];
+        const __m256i shed = _mm256_cmpeq_epi32(_mm256_max_epu32(s, _mm256_slli_epi32(freq, 32 - prob_bits)), s);
+        const unsigned mask = unsigned(_mm256_movemask_ps(_mm256_castsi256_ps(shed)));
+        // Emit the low words of the shedding lanes (8-word store, the valid ones on top).
+        const __m256i shed_words = _mm256_permutevar8x32_epi32(
+            s, _mm256_load_si256(reinterpret_cast<const __m256i*>(perms.index[mask])));
+        const __m256i packed = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(shed_words, words_of), 0x08);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(wp - 8), _mm256_castsi256_si128(packed));
+        wp -= __builtin_popcount(mask);
+        s = _mm256_srlv_epi32(s, _mm256_and_si256(shed, sixteen));  // shed lanes drop their low word
+        // q = mulhi(s, m): floor(s / freq) or one less.
+        const __m256i p_even = _mm256_mul_epu32(s, m);
+        const __m256i p_odd = _mm256_mul_epu32(_mm256_srli_epi64(s, 32), _mm256_srli_epi64(m, 32));
+        const __m256i q = _mm256_blend_epi32(_mm256_srli_epi64(p_even, 32), p_odd, 0xaa);
+        const __m256i r = _mm256_sub_epi32(s, _mm256_mullo_epi32(q, freq));  // in [0, 2 freq)
+        const __m256i exact = _mm256_cmpgt_epi32(freq, r);
+        // x = (q << P) + r + cum; where q was one short, r holds an extra freq: add 2^P - freq.
+        const __m256i fix = _mm256_andnot_si256(exact, _mm256_sub_epi32(slots, freq));
+        xv[g] = _mm256_add_epi32(_mm256_add_epi32(_mm256_slli_epi32(q, prob_bits), _mm256_add_epi32(r, cum)), fix);
+      }
     }
+    k1 = k0;
   }
   for (int g = 0; g < 4; ++g) _mm256_storeu_si256(reinterpret_cast<__m256i*>(x) + g, xv[g]);
-  rans_finish_tile(x, Lanes, words.data(), std::size_t(wp - words.data()), out);
+  rans_append_tile(x, Lanes, wp, std::size_t(top - wp), out);
+}
+
+inline void rans_encode_tile_avx2(const rans_encode_tables& tables, std::uint32_t prob_bits,
+                                  const std::uint16_t* symbols, std::uint32_t n, std::vector<std::uint16_t>& words,
+                                  std::vector<std::uint8_t>& out) {
+  switch (prob_bits) {
+    case 8: return rans_encode_tile_avx2<8>(tables, symbols, n, words, out);
+    case 9: return rans_encode_tile_avx2<9>(tables, symbols, n, words, out);
+    case 10: return rans_encode_tile_avx2<10>(tables, symbols, n, words, out);
+    case 11: return rans_encode_tile_avx2<11>(tables, symbols, n, words, out);
+    default: return rans_encode_tile_avx2<12>(tables, symbols, n, words, out);
+  }
 }
 
 // Run-time dispatch over precision and symbol width.
@@ -229,6 +347,29 @@ __attribute__((target("avx2,popcnt"))) inline void rans_encode_tile_avx2(
     TILECODEC_AVX2_CASE(11)
     TILECODEC_AVX2_CASE(12)
     default: return status::corrupt_header;
+  }
+#undef TILECODEC_AVX2_CASE
+}
+
+// Run-time dispatch of the pair decoder; an unsupported precision fails both tiles.
+inline void rans_decode_tile_pair_avx2(const rans_decode_entry* table, std::uint32_t prob_bits, std::uint32_t sym_bits,
+                                       const std::uint8_t* tile0, std::size_t bytes0, std::uint16_t* symbols0,
+                                       std::uint32_t n0, status& result0, const std::uint8_t* tile1,
+                                       std::size_t bytes1, std::uint16_t* symbols1, std::uint32_t n1,
+                                       status& result1) {
+#define TILECODEC_AVX2_CASE(P)                                                                              \
+  case P:                                                                                                   \
+    return sym_bits == 9 ? rans_decode_tile_pair_avx2<P, 9>(table, tile0, bytes0, symbols0, n0, result0, tile1,  \
+                                                            bytes1, symbols1, n1, result1)                  \
+                         : rans_decode_tile_pair_avx2<P, 8>(table, tile0, bytes0, symbols0, n0, result0, tile1,  \
+                                                            bytes1, symbols1, n1, result1);
+  switch (prob_bits) {
+    TILECODEC_AVX2_CASE(8)
+    TILECODEC_AVX2_CASE(9)
+    TILECODEC_AVX2_CASE(10)
+    TILECODEC_AVX2_CASE(11)
+    TILECODEC_AVX2_CASE(12)
+    default: result0 = result1 = status::corrupt_header;
   }
 #undef TILECODEC_AVX2_CASE
 }

@@ -38,7 +38,11 @@ enum class plane_coding : std::uint8_t {
   stored = 0,  // symbols as bytes (alphabet 256) or low-nibble-first pairs (alphabet 16)
   rans = 1,    // interleaved rANS with the tensor's frequency table
   fixed = 2,   // fixed-length codes with escapes (coder/fixed.hpp)
+  rans_lanes = 3,  // interleaved rANS, one word stream per lane (coder/rans_lanes.hpp)
 };
+
+// Codings whose tensor has a rANS frequency table (section 3.1 of docs/format.md).
+TILECODEC_HD constexpr bool has_rans_table(plane_coding c) { return c == plane_coding::rans || c == plane_coding::rans_lanes; }
 
 struct tensor_header {
   dtype source = dtype::f32;  // dtype of the values that were encoded
@@ -99,7 +103,8 @@ inline std::uint64_t align_up(std::uint64_t v, std::uint64_t a) { return (v + a 
   };
   if (p.quant != quant::kind::lossless && p.quant != quant::kind::int8_rowwise && p.quant != quant::kind::int4_group)
     return fail("unknown quantization policy id");
-  if (p.coder != coder::kind::raw && p.coder != coder::kind::rans && p.coder != coder::kind::fixed)
+  if (p.coder != coder::kind::raw && p.coder != coder::kind::rans && p.coder != coder::kind::fixed &&
+      p.coder != coder::kind::rans_lanes)
     return fail("unknown coder policy id");
   if (p.order != symbol_order::row_major && p.order != symbol_order::mma) return fail("unknown symbol order");
   if (p.tile_rows < 1 || p.tile_cols < 1 || p.tile_rows > 4096 || p.tile_cols > 4096 ||
@@ -112,7 +117,14 @@ inline std::uint64_t align_up(std::uint64_t v, std::uint64_t a) { return (v + a 
   }
   if (p.coder == coder::kind::rans) {
     if (p.prob_bits < 8 || p.prob_bits > 12) return fail("rANS probability bits must be 8..12");
-    if (p.lanes < 1 || p.lanes > 64 || (p.lanes & (p.lanes - 1)) != 0) return fail("rANS lanes must be a power of two in 1..64");
+    if (p.lanes < 1 || p.lanes > 128 || (p.lanes & (p.lanes - 1)) != 0) return fail("rANS lanes must be a power of two in 1..128");
+  }
+  if (p.coder == coder::kind::rans_lanes) {
+    if (p.prob_bits < 8 || p.prob_bits > 12) return fail("rANS probability bits must be 8..12");
+    if (p.lanes != 32 && p.lanes != 64 && p.lanes != 128) return fail("rans_lanes: 32, 64 or 128 lanes");
+    // A lane's word count is a u16 and a lane takes at most one word per symbol.
+    if (std::uint64_t(p.tile_rows) * p.tile_cols > 65535ull * p.lanes)
+      return fail("rans_lanes: a tile may hold at most 65535 symbols per lane");
   }
   if (p.coder == coder::kind::fixed && p.lanes != fixed_lanes) return fail("fixed coder: 32 lanes");
   return status::success;
@@ -238,7 +250,7 @@ inline status encoded_tensor_view::parse(const std::uint8_t* data, std::uint64_t
   h.params.quant = static_cast<quant::kind>(data[9]);
   h.params.coder = static_cast<coder::kind>(data[10]);
   h.params.order = static_cast<symbol_order>(data[11]);
-  if (data[12] > 2) return fail(status::corrupt_header, "plane coding");
+  if (data[12] > 3) return fail(status::corrupt_header, "plane coding");
   h.coding = static_cast<plane_coding>(data[12]);
   h.params.prob_bits = data[13];
   h.params.lanes = data[14];
@@ -259,6 +271,7 @@ inline status encoded_tensor_view::parse(const std::uint8_t* data, std::uint64_t
   if (h.params.coder == coder::kind::raw && h.coding != plane_coding::stored)
     return fail(status::corrupt_header, "plane coding (raw coder must store)");
   if ((h.coding == plane_coding::rans && h.params.coder != coder::kind::rans) ||
+      (h.coding == plane_coding::rans_lanes && h.params.coder != coder::kind::rans_lanes) ||
       (h.coding == plane_coding::fixed && h.params.coder != coder::kind::fixed))
     return fail(status::corrupt_header, "plane coding (not the coder's)");
   if (h.params.coder == coder::kind::fixed &&
@@ -305,7 +318,7 @@ inline status encoded_tensor_view::parse(const std::uint8_t* data, std::uint64_t
   }
 
   // Table: first symbol and count must describe exactly the stored frequencies.
-  if (h.coding == plane_coding::rans) {
+  if (has_rans_table(h.coding)) {
     const std::uint32_t first = detail::get_u16(data + h.table_offset), count = detail::get_u16(data + h.table_offset + 2);
     if (h.table_bytes != 4 + 2ull * count || std::uint64_t(first) + count > h.alphabet)
       return fail(status::corrupt_table, "table (first symbol / count)");
@@ -326,9 +339,10 @@ inline status encoded_tensor_view::parse(const std::uint8_t* data, std::uint64_t
       return fail(status::corrupt_header, "tile index[" + std::to_string(t + 1) + "]");
     const tile_box box = l.box(t);
     const std::uint64_t n = box.size();
-    const std::uint64_t need = h.coding == plane_coding::rans    ? 4ull * h.params.lanes
-                               : h.coding == plane_coding::fixed ? fixed_tile_bytes(fixed_shape(fixed, box.height, box.width), 0)
-                                                                 : stored_tile_bytes(h.alphabet, n);
+    const std::uint64_t need = h.coding == plane_coding::rans         ? 4ull * h.params.lanes
+                               : h.coding == plane_coding::rans_lanes ? 6ull * h.params.lanes
+                               : h.coding == plane_coding::fixed      ? fixed_tile_bytes(fixed_shape(fixed, box.height, box.width), 0)
+                                                                      : stored_tile_bytes(h.alphabet, n);
     if (b - a < need) return fail(status::corrupt_header, "tile index[" + std::to_string(t) + "] (tile too small)");
   }
   if (detail::get_u64(index + 8 * h.tile_count) != h.payload_bytes) return fail(status::corrupt_header, "tile index end");

@@ -10,6 +10,7 @@
 // (the integer codes themselves).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -18,6 +19,7 @@
 #include "../coder/frequency_table.hpp"
 #include "../coder/rans.hpp"
 #include "../coder/rans_avx2.hpp"
+#include "../coder/rans_lanes.hpp"
 #include "../detail/parallel.hpp"
 #include "../dtype.hpp"
 #include "../format/encoded_tensor.hpp"
@@ -39,7 +41,7 @@ class tensor_decoder {
   // Builds the decode table; check status() before decoding (a corrupt table is reported here).
   explicit tensor_decoder(const encoded_tensor_view& view) : view_(view) {
     const tensor_header& h = view_.header();
-    if (h.coding != plane_coding::rans) return;
+    if (!has_rans_table(h.coding)) return;
     std::vector<std::uint16_t> freq(h.alphabet);
     for (std::uint32_t s = 0; s < h.alphabet; ++s) freq[s] = view_.frequency(s);
     table_.resize(std::size_t(1) << h.params.prob_bits);
@@ -81,12 +83,32 @@ class tensor_decoder {
     if (l.elements() == 0) return status::success;
     if (out == nullptr || out_bytes / dtype_size(out_type) < l.elements()) return status::invalid_argument;
     try {
-      std::vector<status> results(view_.header().tile_count, status::success);
-      ::tilecodec::detail::parallel_for(view_.header().tile_count, threads, [&](std::uint64_t t, unsigned) {
+      const std::uint64_t count = view_.header().tile_count;
+      std::vector<status> results(count, status::success);
+      // Where the AVX2 decoder runs, tiles go in pairs: it decodes two side by side (rans_avx2.hpp).
+      const bool pairs = simd_pairs();
+      ::tilecodec::detail::parallel_for(pairs ? (count + 1) / 2 : count, threads, [&](std::uint64_t k, unsigned) {
         thread_local std::vector<std::uint16_t> symbols;
-        const tile_box b = l.box(t);
-        symbols.resize(b.size());
-        results[t] = decode_tile_into(t, b, symbols.data(), out, out_type, l.cols, b.row0, b.col0);
+        const std::uint64_t t0 = pairs ? 2 * k : k;
+        const tile_box b0 = l.box(t0);
+        if (!pairs || t0 + 1 == count) {
+          symbols.resize(b0.size());
+          results[t0] = decode_tile_into(t0, b0, symbols.data(), out, out_type, l.cols, b0.row0, b0.col0);
+          return;
+        }
+#if TILECODEC_HAS_AVX2_DECODER
+        const std::uint64_t t1 = t0 + 1;
+        const tile_box b1 = l.box(t1);
+        symbols.resize(std::size_t(b0.size()) + b1.size());
+        std::uint16_t* const s0 = symbols.data();
+        std::uint16_t* const s1 = s0 + b0.size();
+        const tensor_header& h = view_.header();
+        rans_decode_tile_pair_avx2(table_.data(), h.params.prob_bits, symbol_bits(h.alphabet), view_.tile_data(t0),
+                                   view_.tile_bytes(t0), s0, b0.size(), results[t0], view_.tile_data(t1),
+                                   view_.tile_bytes(t1), s1, b1.size(), results[t1]);
+        if (results[t0] == status::success) write_tile(t0, b0, s0, out, out_type, l.cols, b0.row0, b0.col0);
+        if (results[t1] == status::success) write_tile(t1, b1, s1, out, out_type, l.cols, b1.row0, b1.col0);
+#endif
       });
       for (status s : results)
         if (s != status::success) return s;
@@ -106,6 +128,10 @@ class tensor_decoder {
     if (h.coding == plane_coding::rans) {
       const status s = decode_symbols(tile, view_.tile_bytes(t), symbols, n);
       if (s != status::success) return s;
+    } else if (h.coding == plane_coding::rans_lanes) {  // coder/rans_lanes.hpp
+      const status s = rans_lanes_decode_tile(h.params.lanes, table_.data(), h.params.prob_bits, symbol_bits(h.alphabet),
+                                              tile, view_.tile_bytes(t), symbols, n);
+      if (s != status::success) return s;
     } else if (h.coding == plane_coding::fixed) {  // coder/fixed.hpp
       const fixed_code code{h.params.prob_bits, ::tilecodec::detail::get_u16(view_.table()), h.alphabet};
       const std::uint8_t* raw = h.alphabet == 512 ? view_.raw_tile(t) : nullptr;  // escape values are checked against it
@@ -114,9 +140,25 @@ class tensor_decoder {
     } else {
       for (std::uint32_t i = 0; i < n; ++i) symbols[i] = static_cast<std::uint16_t>(stored_symbol(tile, h.alphabet, i));
     }
-    reorder_tile_in_place(h.params.order, b.height, b.width, symbols, 2, false);  // mma order: back to row-major
-    write_values(t, b, symbols, out, out_type, ld, row_off, col_off);
+    write_tile(t, b, symbols, out, out_type, ld, row_off, col_off);
     return status::success;
+  }
+
+  // Writes tile t's values from its decoded symbols (in symbol order; the buffer is reordered).
+  void write_tile(std::uint64_t t, const tile_box& b, std::uint16_t* symbols, void* out, dtype out_type,
+                  std::uint64_t ld, std::uint64_t row_off, std::uint64_t col_off) const {
+    reorder_tile_in_place(view_.header().params.order, b.height, b.width, symbols, 2, false);  // mma order: back to row-major
+    write_values(t, b, symbols, out, out_type, ld, row_off, col_off);
+  }
+
+  // Does decode() hand tiles to the AVX2 pair decoder?
+  [[nodiscard]] bool simd_pairs() const {
+#if TILECODEC_HAS_AVX2_DECODER
+    return view_.header().coding == plane_coding::rans && view_.header().params.lanes == 32 && use_simd_ &&
+           ::tilecodec::detail::cpu_has_avx2();
+#else
+    return false;
+#endif
   }
 
   status decode_symbols(const std::uint8_t* tile, std::uint64_t bytes, std::uint16_t* symbols, std::uint32_t n) const {
@@ -133,6 +175,7 @@ class tensor_decoder {
       case 8: return rans_decode_tile<8>(tab, p, sb, tile, bytes, symbols, n);
       case 16: return rans_decode_tile<16>(tab, p, sb, tile, bytes, symbols, n);
       case 32: return rans_decode_tile<32>(tab, p, sb, tile, bytes, symbols, n);
+      case 128: return rans_decode_tile<128>(tab, p, sb, tile, bytes, symbols, n);
       default: return rans_decode_tile<64>(tab, p, sb, tile, bytes, symbols, n);
     }
   }
@@ -172,22 +215,31 @@ class tensor_decoder {
       // gathers the 7 top bits into value 7 (bit j of the product's top byte = top bit of byte j).
       const bool last_tile = t + 1 == h.tile_count;
       const std::uint32_t wide = last_tile ? groups - 1 : groups;
+      std::uint8_t* const values = raw7.data();  // hoisted: the thread_local is not reread per group
       for (std::uint32_t g = 0; g < wide; ++g) {
         std::uint64_t v;
         std::memcpy(&v, raw + std::uint64_t(g) * raw7_group_bytes, 8);
         const std::uint64_t flags = (v >> 7) & 0x0001010101010101ull;
         const std::uint64_t top = (flags * 0x0102040810204080ull) >> 56;
         const std::uint64_t unpacked = (v & 0x007f7f7f7f7f7f7full) | (top << 56);
-        std::memcpy(raw7.data() + std::uint64_t(g) * raw7_group, &unpacked, 8);
+        std::memcpy(values + std::uint64_t(g) * raw7_group, &unpacked, 8);
       }
       for (std::uint32_t g = wide; g < groups; ++g)
         for (std::uint32_t j = 0; j < raw7_group; ++j)
           raw7[g * raw7_group + j] = static_cast<std::uint8_t>(raw7_unpack(raw + std::uint64_t(g) * raw7_group_bytes, j));
-      reorder_tile_in_place(h.params.order, b.height, b.width, raw7.data(), 1, false);
+      reorder_tile_in_place(h.params.order, b.height, b.width, values, 1, false);
+      // A tile row is a short piece of a long output row: its cache lines are requested for
+      // writing a few rows ahead, which the hardware prefetcher would not do.
+      constexpr std::uint32_t ahead = 4;
+      std::uint16_t* const o0 = static_cast<std::uint16_t*>(out) + row_off * ld + col_off;
       for (std::uint32_t r = 0; r < b.height; ++r) {
+#if defined(__GNUC__)
+        if (r + ahead < b.height)
+          for (std::uint32_t c = 0; c < w; c += 32) __builtin_prefetch(o0 + (r + ahead) * ld + c, 1);
+#endif
         const std::uint16_t* sym = symbols + std::uint64_t(r) * w;
-        const std::uint8_t* rr = raw7.data() + std::uint64_t(r) * w;
-        std::uint16_t* o = static_cast<std::uint16_t*>(out) + (row_off + r) * ld + col_off;
+        const std::uint8_t* rr = values + std::uint64_t(r) * w;
+        std::uint16_t* o = o0 + r * ld;
         for (std::uint32_t c = 0; c < w; ++c) o[c] = lossless16_join(sym[c], rr[c]);
       }
       return;
@@ -204,17 +256,37 @@ class tensor_decoder {
           o[c] = static_cast<std::int8_t>(int8 ? int8_code(sym[c]) : int4_code(sym[c]));
         continue;
       }
-      for (std::uint32_t c = 0; c < w; ++c) {
+      // One scale per run of columns: the row (int8) or a group of columns (int4).
+      const int offset = int(int8 ? int8_symbol_offset : int4_symbol_offset);
+      for (std::uint32_t c = 0; c < w;) {
+        std::uint32_t run = w - c;
         float scale;
         if (int8) {
           scale = bits_float(::tilecodec::detail::get_u32(view_.scales() + 4 * row));
         } else {
-          const std::uint64_t g = row * gpr + (b.col0 + c) / h.params.group_size;
-          scale = f16_to_float(::tilecodec::detail::get_u16(view_.scales() + 2 * g));
+          const std::uint64_t col = b.col0 + c, g = col / h.params.group_size;
+          run = static_cast<std::uint32_t>(std::min<std::uint64_t>(run, (g + 1) * h.params.group_size - col));
+          scale = f16_to_float(::tilecodec::detail::get_u16(view_.scales() + 2 * (row * gpr + g)));
         }
-        const int code = int8 ? int8_code(sym[c]) : int4_code(sym[c]);
-        store_float_as(dequantize(code, scale), out_type, out, dst + c);
+        dequantize_run(sym + c, run, offset, scale, out_type, out, dst + c);
+        c += run;
       }
+    }
+  }
+
+  // out[dst + c] = (sym[c] - offset) * scale as out_type, for c < n. The dtype switch sits
+  // outside the loops so that they vectorise (f16's rounding stays scalar).
+  static void dequantize_run(const std::uint16_t* sym, std::uint32_t n, int offset, float scale, dtype out_type,
+                             void* out, std::uint64_t dst) {
+    if (out_type == dtype::f32) {
+      float* o = static_cast<float*>(out) + dst;
+      for (std::uint32_t c = 0; c < n; ++c) o[c] = dequantize(int(sym[c]) - offset, scale);
+    } else if (out_type == dtype::bf16) {
+      std::uint16_t* o = static_cast<std::uint16_t*>(out) + dst;
+      for (std::uint32_t c = 0; c < n; ++c) o[c] = float_to_bf16(dequantize(int(sym[c]) - offset, scale));
+    } else {
+      std::uint16_t* o = static_cast<std::uint16_t*>(out) + dst;
+      for (std::uint32_t c = 0; c < n; ++c) o[c] = float_to_f16(dequantize(int(sym[c]) - offset, scale));
     }
   }
 

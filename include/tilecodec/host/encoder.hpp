@@ -5,19 +5,26 @@
 //   auto enc = tilecodec::host::encode<tilecodec::int8_codec>(w.data(), dtype::bf16, {4096, 14336});
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <initializer_list>
 #include <limits>
 #include <memory>
 #include <string>
 #include <vector>
 
+#if defined(__linux__)
+#include <sys/mman.h>  // madvise
+#endif
+
 #include "../coder/fixed.hpp"
 #include "../coder/frequency_table.hpp"
 #include "../coder/rans.hpp"
 #include "../coder/rans_avx2.hpp"
+#include "../coder/rans_lanes.hpp"
 #include "../detail/parallel.hpp"
 #include "../dtype.hpp"
 #include "../format/encoded_tensor.hpp"
@@ -77,6 +84,85 @@ inline float load_as_float(const void* data, dtype type, std::uint64_t i) {
   }
 }
 
+// The output buffer is fresh memory that the encoder touches first. On Linux, ask for
+// transparent huge pages for it: a 100 MB tensor then takes about 50 page faults instead of
+// 25,000 (a hint; nothing changes where THP is off or this is not Linux).
+inline void advise_huge_pages(void* data, std::size_t size) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr std::uintptr_t huge = std::uintptr_t(1) << 21;
+  if (size < 4 * huge) return;
+  const std::uintptr_t begin = (reinterpret_cast<std::uintptr_t>(data) + huge - 1) & ~(huge - 1);
+  const std::uintptr_t end = (reinterpret_cast<std::uintptr_t>(data) + size) & ~(huge - 1);
+  if (end > begin) (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#else
+  (void)data, (void)size;
+#endif
+}
+
+// Round half to even for |y| <= 2^22 with the FPU's own rounding: once 1.5 * 2^23 is added no
+// fraction bits are left. Same result as std::lrint in the default rounding mode, and it vectorises.
+inline float round_half_even(float y) {
+#if defined(__FAST_MATH__)
+  return float(std::lrint(y));  // -ffast-math may fold (y + magic) - magic into y
+#else
+  constexpr float magic = 12582912.0f;  // 1.5 * 2^23
+  return (y + magic) - magic;
+#endif
+}
+
+// Symbol of x / scale (scale > 0), clamped to [-qmax, qmax]. |x / scale| <= 255 here: the
+// scale is at least half of absmax / qmax even where it rounds to a subnormal (and a zero scale
+// never gets here), so the rounding trick is in range. Integer clamps vectorise; float ones do not.
+inline std::uint16_t quantize(float x, float scale, int qmax, std::uint32_t offset) {
+  int q = int(round_half_even(x / scale));
+  q = q < -qmax ? -qmax : q;
+  q = q > qmax ? qmax : q;
+  return static_cast<std::uint16_t>(q + int(offset));
+}
+
+// Symbols of w consecutive values sharing one scale (a row for int8, a group for int4). The
+// dtype switch sits outside the loops so that they vectorise.
+inline void quantize_values(const source& s, std::uint64_t base, std::uint32_t w, float scale, int qmax,
+                            std::uint32_t offset, std::uint16_t* sym) {
+  if (!(scale > 0.0f)) {  // an all-zero row or group
+    for (std::uint32_t c = 0; c < w; ++c) sym[c] = static_cast<std::uint16_t>(offset);
+    return;
+  }
+  if (s.type == dtype::f32) {
+    const float* v = static_cast<const float*>(s.data) + base;
+    for (std::uint32_t c = 0; c < w; ++c) sym[c] = quantize(v[c], scale, qmax, offset);
+  } else if (s.type == dtype::f16) {
+    const std::uint16_t* v = static_cast<const std::uint16_t*>(s.data) + base;
+    for (std::uint32_t c = 0; c < w; ++c) sym[c] = quantize(f16_to_float(v[c]), scale, qmax, offset);
+  } else {
+    const std::uint16_t* v = static_cast<const std::uint16_t*>(s.data) + base;
+    for (std::uint32_t c = 0; c < w; ++c) sym[c] = quantize(bf16_to_float(v[c]), scale, qmax, offset);
+  }
+}
+
+// The largest |value| of n values as the source dtype's bit pattern without its sign: for IEEE
+// formats that order is the order of |value|, and Inf and NaN sort above every finite value.
+// An integer max vectorises; a float max with an isfinite test per value does not.
+inline std::uint32_t max_abs_bits(const void* data, dtype type, std::uint64_t base, std::uint64_t n) {
+  if (type == dtype::f32) {
+    const std::uint32_t* v = static_cast<const std::uint32_t*>(data) + base;
+    std::uint32_t m = 0;
+    for (std::uint64_t i = 0; i < n; ++i) m = std::max(m, v[i] & 0x7fffffffu);
+    return m;
+  }
+  const std::uint16_t* v = static_cast<const std::uint16_t*>(data) + base;
+  std::uint16_t m = 0;
+  for (std::uint64_t i = 0; i < n; ++i) m = std::max(m, static_cast<std::uint16_t>(v[i] & 0x7fffu));
+  return m;
+}
+inline std::uint32_t infinity_bits(dtype type) {
+  return type == dtype::f32 ? 0x7f800000u : (type == dtype::f16 ? 0x7c00u : 0x7f80u);
+}
+inline float abs_bits_to_float(std::uint32_t bits, dtype type) {
+  if (type == dtype::f32) return bits_float(bits);
+  return type == dtype::f16 ? f16_to_float(static_cast<std::uint16_t>(bits)) : bf16_to_float(static_cast<std::uint16_t>(bits));
+}
+
 // Symbols (and raw bytes) of row r, columns [c0, c0 + w).
 inline void symbolize_row(const source& s, std::uint64_t r, std::uint64_t c0, std::uint32_t w, std::uint16_t* sym,
                           std::uint8_t* raw) {
@@ -85,15 +171,14 @@ inline void symbolize_row(const source& s, std::uint64_t r, std::uint64_t c0, st
     case quant::kind::lossless:
       if (s.type == dtype::f32) {
         const std::uint32_t* v = static_cast<const std::uint32_t*>(s.data) + base;
-        for (std::uint32_t c = 0; c < w; ++c) {
-          sym[c] = static_cast<std::uint16_t>(lossless32_symbol(v[c]));
-          if (raw) {
+        for (std::uint32_t c = 0; c < w; ++c) sym[c] = static_cast<std::uint16_t>(lossless32_symbol(v[c]));
+        if (raw)
+          for (std::uint32_t c = 0; c < w; ++c) {
             const std::uint32_t bits = lossless32_raw(v[c]);
             raw[3 * c] = static_cast<std::uint8_t>(bits);
             raw[3 * c + 1] = static_cast<std::uint8_t>(bits >> 8);
             raw[3 * c + 2] = static_cast<std::uint8_t>(bits >> 16);
           }
-        }
       } else {
         const std::uint16_t* v = static_cast<const std::uint16_t*>(s.data) + base;
         for (std::uint32_t c = 0; c < w; ++c) sym[c] = static_cast<std::uint16_t>(lossless16_symbol(v[c]));
@@ -101,26 +186,93 @@ inline void symbolize_row(const source& s, std::uint64_t r, std::uint64_t c0, st
           for (std::uint32_t c = 0; c < w; ++c) raw[c] = static_cast<std::uint8_t>(lossless16_raw(v[c]));
       }
       return;
-    case quant::kind::int8_rowwise: {
-      const float scale = s.row_scales[r];
-      for (std::uint32_t c = 0; c < w; ++c) {
-        long q = scale > 0.0f ? std::lrint(load_as_float(s.data, s.type, base + c) / scale) : 0;
-        q = q < -int8_qmax ? -int8_qmax : (q > int8_qmax ? int8_qmax : q);
-        sym[c] = static_cast<std::uint16_t>(q + long(int8_symbol_offset));
+    case quant::kind::int8_rowwise:
+      quantize_values(s, base, w, s.row_scales[r], int8_qmax, int8_symbol_offset, sym);
+      return;
+    case quant::kind::int4_group:
+      for (std::uint32_t c = 0; c < w;) {  // one run per group of columns
+        const std::uint64_t col = c0 + c, g = col / s.group_size;
+        const auto run = static_cast<std::uint32_t>(std::min<std::uint64_t>(w - c, (g + 1) * s.group_size - col));
+        const float scale = f16_to_float(s.group_scales[r * s.groups_per_row + g]);
+        quantize_values(s, base + c, run, scale, int4_qmax, int4_symbol_offset, sym + c);
+        c += run;
       }
       return;
-    }
-    case quant::kind::int4_group: {
-      for (std::uint32_t c = 0; c < w; ++c) {
-        const std::uint64_t col = c0 + c;
-        const float scale = f16_to_float(s.group_scales[r * s.groups_per_row + col / s.group_size]);
-        long q = scale > 0.0f ? std::lrint(load_as_float(s.data, s.type, base + c) / scale) : 0;
-        q = q < -int4_qmax ? -int4_qmax : (q > int4_qmax ? int4_qmax : q);
-        sym[c] = static_cast<std::uint16_t>(q + long(int4_symbol_offset));
-      }
-      return;
-    }
   }
+}
+
+// Symbols of tile b in symbol order, and its raw values (raw_step bytes each) when raw is set.
+// A tile row is a short piece of a long input row (512 bytes of a 256-wide bf16 tile), too
+// short for the hardware prefetcher to follow, so rows a few ahead are prefetched by hand.
+inline void symbolize_tile(const source& s, const tile_box& b, symbol_order order, std::uint16_t* sym,
+                           std::uint8_t* raw, std::uint32_t raw_step) {
+  constexpr std::uint32_t ahead = 8;  // rows
+  const std::uint64_t value_bytes = dtype_size(s.type), row_bytes = b.width * value_bytes;
+  const auto* base = static_cast<const std::uint8_t*>(s.data) + (b.row0 * s.cols + b.col0) * value_bytes;
+  for (std::uint32_t r = 0; r < b.height; ++r) {
+#if defined(__GNUC__)
+    if (r + ahead < b.height)
+      for (std::uint64_t i = 0; i < row_bytes; i += 64) __builtin_prefetch(base + (r + ahead) * s.cols * value_bytes + i);
+#endif
+    symbolize_row(s, b.row0 + r, b.col0, b.width, sym + std::uint64_t(r) * b.width,
+                  raw ? raw + std::uint64_t(r) * b.width * raw_step : nullptr);
+  }
+  if (tile_uses_mma_order(order, b.height, b.width)) {  // symbol order (format/mma_order.hpp)
+    reorder_tile_in_place(order, b.height, b.width, sym, 2, true);
+    if (raw) reorder_tile_in_place(order, b.height, b.width, raw, raw_step, true);
+  }
+}
+
+// 16-bit lossless, the histogram pass: adds tile b's symbols to `hist` (4 x bins counters, as
+// count_symbols) straight from the input, four values per u64 load, and writes its 7-bit raw
+// values in symbol order. The histogram does not depend on the order, so no symbol is stored.
+inline void count_and_split_tile16(const source& s, const tile_box& b, symbol_order order, std::uint8_t* raw,
+                                   std::uint32_t bins, std::uint32_t* hist) {
+  constexpr std::uint32_t ahead = 8;  // rows, as symbolize_tile
+  std::uint32_t* const h0 = hist;
+  std::uint32_t* const h1 = hist + bins;
+  std::uint32_t* const h2 = hist + 2 * bins;
+  std::uint32_t* const h3 = hist + 3 * bins;
+  const std::uint16_t* base = static_cast<const std::uint16_t*>(s.data) + b.row0 * s.cols + b.col0;
+  for (std::uint32_t r = 0; r < b.height; ++r) {
+    const std::uint16_t* v = base + r * s.cols;
+#if defined(__GNUC__)
+    if (r + ahead < b.height)
+      for (std::uint32_t c = 0; c < b.width; c += 32) __builtin_prefetch(v + ahead * s.cols + c);
+#endif
+    std::uint32_t c = 0;
+    for (; c + 4 <= b.width; c += 4) {
+      std::uint64_t x;
+      std::memcpy(&x, v + c, 8);
+      ++h0[(x >> 6) & 0x1ffu];
+      ++h1[(x >> 22) & 0x1ffu];
+      ++h2[(x >> 38) & 0x1ffu];
+      ++h3[(x >> 54) & 0x1ffu];
+    }
+    for (; c < b.width; ++c) ++h0[lossless16_symbol(v[c])];
+    std::uint8_t* rr = raw + std::uint64_t(r) * b.width;
+    for (c = 0; c < b.width; ++c) rr[c] = static_cast<std::uint8_t>(lossless16_raw(v[c]));
+  }
+  reorder_tile_in_place(order, b.height, b.width, raw, 1, true);  // no-op unless mma order applies
+}
+
+// Adds n symbols to a histogram of 4 x bins counters. Four copies break the store-to-load chain
+// on runs of equal symbols (bf16 exponents repeat a lot); one u64 load gives four symbols.
+inline void count_symbols(const std::uint16_t* sym, std::uint32_t n, std::uint32_t bins, std::uint32_t* hist) {
+  std::uint32_t* const h0 = hist;
+  std::uint32_t* const h1 = hist + bins;
+  std::uint32_t* const h2 = hist + 2 * bins;
+  std::uint32_t* const h3 = hist + 3 * bins;
+  std::uint32_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    std::uint64_t v;
+    std::memcpy(&v, sym + i, 8);
+    ++h0[v & 0xffffu];
+    ++h1[(v >> 16) & 0xffffu];
+    ++h2[(v >> 32) & 0xffffu];
+    ++h3[v >> 48];
+  }
+  for (; i < n; ++i) ++h0[sym[i]];
 }
 
 template <std::uint32_t Lanes>
@@ -139,6 +291,7 @@ inline void encode_tile_rans(std::uint32_t lanes, const rans_encode_symbol* tabl
     case 8: return encode_tile_lanes<8>(table, prob_bits, symbols, n, words, out);
     case 16: return encode_tile_lanes<16>(table, prob_bits, symbols, n, words, out);
     case 32: return encode_tile_lanes<32>(table, prob_bits, symbols, n, words, out);
+    case 128: return encode_tile_lanes<128>(table, prob_bits, symbols, n, words, out);
     default: return encode_tile_lanes<64>(table, prob_bits, symbols, n, words, out);
   }
 }
@@ -166,15 +319,24 @@ inline void store_tile(std::uint32_t alphabet, const std::uint16_t* symbols, std
 
 // Packs a tile's 7-bit raw values (one per byte) into groups of 8 in 7 bytes. Full groups
 // work on one u64: a multiply spreads value 7's bits j to bit 7 of byte j (the shifted copies
-// never overlap, so no carries).
+// never overlap, so no carries). All but the tile's last group are stored as 8 bytes, the 8th
+// being the next group's first byte, which that group then writes.
 inline void pack_raw7(const std::uint8_t* raw7, std::uint32_t n, std::uint8_t* out) {
-  std::uint32_t i = 0;
-  for (; i + raw7_group <= n; i += raw7_group, out += raw7_group_bytes) {
+  auto pack = [](const std::uint8_t* v8) {
     std::uint64_t v;
-    std::memcpy(&v, raw7 + i, 8);
+    std::memcpy(&v, v8, 8);
     const std::uint64_t spread = ((v >> 56) * 0x0002040810204080ull) & 0x0080808080808080ull;
-    const std::uint64_t packed = (v & 0x007f7f7f7f7f7f7full) | spread;
+    return (v & 0x007f7f7f7f7f7f7full) | spread;
+  };
+  std::uint32_t i = 0;
+  for (; i + 2 * raw7_group <= n; i += raw7_group, out += raw7_group_bytes) {
+    const std::uint64_t packed = pack(raw7 + i);
+    std::memcpy(out, &packed, 8);
+  }
+  if (i + raw7_group <= n) {
+    const std::uint64_t packed = pack(raw7 + i);
     std::memcpy(out, &packed, raw7_group_bytes);
+    i += raw7_group, out += raw7_group_bytes;
   }
   if (i < n) raw7_pack(raw7 + i, n - i, out);
 }
@@ -224,14 +386,14 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
       for (std::uint64_t g = 0; g < gpr; ++g) {
         const std::uint64_t c0 = int8 ? 0 : g * params.group_size;
         const std::uint64_t c1 = int8 ? layout.cols : std::min<std::uint64_t>(layout.cols, c0 + params.group_size);
-        float absmax = 0.0f;
-        for (std::uint64_t c = c0; c < c1; ++c) {
-          const float v = detail::load_as_float(data, type, r * layout.cols + c);
-          if (!std::isfinite(v))
-            throw error(status::invalid_argument, name + ": non-finite value at row " + std::to_string(r) + ", column " +
-                                                      std::to_string(c) + " cannot be quantized");
-          absmax = std::max(absmax, std::fabs(v));
+        const std::uint32_t max_bits = detail::max_abs_bits(data, type, r * layout.cols + c0, c1 - c0);
+        if (max_bits >= detail::infinity_bits(type)) {  // name the first non-finite value
+          std::uint64_t c = c0;
+          while (std::isfinite(detail::load_as_float(data, type, r * layout.cols + c))) ++c;
+          throw error(status::invalid_argument, name + ": non-finite value at row " + std::to_string(r) + ", column " +
+                                                    std::to_string(c) + " cannot be quantized");
         }
+        const float absmax = detail::abs_bits_to_float(max_bits, type);
         if (int8) {
           row_scales[r] = absmax / float(int8_qmax);
         } else {
@@ -248,9 +410,9 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
     src.group_scales = group_scales.data();
   }
 
-  // 2. Symbols in tile order (and raw-plane bytes, straight to their final place) and their
-  //    histogram, in one pass. Four sub-histograms per worker break the store-to-load chain on
-  //    runs of equal symbols (bf16 exponents repeat a lot).
+  // 2. Histogram and raw plane, in one pass over the input, tile by tile. Symbols are made in
+  //    a per-thread tile buffer that stays in cache and are not kept: step 4 makes them again,
+  //    which costs less than writing and re-reading a 2-byte-per-element plane.
   //    The sections whose sizes are known now (scales, raw plane) come first in the format, so
   //    the raw plane is written once, in the output buffer, which is reserved for the largest
   //    payload the encoder may keep (the stored size) and never reallocates.
@@ -267,41 +429,31 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
   std::vector<std::uint8_t> bytes;
   bytes.reserve(align_up(h.raw_offset + h.raw_bytes, section_alignment) + 4 + 2 * h.alphabet + section_alignment +
                 h.index_bytes + section_alignment + stored_payload);
+  detail::advise_huge_pages(bytes.data(), bytes.capacity());
   bytes.resize(h.raw_offset + h.raw_bytes);
   std::uint8_t* const raw_plane = bytes.data() + h.raw_offset;
-  std::vector<std::uint16_t> symbols(elements);
   std::vector<std::uint64_t> counts(h.alphabet, 0);
   {
     const std::uint32_t bins = h.alphabet;
     std::vector<std::vector<std::uint32_t>> local(threads, std::vector<std::uint32_t>(4 * bins, 0));
     std::vector<std::vector<std::uint64_t>> wide(threads, std::vector<std::uint64_t>(bins, 0));
     ::tilecodec::detail::parallel_for(h.tile_count, threads, [&](std::uint64_t t, unsigned worker) {
+      thread_local std::vector<std::uint16_t> sym_scratch;
       thread_local std::vector<std::uint8_t> raw_scratch;  // 7-bit raw values before packing
       const tile_box b = layout.box(t);
       const std::uint32_t n = b.size();
-      const std::uint64_t start = layout.element_start(t);
-      std::uint16_t* sym = symbols.data() + start;
       std::uint8_t* raw = nullptr;
       if (raw7) raw_scratch.resize(n), raw = raw_scratch.data();
-      if (raw24) raw = raw_plane + 3 * start;
-      const std::uint32_t raw_step = raw24 ? 3u : 1u;
-      for (std::uint32_t r = 0; r < b.height; ++r)
-        detail::symbolize_row(src, b.row0 + r, b.col0, b.width, sym + std::uint64_t(r) * b.width,
-                              raw ? raw + std::uint64_t(r) * b.width * raw_step : nullptr);
-      if (tile_uses_mma_order(params.order, b.height, b.width)) {  // symbol order (format/mma_order.hpp)
-        reorder_tile_in_place(params.order, b.height, b.width, sym, 2, true);
-        if (raw) reorder_tile_in_place(params.order, b.height, b.width, raw, raw_step, true);
-      }
-      if (raw7) detail::pack_raw7(raw, n, raw_plane + raw7_group_bytes * layout.groups8_before(t));
+      if (raw24) raw = raw_plane + 3 * layout.element_start(t);
       std::uint32_t* hist = local[worker].data();  // a tile has < 2^32 symbols: no overflow
-      std::uint32_t i = 0;
-      for (; i + 4 <= n; i += 4) {
-        ++hist[sym[i]];
-        ++hist[bins + sym[i + 1]];
-        ++hist[2 * bins + sym[i + 2]];
-        ++hist[3 * bins + sym[i + 3]];
+      if (raw7) {  // 16-bit lossless: symbols counted straight from the input, none written
+        detail::count_and_split_tile16(src, b, params.order, raw, bins, hist);
+        detail::pack_raw7(raw, n, raw_plane + raw7_group_bytes * layout.groups8_before(t));
+      } else {
+        sym_scratch.resize(n);
+        detail::symbolize_tile(src, b, params.order, sym_scratch.data(), raw, raw24 ? 3u : 1u);
+        detail::count_symbols(sym_scratch.data(), n, bins, hist);
       }
-      for (; i < n; ++i) ++hist[sym[i]];
       for (std::uint32_t s = 0; s < bins; ++s) {
         wide[worker][s] += std::uint64_t(hist[s]) + hist[bins + s] + hist[2 * bins + s] + hist[3 * bins + s];
         hist[s] = hist[bins + s] = hist[2 * bins + s] = hist[3 * bins + s] = 0;
@@ -318,7 +470,8 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
   std::unique_ptr<rans_encode_tables> simd_tables;  // for the AVX2 encoder (32 lanes)
 #endif
   h.coding = plane_coding::stored;
-  if (params.coder == coder::kind::rans && elements > 0) {
+  const bool lane_streams = params.coder == coder::kind::rans_lanes;  // coder/rans_lanes.hpp
+  if ((params.coder == coder::kind::rans || lane_streams) && elements > 0) {
     // prob_bits is the highest precision asked for: one bit less can cost less when the
     // frequency cap of a 9-bit alphabet binds (a symbol with p > 1/2), so both are priced.
     // A precision with fewer slots than distinct symbols cannot code the plane (9-bit symbols
@@ -343,9 +496,9 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
         h.params.prob_bits = params.prob_bits - 1;
       }
     }
-    const double estimate = estimate_bits / 8.0 + double(h.tile_count) * (4.0 * params.lanes + 8.0);
+    const double estimate = estimate_bits / 8.0 + double(h.tile_count) * ((lane_streams ? 6.0 : 4.0) * params.lanes + 8.0);
     if (estimate < double(stored_payload)) {  // false for an infinite estimate
-      h.coding = plane_coding::rans;
+      h.coding = lane_streams ? plane_coding::rans_lanes : plane_coding::rans;
       enc_table = make_encode_symbols(freq.data(), h.alphabet, h.params.prob_bits);
 #if TILECODEC_HAS_AVX2_DECODER
       if (params.lanes == 32 && options.simd && ::tilecodec::detail::cpu_has_avx2())
@@ -362,68 +515,94 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
     h.params.prob_bits = fixed.bits;
   }
 
-  // 4. Tiles, in parallel.
-  std::vector<std::vector<std::uint8_t>> tiles(h.tile_count);
-  std::atomic<bool> too_many_escapes{false};
-  auto encode_tiles = [&](plane_coding coding) {
-    ::tilecodec::detail::parallel_for(h.tile_count, threads, [&](std::uint64_t t, unsigned) {
-      thread_local std::vector<std::uint16_t> words;
-      const std::uint32_t n = layout.box(t).size();
-      const std::uint16_t* sym = symbols.data() + layout.element_start(t);
-      tiles[t].clear();
-#if TILECODEC_HAS_AVX2_DECODER
-      if (coding == plane_coding::rans && simd_tables) {
-        rans_encode_tile_avx2(*simd_tables, h.params.prob_bits, sym, n, words, tiles[t]);
-        return;
-      }
-#endif
-      if (coding == plane_coding::fixed) {
-        const tile_box b = layout.box(t);
-        const std::uint8_t* raw_tile = raw7 ? raw_plane + raw7_group_bytes * layout.groups8_before(t) : nullptr;
-        if (!fixed_encode_tile(fixed, params.order, b.height, b.width, sym, raw_tile, tiles[t])) too_many_escapes = true;
-        return;
-      }
-      if (coding == plane_coding::rans)
-        detail::encode_tile_rans(params.lanes, enc_table.data(), h.params.prob_bits, sym, n, words, tiles[t]);
-      else
-        detail::store_tile(h.alphabet, sym, n, tiles[t]);
-    });
+  // Where the sections after the raw plane go, for the coding chosen. The table keeps only the
+  // range of symbols that occur.
+  std::uint32_t first = 0, count = 0;
+  auto place_sections = [&] {
+    first = count = 0;
+    if (has_rans_table(h.coding)) {
+      std::uint32_t last = 0;
+      first = h.alphabet;
+      for (std::uint32_t s = 0; s < h.alphabet; ++s)
+        if (freq[s]) first = std::min(first, s), last = s;
+      count = last - first + 1;
+    }
+    h.table_bytes = has_rans_table(h.coding) ? 4ull + 2ull * count : (h.coding == plane_coding::fixed ? 4ull : 0);
+    h.table_offset = align_up(h.raw_offset + h.raw_bytes, section_alignment);
+    h.index_offset = align_up(h.table_offset + h.table_bytes, section_alignment);
+    h.payload_offset = align_up(h.index_offset + h.index_bytes, section_alignment);
   };
-  encode_tiles(h.coding);
+
+  // 4. Tiles, in parallel, in contiguous runs of tiles. With one thread the tiles are appended
+  //    straight to the output (no copy, no per-tile allocation); with more, each run fills its
+  //    own buffer and the buffers are copied in after. The fixed coder reads the raw plane in
+  //    `bytes` while it writes, so it always writes to run buffers (`bytes` may grow).
+  std::vector<std::uint64_t> tile_bytes(h.tile_count);
+  std::atomic<bool> too_many_escapes{false};
+  std::vector<std::vector<std::uint8_t>> run_bytes;
+  auto encode_tiles = [&](plane_coding coding) {  // returns the payload size
+    const bool direct = threads <= 1 && coding != plane_coding::fixed;
+    const std::uint64_t runs = direct ? 1 : std::min<std::uint64_t>(h.tile_count, std::uint64_t(threads) * 4);
+    auto run_begin = [&](std::uint64_t r) { return h.tile_count / runs * r + std::min(r, h.tile_count % runs); };
+    run_bytes.resize(direct ? 0 : runs);
+    place_sections();
+    bytes.resize(h.payload_offset, 0);  // header, table and index are written last
+    ::tilecodec::detail::parallel_for(runs, threads, [&](std::uint64_t r, unsigned) {
+      thread_local std::vector<std::uint16_t> words, sym_scratch;
+      std::vector<std::uint8_t>& out = direct ? bytes : run_bytes[r];
+      if (!direct) out.clear();
+      for (std::uint64_t t = run_begin(r); t < run_begin(r + 1); ++t) {
+        const tile_box b = layout.box(t);
+        const std::uint32_t n = b.size();
+        sym_scratch.resize(n);
+        const std::uint16_t* sym = sym_scratch.data();
+        detail::symbolize_tile(src, b, params.order, sym_scratch.data(), nullptr, 0);
+        const std::size_t before = out.size();
+#if TILECODEC_HAS_AVX2_DECODER
+        if (coding == plane_coding::rans && simd_tables)
+          rans_encode_tile_avx2(*simd_tables, h.params.prob_bits, sym, n, words, out);
+        else
+#endif
+        if (coding == plane_coding::fixed) {
+          const std::uint8_t* raw_tile =
+              raw7 ? bytes.data() + h.raw_offset + raw7_group_bytes * layout.groups8_before(t) : nullptr;
+          if (!fixed_encode_tile(fixed, params.order, b.height, b.width, sym, raw_tile, out)) too_many_escapes = true;
+        } else if (coding == plane_coding::rans) {
+          detail::encode_tile_rans(params.lanes, enc_table.data(), h.params.prob_bits, sym, n, words, out);
+        } else if (coding == plane_coding::rans_lanes) {
+          rans_lanes_encode_tile(params.lanes, enc_table.data(), h.params.prob_bits, sym, n, words, out);
+        } else {
+          detail::store_tile(h.alphabet, sym, n, out);
+        }
+        tile_bytes[t] = out.size() - before;
+      }
+    });
+    std::uint64_t size = bytes.size() - h.payload_offset;
+    for (auto& run : run_bytes) {
+      bytes.insert(bytes.end(), run.begin(), run.end());
+      size += run.size();
+      std::vector<std::uint8_t>().swap(run);
+    }
+    return size;
+  };
+  std::uint64_t payload = encode_tiles(h.coding);
   if (too_many_escapes) {  // a tile with more than 65535 escapes: code every symbol in full
     fixed = fixed_code{fixed_symbol_bits(h.alphabet), 0, h.alphabet};
     h.params.prob_bits = fixed.bits;
-    encode_tiles(h.coding);
+    payload = encode_tiles(h.coding);
   }
-  std::uint64_t payload = 0;
-  for (const auto& t : tiles) payload += t.size();
-  if ((h.coding == plane_coding::rans && payload >= stored_payload) ||
+  if ((has_rans_table(h.coding) && payload >= stored_payload) ||
       (h.coding == plane_coding::fixed && payload > stored_payload)) {
     h.coding = plane_coding::stored;  // the estimate was optimistic: store instead of expanding
     if (params.coder == coder::kind::fixed) h.params.prob_bits = 0;
-    encode_tiles(h.coding);
-    payload = stored_payload;
+    payload = encode_tiles(h.coding);
   }
 
-  // 5. The remaining sections: table, index, payload.
-  // The table keeps only the range of symbols that occur.
-  std::uint32_t first = 0, count = 0;
-  if (h.coding == plane_coding::rans) {
-    std::uint32_t last = 0;
-    first = h.alphabet;
-    for (std::uint32_t s = 0; s < h.alphabet; ++s)
-      if (freq[s]) first = std::min(first, s), last = s;
-    count = last - first + 1;
-  }
-  h.table_bytes = h.coding == plane_coding::rans ? 4ull + 2ull * count : (h.coding == plane_coding::fixed ? 4ull : 0);
+  // 5. The remaining sections: header, table, scales, index (the payload is in place).
   h.payload_bytes = payload;
-  h.table_offset = align_up(h.raw_offset + h.raw_bytes, section_alignment);
-  h.index_offset = align_up(h.table_offset + h.table_bytes, section_alignment);
-  h.payload_offset = align_up(h.index_offset + h.index_bytes, section_alignment);
   h.total_bytes = h.payload_offset + h.payload_bytes;
-  bytes.resize(h.total_bytes, 0);  // within the reserved capacity: no reallocation
   write_header(h, bytes.data());
-  if (h.coding == plane_coding::rans) {
+  if (has_rans_table(h.coding)) {
     ::tilecodec::detail::put_u16(bytes.data() + h.table_offset, static_cast<std::uint16_t>(first));
     ::tilecodec::detail::put_u16(bytes.data() + h.table_offset + 2, static_cast<std::uint16_t>(count));
     for (std::uint32_t s = 0; s < count; ++s)
@@ -438,11 +617,7 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
   std::uint64_t offset = 0;
   for (std::uint64_t t = 0; t <= h.tile_count; ++t) {
     ::tilecodec::detail::put_u64(bytes.data() + h.index_offset + 8 * t, offset);
-    if (t < h.tile_count) {
-      if (!tiles[t].empty()) std::memcpy(bytes.data() + h.payload_offset + offset, tiles[t].data(), tiles[t].size());
-      offset += tiles[t].size();
-      std::vector<std::uint8_t>().swap(tiles[t]);
-    }
+    if (t < h.tile_count) offset += tile_bytes[t];
   }
 
   if (stats) {

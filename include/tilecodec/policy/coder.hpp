@@ -9,6 +9,10 @@
 //                           2^k symbols, the rest escaped into a per-tile list; each of 32 lanes
 //                           owns its own bit stream, so any block of 1024 symbols decodes alone
 //                           with compile-time shifts (see coder/fixed.hpp). Made for fused kernels.
+//   rans_lanes<P, Lanes>    interleaved rANS with one word stream per lane (plane coding 3,
+//                           coder/rans_lanes.hpp): the same states and table as rans, but no lane
+//                           waits for another, so a GPU decodes 2-3x faster. Lanes = 32, 64, 128.
+//                           Made for tensors decoded on the device.
 #pragma once
 
 #include <cstdint>
@@ -17,7 +21,7 @@ namespace tilecodec {
 namespace coder {
 
 // Values are stored in files: append only.
-enum class kind : std::uint8_t { raw = 0, rans = 1, fixed = 2 };
+enum class kind : std::uint8_t { raw = 0, rans = 1, fixed = 2, rans_lanes = 3 };
 
 struct raw {
   static constexpr kind id = kind::raw;
@@ -31,9 +35,18 @@ struct rans {
   // ProbBits <= 12 (coder/frequency_table.hpp); below 8 the rounded frequencies cost too much
   // ratio. ProbBits is a maximum: the encoder may record one bit less when that codes smaller.
   static_assert(ProbBits >= 8 && ProbBits <= 12, "rANS probability precision must be 8..12 bits");
-  static_assert(Lanes >= 1 && Lanes <= 64 && (Lanes & (Lanes - 1)) == 0,
-                "rANS lanes must be a power of two in 1..64");
+  static_assert(Lanes >= 1 && Lanes <= 128 && (Lanes & (Lanes - 1)) == 0,
+                "rANS lanes must be a power of two in 1..128");
   static constexpr kind id = kind::rans;
+  static constexpr std::uint32_t prob_bits = ProbBits;
+  static constexpr std::uint32_t lanes = Lanes;
+};
+
+template <int ProbBits = 12, int Lanes = 64>
+struct rans_lanes {
+  static_assert(ProbBits >= 8 && ProbBits <= 12, "rANS probability precision must be 8..12 bits");
+  static_assert(Lanes == 32 || Lanes == 64 || Lanes == 128, "rans_lanes: 32, 64 or 128 lanes (1, 2 or 4 per thread)");
+  static constexpr kind id = kind::rans_lanes;
   static constexpr std::uint32_t prob_bits = ProbBits;
   static constexpr std::uint32_t lanes = Lanes;
 };
