@@ -8,7 +8,8 @@
 # Environment:
 #   GPU_CHECK_STEPS  default "build test examples bench memcheck racecheck"; also "variants"
 #                    (bench builds with other tuning macros, see VARIANTS) and "ncu" (profiles)
-#   BENCH_ARGS       extra bench_decode arguments (e.g. --only=4096x14336)
+#   BENCH_ARGS       extra bench_decode arguments (e.g. --only=4096x14336 or --only=tile256/streams,tile128/lanes64:
+#                    workloads whose name holds any of the comma-separated parts)
 #   VARIANTS         "name:-DMACRO=value ..." pairs for the variants step
 #   NCU_WORKLOADS    bench workloads to profile with Nsight Compute (one kernel each)
 # Output (at most a few files, so a remote runner can return them all): checks.log (GPU, build,
@@ -81,7 +82,7 @@ fi
 if has bench; then
   nvidia-smi --query-gpu=clocks.sm,power.draw --format=csv,noheader,nounits -lms 250 > "${tmp}/clk" 2>&1 &
   sampler=$!
-  timeout 240 "${bench}" --benchmark_min_time=0.05s ${BENCH_ARGS:-} > "${out}/bench.log" 2>&1
+  timeout 420 "${bench}" --benchmark_min_time=0.05s ${BENCH_ARGS:-} > "${out}/bench.log" 2>&1
   rc=$?
   kill "${sampler}" 2> /dev/null
   note "bench: rc=${rc} ($(elapsed)); SM clock while busy (MHz, samples above 1 GHz: min/median/max): $(cut -d, -f1 "${tmp}/clk" | awk '$1 > 1000' | sort -n | awk '{a[NR]=$1} END {print a[1] "/" a[int((NR+1)/2)] "/" a[NR]}'), peak power (W): $(cut -d, -f2 "${tmp}/clk" | sort -n | tail -1)"

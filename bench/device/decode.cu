@@ -8,7 +8,8 @@
 // the host decoder after the last, and every status word is checked.
 //
 //   bench_decode [--benchmark_min_time=0.05s] [--quick] [--only=SUBSTRING]
-//   (--quick: the 4096x14336 shape only; --only: just the workloads whose name contains it)
+//   (--quick: the 4096x14336 shape only; --only: just the workloads whose name contains one of
+//   its comma-separated substrings)
 //
 // Counters: out_GBps (decoded bytes written / s), traffic_GBps (compressed bytes read + decoded
 // bytes written, / s), roofline = traffic / memcpy (memcpy counted read + write, as the roofline),
@@ -227,10 +228,19 @@ encoded_tensor encode_synthetic(std::uint64_t rows, std::uint64_t cols, const fo
 }
 
 std::string g_only;
-bool wanted(const std::string& name) { return g_only.empty() || name.find(g_only) != std::string::npos; }
+// --only=A,B,...: workloads whose name contains any of the comma-separated substrings.
+bool wanted(const std::string& name) {
+  if (g_only.empty()) return true;
+  for (std::size_t b = 0; b <= g_only.size();) {
+    const std::size_t e = std::min(g_only.find(',', b), g_only.size());
+    if (e > b && name.find(g_only.substr(b, e - b)) != std::string::npos) return true;
+    b = e + 1;
+  }
+  return false;
+}
 
 void add_workload(std::unique_ptr<workload> w) {
-  if (!g_only.empty() && w->name.find(g_only) == std::string::npos) return;
+  if (!wanted(w->name)) return;
   w->prepare();
   workload* raw = w.get();
   const std::string name = w->name;
@@ -242,13 +252,16 @@ void add_workload(std::unique_ptr<workload> w) {
       ->ReportAggregatesOnly(true);
 }
 
-void add_synthetic(bool int8, std::uint64_t rows, std::uint64_t cols, std::uint32_t tile, std::uint32_t lanes) {
+// "/lanesN": the shared-stream coder (coding 1) with N lanes; "/streamsN": lane streams (coding 3).
+void add_synthetic(bool int8, std::uint64_t rows, std::uint64_t cols, std::uint32_t tile, std::uint32_t lanes,
+                   bool lane_streams = false) {
   format_params p = int8 ? int8_codec::params() : lossless_codec::params();
   p.tile_rows = p.tile_cols = tile;
   p.lanes = lanes;
+  if (lane_streams) p.coder = coder::kind::rans_lanes;
   auto w = std::make_unique<workload>();
   w->name = std::string(int8 ? "int8" : "bf16") + "/" + std::to_string(rows) + "x" + std::to_string(cols) + "/tile" +
-            std::to_string(tile) + "/lanes" + std::to_string(lanes);
+            std::to_string(tile) + (lane_streams ? "/streams" : "/lanes") + std::to_string(lanes);
   if (!wanted(w->name)) return;
   w->tensors.push_back(encode_synthetic(rows, cols, p, dtype::bf16));
   w->out_types.push_back(int8 ? dtype::i8 : dtype::bf16);
@@ -256,14 +269,17 @@ void add_synthetic(bool int8, std::uint64_t rows, std::uint64_t cols, std::uint3
 }
 
 // A Llama-3-8B decoder layer (q, k, v, o, gate, up, down), synthetic weights.
-void add_llama_layer(bool int8, std::uint32_t tile = 256) {
+void add_llama_layer(bool int8, std::uint32_t tile = 256, std::uint32_t lanes = 32, bool lane_streams = false) {
   const std::uint64_t shapes[7][2] = {{4096, 4096}, {1024, 4096}, {1024, 4096}, {4096, 4096},
                                       {14336, 4096}, {14336, 4096}, {4096, 14336}};
   auto w = std::make_unique<workload>();
-  w->name = std::string("layer/llama8b/") + (int8 ? "int8" : "bf16") + (tile == 256 ? "" : "/tile" + std::to_string(tile));
+  w->name = std::string("layer/llama8b/") + (int8 ? "int8" : "bf16") + (tile == 256 ? "" : "/tile" + std::to_string(tile)) +
+            (lane_streams ? "/streams" + std::to_string(lanes) : lanes == 32 ? "" : "/lanes" + std::to_string(lanes));
   if (!wanted(w->name)) return;
   format_params p = int8 ? int8_codec::params() : lossless_codec::params();
   p.tile_rows = p.tile_cols = tile;
+  p.lanes = lanes;
+  if (lane_streams) p.coder = coder::kind::rans_lanes;
   for (const auto& s : shapes) {
     w->tensors.push_back(encode_synthetic(s[0], s[1], p, dtype::bf16));
     w->out_types.push_back(int8 ? dtype::i8 : dtype::bf16);
@@ -272,22 +288,25 @@ void add_llama_layer(bool int8, std::uint32_t tile = 256) {
 }
 
 // The real model: every floating-point tensor, in one call; and its first layer alone.
-void add_model(bool int8, std::uint32_t tile = 256) {
+void add_model(bool int8, std::uint32_t tile = 256, std::uint32_t lanes = 32, bool lane_streams = false) {
   const std::string path = std::string(TILECODEC_DATA_DIR) + "/minilm/model.bf16.safetensors";
   if (!std::filesystem::exists(path)) {
     std::printf("bench_decode: %s not found, model benchmarks skipped\n", path.c_str());
     return;
   }
-  if (!wanted("model/minilm/" + std::string(int8 ? "int8" : "bf16")) && !wanted("layer/minilm0/" + std::string(int8 ? "int8" : "bf16")))
-    return;
-  safetensors::file model(path);
   auto all = std::make_unique<workload>();
   auto layer = std::make_unique<workload>();
-  const std::string suffix = (int8 ? "int8" : "bf16") + (tile == 256 ? std::string() : "/tile" + std::to_string(tile));
+  const std::string suffix = (int8 ? "int8" : "bf16") + (tile == 256 ? std::string() : "/tile" + std::to_string(tile)) +
+                             (lane_streams ? "/streams" + std::to_string(lanes)
+                                           : lanes == 32 ? std::string() : "/lanes" + std::to_string(lanes));
   all->name = "model/minilm/" + suffix;
   layer->name = "layer/minilm0/" + suffix;
+  if (!wanted(all->name) && !wanted(layer->name)) return;
+  safetensors::file model(path);
   format_params p = int8 ? int8_codec::params() : lossless_codec::params();
   p.tile_rows = p.tile_cols = tile;
+  p.lanes = lanes;
+  if (lane_streams) p.coder = coder::kind::rans_lanes;
   for (const safetensors::tensor_info& info : model.tensors()) {
     if (info.type != dtype::bf16) continue;
     const safetensors::byte_view b = model.data(info);
@@ -331,15 +350,24 @@ int main(int argc, char** argv) {
   const std::uint64_t shapes[2][2] = {{4096, 14336}, {14336, 4096}};
   for (int s = 0; s < (quick ? 1 : 2); ++s) {
     for (bool int8 : {true, false}) {
-      for (std::uint32_t tile : {128u, 256u, 512u}) add_synthetic(int8, shapes[s][0], shapes[s][1], tile, 32);
-      for (std::uint32_t tile : {128u, 256u, 512u}) add_synthetic(int8, shapes[s][0], shapes[s][1], tile, 64);
+      // Both codings at tiles 128 and 256; tile 512 (4x slower) for the shared-stream default only.
+      for (std::uint32_t lanes : {32u, 64u, 128u})
+        for (std::uint32_t tile : {128u, 256u, 512u}) {
+          if (tile == 512 && lanes != 32) continue;
+          add_synthetic(int8, shapes[s][0], shapes[s][1], tile, lanes);
+          if (tile != 512) add_synthetic(int8, shapes[s][0], shapes[s][1], tile, lanes, true);
+        }
     }
   }
-  for (std::uint32_t tile : {256u, 128u}) {
-    add_model(false, tile);
-    add_model(true, tile);
-    add_llama_layer(true, tile);
-    add_llama_layer(false, tile);
+  // Whole models and layers: the default, the fastest shared-stream policy (tile 128, 128 lanes)
+  // and the lane-stream policies.
+  struct policy { std::uint32_t tile, lanes; bool streams; };
+  for (const policy& q : {policy{256, 32, false}, policy{128, 128, false}, policy{256, 64, true}, policy{256, 128, true},
+                          policy{128, 64, true}, policy{128, 128, true}}) {
+    add_model(false, q.tile, q.lanes, q.streams);
+    add_model(true, q.tile, q.lanes, q.streams);
+    add_llama_layer(true, q.tile, q.lanes, q.streams);
+    add_llama_layer(false, q.tile, q.lanes, q.streams);
   }
   std::printf("workloads encoded in %.1f s\n",
               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());

@@ -398,8 +398,10 @@ TEST_CASE("device decode: every policy combination on random data, all in one ca
   for (const kind& k : kinds) {
     std::vector<combo> combos;
     combos.push_back(random_combo(k.q, k.source, coder::kind::raw, 1, 0, rng));
-    for (std::uint32_t lanes : {1u, 2u, 4u, 8u, 16u, 32u, 64u})
+    for (std::uint32_t lanes : {1u, 2u, 4u, 8u, 16u, 32u, 64u, 128u})
       for (std::uint32_t p = 8; p <= 12; ++p) combos.push_back(random_combo(k.q, k.source, coder::kind::rans, lanes, p, rng));
+    for (std::uint32_t lanes : {32u, 64u, 128u})  // lane streams (coding 3)
+      for (std::uint32_t p = 8; p <= 12; ++p) combos.push_back(random_combo(k.q, k.source, coder::kind::rans_lanes, lanes, p, rng));
     for (const combo& c : combos) {
       const std::uint64_t cols = c.shape.empty() ? 1 : c.shape.back();
       tensors.push_back(std::make_unique<gpu_tensor>(
@@ -410,9 +412,14 @@ TEST_CASE("device decode: every policy combination on random data, all in one ca
       }
     }
   }
-  std::size_t coded = 0;
-  for (auto& t : tensors) coded += t->enc.header().coding == plane_coding::rans;
-  MESSAGE(tensors.size() << " tensors (" << coded << " rANS-coded), " << batch.size() << " decodes in one call");
+  std::size_t coded = 0, lane_coded = 0;
+  for (auto& t : tensors) {
+    coded += t->enc.header().coding == plane_coding::rans;
+    lane_coded += t->enc.header().coding == plane_coding::rans_lanes;
+  }
+  MESSAGE(tensors.size() << " tensors (" << coded << " rANS-coded, " << lane_coded << " with lane streams), " << batch.size()
+                         << " decodes in one call");
+  CHECK(lane_coded > 0);
   check_batch(batch, outs);
 }
 
@@ -424,17 +431,19 @@ TEST_CASE("device decode: shapes at the edges" * doctest::test_suite("sanitize")
   std::vector<gpu_tensor*> batch;
   std::vector<dtype> outs;
   for (const auto& shape : shapes) {
-    for (int variant = 0; variant < 3; ++variant) {
+    for (int variant = 0; variant < 5; ++variant) {
       format_params p;
       p.tile_rows = 32;
       p.tile_cols = 64;
       dtype src = dtype::bf16;
       if (variant == 1) p.quant = quant::kind::int8_rowwise, src = dtype::f32;
       if (variant == 2) p.quant = quant::kind::int4_group, p.group_size = 32, p.lanes = 64, src = dtype::f16;
+      if (variant == 3) p.coder = coder::kind::rans_lanes, p.lanes = 128;                          // lane streams, bf16
+      if (variant == 4) p.quant = quant::kind::int8_rowwise, p.coder = coder::kind::rans_lanes, src = dtype::f32;  // 32 lanes
       tensors.push_back(std::make_unique<gpu_tensor>(
           encode_values(random_values(leading_rows(shape), shape.empty() ? 1 : shape.back(), src, rng), src, shape, p)));
       batch.push_back(tensors.back().get());
-      outs.push_back(variant == 0 ? src : (variant == 1 ? dtype::i8 : dtype::bf16));
+      outs.push_back(variant == 0 || variant == 3 ? src : (variant == 1 ? dtype::i8 : dtype::bf16));
     }
   }
   check_batch(batch, outs);
@@ -514,16 +523,32 @@ TEST_CASE("device decode: corrupted input gives errors and stays inside its buff
   pi.tile_rows = 16;
   pi.tile_cols = 128;
   pi.lanes = 64;
+  format_params pq = pi;  // 128 lanes: four chains per thread
+  pq.tile_rows = pq.tile_cols = 256;  // 6 B per lane of head stays small against the tile
+  pq.lanes = 128;
+  format_params pl = pb;  // lane streams (coding 3), bf16, 64 lanes
+  pl.tile_rows = pl.tile_cols = 64;
+  pl.coder = coder::kind::rans_lanes;
+  pl.lanes = 64;
+  format_params pm = pq;  // lane streams, int8, 128 lanes
+  pm.coder = coder::kind::rans_lanes;
   const encoded_tensor originals[] = {encode_values(random_values(100, 130, dtype::bf16, rng), dtype::bf16, {100, 130}, pb),
-                                      encode_values(random_values(70, 300, dtype::f32, rng), dtype::f32, {70, 300}, pi)};
+                                      encode_values(random_values(70, 300, dtype::f32, rng), dtype::f32, {70, 300}, pi),
+                                      encode_values(random_values(300, 520, dtype::f32, rng), dtype::f32, {300, 520}, pq),
+                                      encode_values(random_values(150, 200, dtype::bf16, rng), dtype::bf16, {150, 200}, pl),
+                                      encode_values(random_values(300, 520, dtype::f32, rng), dtype::f32, {300, 520}, pm)};
+  for (int i = 2; i < 5; ++i) {  // the 128-lane and lane-stream tensors must be coded (the first two may store)
+    INFO(describe(originals[i], dtype::f32));
+    REQUIRE(has_rans_table(originals[i].header().coding));
+  }
   int detected = 0, trials = 0;
-  for (int trial = 0; trial < 24; ++trial) {
-    const encoded_tensor& e = originals[trial % 2];
+  for (int trial = 0; trial < 60; ++trial) {
+    const encoded_tensor& e = originals[trial % 5];
     const tensor_header& h = e.header();
     std::vector<std::uint8_t> bytes = e.bytes();
     const int where = trial % 4;  // table, index, payload, truncated tile
     std::uint64_t lo = h.payload_offset, len = h.payload_bytes;
-    if (where == 0) lo = h.table_offset, len = h.table_bytes;
+    if (where == 0 && h.table_bytes > 0) lo = h.table_offset, len = h.table_bytes;  // (a stored plane has no table)
     if (where == 1) lo = h.index_offset + 8, len = h.index_bytes - 16;
     for (int k = 0; k < 1 + int(rng() % 3); ++k) bytes[lo + rng() % len] ^= std::uint8_t(1u << (rng() % 8));
     if (where == 3) {  // a tile that claims fewer bytes than it has: its stream runs out
@@ -537,7 +562,7 @@ TEST_CASE("device decode: corrupted input gives errors and stays inside its buff
     device_buffer d(bytes.size());
     d.upload(bytes.data(), bytes.size());
     const dv::tensor_ref ref = dv::make_tensor_ref(e.view(), d.get());
-    const dtype out_type = trial % 2 == 0 ? dtype::bf16 : dtype::i8;
+    const dtype out_type = e.header().params.quant == quant::kind::lossless ? dtype::bf16 : dtype::i8;
     output out(e.view().elements() * dtype_size(out_type));
     const status st = run_decode({dv::make_decode_task(ref, out.data(), out_type, out.bytes)})[0];
     (void)out.fetch();  // guards intact
@@ -558,6 +583,11 @@ TEST_CASE("device building blocks: warp and block tile decoders in user kernels"
   std::mt19937_64 rng(run_seed() + 5);
   check_building_blocks<codec<tile<32, 64>, quant::lossless, coder::rans<12, 32>>>(dtype::bf16, {100, 150}, dtype::bf16, rng);
   check_building_blocks<codec<tile<32, 64>, quant::int8_rowwise, coder::rans<12, 64>>>(dtype::f32, {100, 200}, dtype::i8, rng);
+  check_building_blocks<codec<tile<64, 64>, quant::lossless, coder::rans<12, 128>>>(dtype::bf16, {150, 130}, dtype::bf16, rng);
+  check_building_blocks<codec<tile<32, 64>, quant::lossless, coder::rans_lanes<12, 32>>>(dtype::bf16, {100, 150}, dtype::bf16, rng);
+  check_building_blocks<codec<tile<32, 64>, quant::int8_rowwise, coder::rans_lanes<11, 64>>>(dtype::f32, {100, 200}, dtype::i8, rng);
+  // 128 lane rings are 8 KB per warp: 2-warp blocks and an 11-bit table keep the kernels under 48 KB.
+  check_building_blocks<codec<tile<64, 64>, quant::lossless, coder::rans_lanes<11, 128>>, 64>(dtype::bf16, {150, 130}, dtype::bf16, rng);
   check_building_blocks<codec<tile<16, 256>, quant::int4_group<32>, coder::rans<11, 8>>>(dtype::f32, {40, 600}, dtype::f16, rng);
   check_building_blocks<codec<tile<16, 64>, quant::lossless, coder::raw>>(dtype::bf16, {50, 100}, dtype::bf16, rng);
 }

@@ -15,9 +15,9 @@
 //   //     out[r * ld + c]; every thread returns the same status
 //   status s = dec.decode_tile(tensor, tile, smem_out, tilecodec::dtype::bf16, ld);
 //
-// What the format allows: a rANS tile is one serial chain of 32 (or 64) lanes, which is one
-// warp's work, so (b) decodes a rANS tile with warp 0 while the other warps wait; stored tiles
-// are read by all threads. For throughput decode many tiles at once with (a).
+// What the format allows: a rANS tile (either coding) is 32, 64 or 128 lanes, one warp's work,
+// so (b) decodes a rANS tile with warp 0 while the other warps wait; stored tiles are read by
+// all threads. For throughput decode many tiles at once with (a).
 // All threads of the block must call every member (they contain __syncthreads()).
 #pragma once
 
@@ -39,6 +39,8 @@ template <class Coder>
 struct is_rans_coder : std::false_type {};
 template <int P, int L>
 struct is_rans_coder<coder::rans<P, L>> : std::true_type {};
+template <int P, int L>
+struct is_rans_coder<coder::rans_lanes<P, L>> : std::true_type {};
 }  // namespace detail
 
 template <class Codec, int BlockThreads>
@@ -67,7 +69,7 @@ class block_tile_decoder {
   TILECODEC_DEV status load_table(const device::tensor_ref& tensor) {
     if constexpr (is_rans) {
       if (!warp_decoder::accepts(tensor)) return status::unsupported;
-      if (tensor.coding == plane_coding::rans) return load_decode_table(temp_.table, tensor, block_group<BlockThreads>{});
+      if (has_rans_table(tensor.coding)) return load_decode_table(temp_.table, tensor, block_group<BlockThreads>{});
     }
     return status::success;
   }
@@ -91,7 +93,7 @@ class block_tile_decoder {
     status s = warp_decoder::accepts(tensor) && device::can_decode_to(tensor, out_type) ? tensor.tile(tile, tr)
                                                                                         : status::unsupported;
     if (s == status::success && (out == nullptr || ld < tr.box.width)) s = status::invalid_argument;
-    if (s == status::success && tensor.coding != plane_coding::rans) {
+    if (s == status::success && !has_rans_table(tensor.coding)) {
       // Stored symbols: warp w writes windows w, w + warps, ...
       detail::tile_writer writer;
       writer.set_tensor(tensor, out_type);
@@ -102,7 +104,7 @@ class block_tile_decoder {
       if (detail::lane_id() == 0) temp_.shared_status = s;
     }
     __syncthreads();
-    if (tensor.coding == plane_coding::rans && s == status::success) s = temp_.shared_status;
+    if (has_rans_table(tensor.coding) && s == status::success) s = temp_.shared_status;
     __syncthreads();
     return s;
   }

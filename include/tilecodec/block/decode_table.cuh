@@ -178,7 +178,7 @@ TILECODEC_DEV status load_decode_table(decode_table<MaxProbBits, MaxAlphabet>& t
 template <int MaxProbBits, int MaxAlphabet, class Group>
 TILECODEC_DEV status load_decode_table(decode_table<MaxProbBits, MaxAlphabet>& table, const device::tensor_ref& tensor,
                                        Group group) {
-  if (tensor.coding != plane_coding::rans) {
+  if (!has_rans_table(tensor.coding)) {
     if (group.rank() == 0) table.state = static_cast<std::uint32_t>(status::invalid_argument);
     group.sync();
     return status::invalid_argument;

@@ -13,12 +13,14 @@
 // What happens: a one-block setup kernel checks every task (writes its status word: success or
 // invalid_argument/unsupported/overflow), counts work groups (8 consecutive tiles of one task)
 // and resets a work counter; then a persistent grid (one wave: SMs x resident blocks of 256
-// threads) claims groups from the counter. A block loads a tensor's frequency table into shared
-// memory once and keeps it while it claims groups of the same tensor; each warp decodes one tile
-// of its group (warp/warp_window_decode.cuh). A tile that turns out corrupt raises its task's
-// status word to the error (atomicMax: the largest status code wins, deterministically); its
-// output values are then unspecified, every other tile is still decoded, and no read or write
-// leaves the tile's bytes or the task's output range.
+// threads, 93.6 KB of dynamic shared memory each) claims groups from the counter. A block loads a
+// tensor's frequency table into shared memory once and keeps it while it claims groups of the
+// same tensor; each warp decodes one tile of its group (warp/warp_window_decode.cuh): shared-stream
+// rANS (coding 1) through warp_rans_engine, lane-stream rANS (coding 3, coder::rans_lanes, the
+// faster one) through warp_rans_lanes_engine, stored tiles directly. A tile that turns out
+// corrupt raises its task's status word to the error (atomicMax: the largest status code wins,
+// deterministically); its output values are then unspecified, every other tile is still decoded,
+// and no read or write leaves the tile's bytes or the task's output range.
 //
 // Output placement: tensor element (r, c) goes to out[(r - row_begin) * ld + c] (ld defaults to
 // the tensor's column count), so a task covering whole tensors writes a dense row-major array,
@@ -29,6 +31,7 @@
 #include <cuda_runtime.h>
 #endif
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -84,10 +87,29 @@ namespace detail {
 inline constexpr int decode_block_threads = 256;
 inline constexpr int decode_block_warps = decode_block_threads / 32;
 inline constexpr int setup_threads = 1024;
+// Per-SM block counters of the decode kernel (indexed by SM id modulo this).
+inline constexpr std::uint32_t sm_slots = 256;
 
+// Blocks that find another block of this launch already on their SM wait this long before their
+// first claim (tuning only, never changes the bits; 0: off). Without it the first groups tend to
+// go to blocks that share an SM while other SMs idle: a tensor with fewer tile groups than blocks
+// (a 4096 x 14336 tensor in 256 x 256 tiles has 112 groups of 8, the grid 264 blocks) then runs
+// on half the SMs.
+#ifndef TILECODEC_DECODE_SPREAD_NS
+#define TILECODEC_DECODE_SPREAD_NS 1500
+#endif
+
+// Per warp: the shared-stream ring (coding 1) or the lane rings (coding 3), and the window.
+union decode_warp_storage {
+  ::tilecodec::detail::warp_window_storage shared_stream;
+  ::tilecodec::detail::warp_lanes_storage<128> lanes;
+};
+
+// 93.6 KB (the table + 8 warps x 9.2 KB), above the 48 KB a kernel may declare statically: the
+// kernel takes it as dynamic shared memory, which decode_async opts in to.
 struct decode_block_storage {
   decode_table<12, 512> table;
-  ::tilecodec::detail::warp_window_storage warp[decode_block_warps];
+  decode_warp_storage warp[decode_block_warps];
   unsigned long long group;
   std::uint32_t task;
 };
@@ -102,7 +124,9 @@ __device__ inline status check_task(const decode_task& task, std::uint64_t& grou
                                  : (t.quant == quant::kind::lossless && t.source != dtype::f32) ? 512u : 256u;
   if (t.alphabet != alphabet || !device_decodable(t)) return status::unsupported;
   if (t.coding == plane_coding::rans &&
-      (t.prob_bits < 8 || t.prob_bits > 12 || t.lanes == 0 || t.lanes > 64 || (t.lanes & (t.lanes - 1)) != 0))
+      (t.prob_bits < 8 || t.prob_bits > 12 || t.lanes == 0 || t.lanes > 128 || (t.lanes & (t.lanes - 1)) != 0))
+    return status::unsupported;
+  if (t.coding == plane_coding::rans_lanes && (t.prob_bits < 8 || t.prob_bits > 12 || !rans_lanes_supported(t.lanes)))
     return status::unsupported;
   if (task.first_tile > t.tile_count) return status::invalid_argument;
   const std::uint64_t left = t.tile_count - task.first_tile;
@@ -127,12 +151,14 @@ __device__ inline status check_task(const decode_task& task, std::uint64_t& grou
   return status::success;
 }
 
-// One block: checks tasks, writes their status words, prefix-sums their groups, resets the counter.
+// One block: checks tasks, writes their status words, prefix-sums their groups, resets the
+// counters.
 // (Kernels are templates so that the header can be included by many translation units.)
 template <int Threads = setup_threads>
 __global__ void __launch_bounds__(Threads) decode_setup_kernel(const decode_task* tasks, std::uint32_t count,
                                                                       status* statuses, std::uint64_t* prefix,
-                                                                      unsigned long long* counter) {
+                                                                      unsigned long long* counter,
+                                                                      std::uint32_t* sm_blocks) {
   __shared__ std::uint64_t warp_sums[Threads / 32];
   const std::uint32_t tid = threadIdx.x, lane = tid & 31u, warp = tid / 32;
   std::uint64_t carry = 0;
@@ -161,24 +187,58 @@ __global__ void __launch_bounds__(Threads) decode_setup_kernel(const decode_task
     prefix[0] = 0;
     *counter = 0;
   }
+  for (std::uint32_t i = tid; i < sm_slots; i += Threads) sm_blocks[i] = 0;
 }
 
 __device__ inline void raise_status(status* s, status value) {
   atomicMax(reinterpret_cast<unsigned int*>(s), static_cast<unsigned int>(value));
 }
 
+// One warp decodes one tile of a task into the task's output. Not inlined, one function per
+// stream layout: each decode loop then gets the registers for itself (inlined together into the
+// kernel they needed more than 128 and spilled).
+#ifndef TILECODEC_DECODE_NOINLINE
+#define TILECODEC_DECODE_NOINLINE 1
+#endif
+#if TILECODEC_DECODE_NOINLINE
+#define TILECODEC_DECODE_TILE_FN __device__ __noinline__
+#else
+#define TILECODEC_DECODE_TILE_FN __device__ __forceinline__
+#endif
+template <bool LaneStreams>
+TILECODEC_DECODE_TILE_FN status decode_task_tile(const decode_task& task, std::uint64_t tile, const decode_table<12, 512>& table,
+                                                decode_warp_storage& storage) {
+  const tensor_ref& tensor = task.tensor;
+  tile_ref tr;
+  const status s = tensor.tile(tile, tr);
+  if (s != status::success) return s;
+  const std::uint64_t ld = task.ld == 0 ? tensor.layout.cols : task.ld;
+  std::uint8_t* out = static_cast<std::uint8_t*>(task.out) +
+                      ((tr.box.row0 - task.row_begin) * ld + tr.box.col0) * dtype_size(task.out_type);
+  ::tilecodec::detail::tile_writer writer;
+  writer.set_tensor(tensor, task.out_type);
+  writer.begin_tile(tr, out, ld);
+  if constexpr (LaneStreams) return ::tilecodec::detail::decode_lanes_tile_any(tensor, tr, table, storage.lanes, writer);
+  else return ::tilecodec::detail::decode_tile_any(tensor, tr, table, storage.shared_stream, writer);
+}
+
 template <int Threads = decode_block_threads>
 __global__ void __launch_bounds__(Threads, TILECODEC_DECODE_MIN_BLOCKS)
     decode_kernel(const decode_task* tasks, std::uint32_t count, status* statuses, const std::uint64_t* prefix,
-                  unsigned long long* counter) {
+                  unsigned long long* counter, std::uint32_t* sm_blocks) {
   static_assert(Threads == decode_block_threads, "the decode kernel's tile groups assume 256 threads");
-  __shared__ decode_block_storage smem;
+  extern __shared__ __align__(128) std::uint8_t smem_bytes[];
+  decode_block_storage& smem = *reinterpret_cast<decode_block_storage*>(smem_bytes);
   const std::uint32_t warp = threadIdx.x / 32;
   const std::uint64_t total = prefix[count];
   std::uint32_t task_index = 0;  // thread 0's cursor into prefix
+  if (TILECODEC_DECODE_SPREAD_NS > 0 && threadIdx.x == 0) {
+    std::uint32_t sm;
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+    if (atomicAdd(sm_blocks + sm % sm_slots, 1u) > 0) __nanosleep(TILECODEC_DECODE_SPREAD_NS);
+  }
   const std::uint8_t* loaded = nullptr;  // table in shared memory: this tensor's
   status table_status = status::success;
-  ::tilecodec::detail::tile_writer writer;
   for (;;) {
     if (threadIdx.x == 0) {
       const unsigned long long g = atomicAdd(counter, 1ull);
@@ -193,27 +253,20 @@ __global__ void __launch_bounds__(Threads, TILECODEC_DECODE_MIN_BLOCKS)
     if (g >= total) break;
     const decode_task& task = tasks[ti];
     const tensor_ref& tensor = task.tensor;
-    if (tensor.coding == plane_coding::rans && tensor.table() != loaded) {
+    const bool coded = has_rans_table(tensor.coding);
+    if (coded && tensor.table() != loaded) {
       loaded = tensor.table();
       table_status = load_decode_table(smem.table, tensor, block_group<decode_block_threads>{});
     }
-    if (tensor.coding == plane_coding::rans && table_status != status::success) {
+    if (coded && table_status != status::success) {
       if (threadIdx.x == 0) raise_status(statuses + ti, table_status);
     } else {
       const std::uint64_t tile = task.first_tile + (g - prefix[ti]) * decode_block_warps + warp;
       const std::uint64_t count_in_task =
           task.tile_count == all_tiles ? tensor.tile_count - task.first_tile : task.tile_count;
       if (tile < task.first_tile + count_in_task) {
-        tile_ref tr;
-        status s = tensor.tile(tile, tr);
-        if (s == status::success) {
-          const std::uint64_t ld = task.ld == 0 ? tensor.layout.cols : task.ld;
-          std::uint8_t* out = static_cast<std::uint8_t*>(task.out) +
-                              ((tr.box.row0 - task.row_begin) * ld + tr.box.col0) * dtype_size(task.out_type);
-          writer.set_tensor(tensor, task.out_type);
-          writer.begin_tile(tr, out, ld);
-          s = ::tilecodec::detail::decode_tile_any(tensor, tr, smem.table, smem.warp[warp], writer);
-        }
+        const status s = tensor.coding == plane_coding::rans_lanes ? decode_task_tile<true>(task, tile, smem.table, smem.warp[warp])
+                                                                   : decode_task_tile<false>(task, tile, smem.table, smem.warp[warp]);
         if (s != status::success && ::tilecodec::detail::lane_id() == 0) raise_status(statuses + ti, s);
       }
     }
@@ -223,11 +276,35 @@ __global__ void __launch_bounds__(Threads, TILECODEC_DECODE_MIN_BLOCKS)
 
 inline std::size_t align_temp(std::size_t v) { return (v + 255) / 256 * 256; }
 
+#if defined(__CUDACC__)
+// The decode grid on `device`: SMs x resident blocks, after opting the kernel in to its dynamic
+// shared memory. Asked of the driver once per device and cached: those calls cost microseconds,
+// which a small decode (one layer) would otherwise pay on every call. 0 on a CUDA error.
+inline std::uint32_t decode_grid_blocks(int device) {
+  constexpr int cached_devices = 64;
+  static std::atomic<std::uint32_t> cache[cached_devices];  // zero-initialised: not yet known
+  const bool cacheable = device >= 0 && device < cached_devices;
+  if (cacheable) {
+    const std::uint32_t known = cache[device].load(std::memory_order_relaxed);
+    if (known != 0) return known;
+  }
+  int sms = 0, per_sm = 0;
+  constexpr int smem = static_cast<int>(sizeof(decode_block_storage));
+  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
+      cudaFuncSetAttribute(decode_kernel<>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess ||
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, decode_kernel<>, decode_block_threads, smem) != cudaSuccess)
+    return 0;
+  const std::uint32_t blocks = static_cast<std::uint32_t>(sms) * static_cast<std::uint32_t>(per_sm > 0 ? per_sm : 1);
+  if (cacheable) cache[device].store(blocks, std::memory_order_relaxed);
+  return blocks;
+}
+#endif  // __CUDACC__
+
 }  // namespace detail
 
 // Bytes of device workspace decode_async needs for task_count tasks.
 [[nodiscard]] inline std::size_t decode_temp_bytes(std::uint32_t task_count) {
-  return detail::align_temp(16 + 8 * (std::size_t(task_count) + 1));
+  return detail::align_temp(16 + 8 * (std::size_t(task_count) + 1)) + 4 * detail::sm_slots;
 }
 
 #if defined(__CUDACC__)
@@ -250,20 +327,20 @@ inline std::size_t align_temp(std::size_t v) { return (v + 255) / 256 * 256; }
   if (d_tasks == nullptr || d_status == nullptr) return status::invalid_argument;
   auto* counter = static_cast<unsigned long long*>(d_temp);
   auto* prefix = reinterpret_cast<std::uint64_t*>(static_cast<std::uint8_t*>(d_temp) + 16);
+  auto* sm_blocks = reinterpret_cast<std::uint32_t*>(static_cast<std::uint8_t*>(d_temp) + need - 4 * detail::sm_slots);
 
-  int device = 0, sms = 0, per_sm = 0;
-  if (cudaGetDevice(&device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, detail::decode_kernel<>, detail::decode_block_threads, 0) !=
-          cudaSuccess)
-    return status::cuda_error;
-  std::uint32_t blocks = static_cast<std::uint32_t>(sms) * static_cast<std::uint32_t>(per_sm > 0 ? per_sm : 1);
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) return status::cuda_error;
+  std::uint32_t blocks = detail::decode_grid_blocks(device);
+  if (blocks == 0) return status::cuda_error;
   if (options.max_blocks != 0 && options.max_blocks < blocks) blocks = options.max_blocks;
+  constexpr int smem = static_cast<int>(sizeof(detail::decode_block_storage));
 
-  detail::decode_setup_kernel<><<<1, detail::setup_threads, 0, stream>>>(d_tasks, task_count, d_status, prefix, counter);
+  detail::decode_setup_kernel<><<<1, detail::setup_threads, 0, stream>>>(d_tasks, task_count, d_status, prefix, counter,
+                                                                        sm_blocks);
   if (cudaPeekAtLastError() != cudaSuccess) return status::cuda_error;
-  detail::decode_kernel<><<<blocks, detail::decode_block_threads, 0, stream>>>(d_tasks, task_count, d_status, prefix,
-                                                                            counter);
+  detail::decode_kernel<><<<blocks, detail::decode_block_threads, smem, stream>>>(d_tasks, task_count, d_status, prefix,
+                                                                              counter, sm_blocks);
   if (cudaPeekAtLastError() != cudaSuccess) return status::cuda_error;
   return status::success;
 }

@@ -92,9 +92,11 @@ struct tensor_ref {
     const tile_box box = layout.box(t);
     const std::uint64_t n = box.size();
     const std::uint64_t bytes = b - a;
-    if (coding == plane_coding::rans) {
-      if (bytes < 4ull * lanes) return status::corrupt_header;
-      if (bytes >= 4ull * lanes + 2 * n + tile_alignment) return status::corrupt_payload;
+    if (coding == plane_coding::rans || coding == plane_coding::rans_lanes) {
+      // States (and, with lane streams, the u16 word counts), then at most one word per symbol.
+      const std::uint64_t head = (coding == plane_coding::rans ? 4ull : 6ull) * lanes;
+      if (bytes < head) return status::corrupt_header;
+      if (bytes >= head + 2 * n + tile_alignment) return status::corrupt_payload;
     } else {
       const std::uint64_t need = stored_tile_bytes(alphabet, n);
       if (bytes < need) return status::corrupt_header;
@@ -102,7 +104,7 @@ struct tensor_ref {
     out.bytes = data + payload_offset + a;
     // Stored tiles never read past their symbols; keep the count small enough for 32 bits.
     out.byte_count = static_cast<std::uint32_t>(
-        coding == plane_coding::rans ? bytes : (stored_tile_bytes(alphabet, n) + tile_alignment - 1) / tile_alignment * tile_alignment);
+        has_rans_table(coding) ? bytes : (stored_tile_bytes(alphabet, n) + tile_alignment - 1) / tile_alignment * tile_alignment);
     out.box = box;
     out.element_start = layout.element_start(t);
     out.raw_start = quant != quant::kind::lossless ? 0
@@ -138,11 +140,11 @@ struct tensor_ref {
   return r;
 }
 
-// Does this build's device decoder handle the tensor's coding and symbol order? (stored or rANS
-// planes in row-major tile order; other codings and orders are status::unsupported.)
+// Does this build's device decoder handle the tensor's coding and symbol order? (stored, rANS or
+// lane-stream rANS planes in row-major tile order; other codings and orders are status::unsupported.)
 [[nodiscard]] TILECODEC_HD bool device_decodable(const tensor_ref& t) {
   return t.order == symbol_order::row_major &&
-         (t.coding == plane_coding::stored || t.coding == plane_coding::rans);
+         (t.coding == plane_coding::stored || t.coding == plane_coding::rans || t.coding == plane_coding::rans_lanes);
 }
 
 // Can a tensor of this kind decode to `out`? Lossless: only its source dtype, bit for bit.

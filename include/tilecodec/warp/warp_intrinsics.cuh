@@ -87,11 +87,20 @@ TILECODEC_DEV std::uint32_t lds_u32(saddr a) {
   asm volatile("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"(a));
   return v;
 }
+// A 16-bit load at a + Offset, the offset folded into the instruction.
+template <int Offset>
+TILECODEC_DEV std::uint32_t lds_u16_at(saddr a) {
+  std::uint32_t v;
+  asm volatile("ld.shared.u16 %0, [%1+%2];" : "=r"(v) : "r"(a), "n"(Offset));
+  return v;
+}
 #else
 using saddr = std::uintptr_t;
 TILECODEC_DEV saddr to_saddr(const void* p) { return reinterpret_cast<saddr>(p); }
 TILECODEC_DEV std::uint32_t lds_u16(saddr a) { return *reinterpret_cast<const std::uint16_t*>(a); }
 TILECODEC_DEV std::uint32_t lds_u32(saddr a) { return *reinterpret_cast<const std::uint32_t*>(a); }
+template <int Offset>
+TILECODEC_DEV std::uint32_t lds_u16_at(saddr a) { return *reinterpret_cast<const std::uint16_t*>(a + Offset); }
 #endif
 
 // ---- asynchronous global -> shared copies (cp.async, 16 bytes, L1 bypassed) ----------------------

@@ -29,6 +29,21 @@
 namespace tilecodec {
 namespace detail {
 
+// One decode step of a lane from the shared-memory table at `tab` (decode_table entries:
+// symbol | freq << 20 | bias << sym_bits): returns the entry, updates the state (not yet
+// renormalised). P, B: compile-time probability and symbol bits, or 0 for the run-time ones.
+// pmask = 2^prob_bits - 1 (callers pass it through a shuffle: see rans_warp_engine::begin).
+template <int P, int B>
+TILECODEC_DEV std::uint32_t rans_decode_step(std::uint32_t& x, saddr tab, std::uint32_t pmask, std::uint32_t prob_bits,
+                                             std::uint32_t sym_bits) {
+  const std::uint32_t shift = P != 0 ? std::uint32_t(P) : prob_bits;
+  const std::uint32_t e = lds_u32(tab + ((x & pmask) << 2));
+  const std::uint32_t sb = B != 0 ? std::uint32_t(B) : sym_bits;
+  const std::uint32_t q = (x >> shift) - (1u << (20u - sb));
+  x = (e >> 20) * q + (e >> sb);  // == freq * (x >> p) + bias (mod 2^32)
+  return e;
+}
+
 struct rans_ring {
   static constexpr std::uint32_t chunk_bytes = 512;  // one 16-byte cp.async per lane
   static constexpr std::uint32_t slots = 4;
@@ -38,19 +53,19 @@ struct rans_ring {
   alignas(16) std::uint8_t data[bytes + mirror_bytes];
 };
 
-// K: states per thread (1 for Lanes <= 32, 2 for Lanes = 64). Partial: Lanes < 32 (run-time).
+// K: states per thread (1 for Lanes <= 32, 2 for Lanes = 64, 4 for Lanes = 128). Partial: Lanes < 32 (run-time).
 // P: probability bits when known at compile time (12 lets the compiler fold a shift and an add
 // into one LEA.HI), 0 for run-time. B: symbol bits of the table entries (8 or 9) when known at
 // compile time, 0 for run-time. Compile-time values never change the bits decoded.
 template <int K, bool Partial, int P = 0, int B = 0>
 class rans_warp_engine {
-  static_assert(K == 1 || K == 2, "up to 64 rANS lanes per warp");
+  static_assert(K == 1 || K == 2 || K == 4, "up to 128 rANS lanes per warp");
   static_assert(!(Partial && K != 1), "fewer than 32 lanes use one state per thread");
   static_assert(P == 0 || (P >= 8 && P <= 12), "probability bits are 8..12");
   static_assert(B == 0 || B == 8 || B == 9, "symbols have 8 or 9 bits");
 
  public:
-  // Symbols per fast group: 4 steps of 32 lanes, 2 steps of 64 lanes, or 4 steps of Lanes < 32.
+  // Symbols per fast group: 4 steps of 32 lanes, 2 of 64, 1 of 128, or 4 steps of Lanes < 32.
   static constexpr std::uint32_t group_steps = Partial ? 4u : 4u / K;
 
   // Starts decoding a tile: n symbols in `bytes` (byte_count, 16-byte aligned, in global memory),
@@ -138,17 +153,23 @@ class rans_warp_engine {
         x_[0] = renorm(x_[0], need, lds_u16(wa + 2u * popc(b & lt_)));
         wa += 2u * popc(b);
       } else {
-        const std::uint32_t e0 = decode(x_[0]);
-        const std::uint32_t e1 = decode(x_[1]);
-        sink(s * 64u + t_, 2u * s, e0);
-        sink(s * 64u + 32u + t_, 2u * s + 1u, e1);
-        const bool n0 = x_[0] < rans_state_lower, n1 = x_[1] < rans_state_lower;
-        const std::uint32_t b0 = __ballot_sync(full_warp_mask, n0);
-        const std::uint32_t b1 = __ballot_sync(full_warp_mask, n1);
-        const saddr wa1 = wa + 2u * popc(b0);
-        x_[0] = renorm(x_[0], n0, lds_u16(wa + 2u * popc(b0 & lt_)));
-        x_[1] = renorm(x_[1], n1, lds_u16(wa1 + 2u * popc(b1 & lt_)));
-        wa = wa1 + 2u * popc(b1);
+        // K independent chains per thread: all table loads first, then the votes; the word
+        // positions of chain k follow the counts of chains 0..k-1 (adds only, no loads).
+        std::uint32_t e[K], b[K];
+        bool need[K];
+#pragma unroll
+        for (int k = 0; k < K; ++k) e[k] = decode(x_[k]);
+#pragma unroll
+        for (int k = 0; k < K; ++k) {
+          sink(s * 32u * K + 32u * k + t_, K * s + k, e[k]);
+          need[k] = x_[k] < rans_state_lower;
+          b[k] = __ballot_sync(full_warp_mask, need[k]);
+        }
+#pragma unroll
+        for (int k = 0; k < K; ++k) {
+          x_[k] = renorm(x_[k], need[k], lds_u16(wa + 2u * popc(b[k] & lt_)));
+          wa += 2u * popc(b[k]);
+        }
       }
     }
     consumed(static_cast<std::uint32_t>(wa - wa_));
@@ -206,12 +227,7 @@ class rans_warp_engine {
 
  private:
   TILECODEC_DEV std::uint32_t decode(std::uint32_t& x) const {
-    const std::uint32_t shift = P != 0 ? std::uint32_t(P) : pshift_;
-    const std::uint32_t e = lds_u32(tab_ + ((x & pmask_) << 2));
-    const std::uint32_t sb = B != 0 ? std::uint32_t(B) : sym_bits_;
-    const std::uint32_t q = (x >> shift) - (1u << (20u - sb));
-    x = (e >> 20) * q + (e >> sb);  // == freq * (x >> p) + bias (mod 2^32)
-    return e;
+    return rans_decode_step<P, B>(x, tab_, pmask_, pshift_, sym_bits_);
   }
   // x << 16 | word where the lane needs a word (then x < 2^16), else x: one PRMT whose selector
   // is chosen off the dependent chain.

@@ -18,6 +18,8 @@
 //   }
 //   s = dec.end();                             // checks the stream like the host decoder
 //
+// Codecs with coder::rans (shared word stream, coding 1) and coder::rans_lanes (one stream per
+// lane, coding 3; its TempStorage holds 64 or 128 bytes of ring per lane) both work.
 // All 32 lanes of the warp must call every member. The decoder's template codec fixes the
 // tile shape, quantization and lanes, and bounds the table precision (the encoder may record one
 // bit less than the policy's); a tensor with other parameters gives status::unsupported. Tensors
@@ -37,6 +39,7 @@
 #include "tile_writer.cuh"
 #include "warp_intrinsics.cuh"
 #include "warp_rans_engine.cuh"
+#include "warp_rans_lanes_engine.cuh"
 #include "warp_window_decode.cuh"
 
 namespace tilecodec {
@@ -66,31 +69,71 @@ TILECODEC_DEV bool same_tile_and_quant(const device::tensor_ref& t) {
 }  // namespace detail
 
 // ---- rANS ------------------------------------------------------------------------------------------
-template <class Tile, class Quant, int ProbBits, int Lanes>
-class warp_tile_decoder<codec<Tile, Quant, coder::rans<ProbBits, Lanes>>> {
+namespace detail {
+// What differs between the two rANS stream layouts: the engine, its shared memory and how a tile
+// starts. Everything else of the warp decoder is common (rans_warp_tile_decoder below).
+template <int Lanes>
+struct shared_stream_layout {  // coding 1: one word stream, lanes take words in lane order
+  static constexpr plane_coding coding = plane_coding::rans;
   static constexpr int K = Lanes > 32 ? Lanes / 32 : 1;
   static constexpr bool Partial = Lanes < 32;
-  using engine = detail::rans_warp_engine<K, Partial, 0>;
+  using engine = rans_warp_engine<K, Partial, 0>;
+  using storage = warp_window_storage;
+  template <int SymBytes>
+  static TILECODEC_DEV status to_writer(storage& st, const std::uint32_t* table, std::uint32_t p, std::uint32_t sb,
+                                        const device::tile_ref& tr, tile_writer& writer) {
+    return rans_tile_to_writer<K, Partial, 0, SymBytes>(st, table, p, sb, Lanes, tr, writer);
+  }
+  static TILECODEC_DEV status begin(engine& eng, storage& st, const std::uint32_t* table, std::uint32_t p,
+                                    std::uint32_t sb, const device::tile_ref& tr) {
+    return eng.begin(st.ring, table, p, sb, tr.bytes, tr.byte_count, tr.size(), Lanes);
+  }
+};
+
+template <int Lanes>
+struct lane_streams_layout {  // coding 3: one word stream per lane; a 64- or 128-byte ring per lane
+  static constexpr plane_coding coding = plane_coding::rans_lanes;
+  static constexpr int K = Lanes / 32;
+  static constexpr bool Partial = false;
+  using engine = rans_lanes_warp_engine<K, 0>;
+  using storage = warp_lanes_storage<Lanes>;
+  template <int SymBytes>
+  static TILECODEC_DEV status to_writer(storage& st, const std::uint32_t* table, std::uint32_t p, std::uint32_t sb,
+                                        const device::tile_ref& tr, tile_writer& writer) {
+    return rans_lanes_tile_to_writer<K, 0, SymBytes>(st, table, p, sb, tr, writer);
+  }
+  static TILECODEC_DEV status begin(engine& eng, storage& st, const std::uint32_t* table, std::uint32_t p,
+                                    std::uint32_t sb, const device::tile_ref& tr) {
+    return eng.begin(st.rings.data, table, p, sb, tr.bytes, tr.byte_count, tr.size());
+  }
+};
+
+// The warp tile decoder of both rANS codings; Layout is one of the two above.
+template <class Tile, class Quant, int ProbBits, int Lanes, class Layout>
+class rans_warp_tile_decoder {
+  static constexpr int K = Layout::K;
+  static constexpr bool Partial = Layout::Partial;
+  using engine = typename Layout::engine;
 
  public:
-  using codec_type = codec<Tile, Quant, coder::rans<ProbBits, Lanes>>;
-  using table_type = decode_table<ProbBits, detail::max_alphabet_of<Quant>>;
+  using table_type = decode_table<ProbBits, max_alphabet_of<Quant>>;
   // Symbols per lane per fast group: next<Items>() takes Items in multiples of this.
   static constexpr int items_per_group = 4;
   static constexpr std::uint32_t lane_stride = Partial ? std::uint32_t(Lanes) : 32u;
 
   struct TempStorage {
-    detail::warp_window_storage window;
+    typename Layout::storage window;
   };
 
-  TILECODEC_DEV warp_tile_decoder(TempStorage& temp, const table_type& table) : temp_(temp), table_(table) {}
+  TILECODEC_DEV rans_warp_tile_decoder(TempStorage& temp, const table_type& table) : temp_(temp), table_(table) {}
 
   // Is this tensor one this decoder can decode? (policy, lanes, table precision)
   [[nodiscard]] TILECODEC_DEV static bool accepts(const device::tensor_ref& t) {
-    return detail::same_tile_and_quant<Tile, Quant>(t) &&
+    return same_tile_and_quant<Tile, Quant>(t) &&
            t.alphabet <= table_type::max_alphabet &&
            (t.coding == plane_coding::stored ||
-            (t.lanes == std::uint32_t(Lanes) && t.prob_bits >= 8 && t.prob_bits <= std::uint32_t(ProbBits)));
+            (t.coding == Layout::coding && t.lanes == std::uint32_t(Lanes) && t.prob_bits >= 8 &&
+             t.prob_bits <= std::uint32_t(ProbBits)));
   }
 
   // Decodes tile `tile` of `tensor` as values of out_type (see device::can_decode_to) into out:
@@ -102,16 +145,16 @@ class warp_tile_decoder<codec<Tile, Quant, coder::rans<ProbBits, Lanes>>> {
     const status s = tensor.tile(tile, tr);
     if (s != status::success) return s;
     if (out == nullptr || ld < tr.box.width) return status::invalid_argument;
-    detail::tile_writer writer;
+    tile_writer writer;
     writer.set_tensor(tensor, out_type);
     writer.begin_tile(tr, out, ld);
-    if (tensor.coding != plane_coding::rans) return detail::stored_tile_to_writer(tr, tensor.alphabet, writer);
+    if (tensor.coding != Layout::coding) return stored_tile_to_writer(tr, tensor.alphabet, writer);
     if (table_.state != static_cast<std::uint32_t>(status::success)) return static_cast<status>(table_.state);
     const std::uint32_t p = tensor.prob_bits, sb = symbol_bits(tensor.alphabet);
-    if constexpr (detail::max_alphabet_of<Quant> == 512) {
-      if (sb == 9) return detail::rans_tile_to_writer<K, Partial, 0, 2>(temp_.window, table_.entry, p, sb, Lanes, tr, writer);
+    if constexpr (max_alphabet_of<Quant> == 512) {
+      if (sb == 9) return Layout::template to_writer<2>(temp_.window, table_.entry, p, sb, tr, writer);
     }
-    return detail::rans_tile_to_writer<K, Partial, 0, 1>(temp_.window, table_.entry, p, sb, Lanes, tr, writer);
+    return Layout::template to_writer<1>(temp_.window, table_.entry, p, sb, tr, writer);
   }
 
   // ---- register interface ----------------------------------------------------------------------
@@ -124,15 +167,14 @@ class warp_tile_decoder<codec<Tile, Quant, coder::rans<ProbBits, Lanes>>> {
     st_ = tensor.tile(tile, tr);
     if (st_ != status::success) return st_;
     n_ = tr.size();
-    if (tensor.coding != plane_coding::rans) {
+    if (tensor.coding != Layout::coding) {
       stored_ = tr.bytes;
       alphabet_ = tensor.alphabet;
       return st_;
     }
     if (table_.state != static_cast<std::uint32_t>(status::success)) return st_ = static_cast<status>(table_.state);
     sym_mask_ = (1u << symbol_bits(tensor.alphabet)) - 1u;
-    st_ = eng_.begin(temp_.window.ring, table_.entry, tensor.prob_bits, symbol_bits(tensor.alphabet), tr.bytes,
-                     tr.byte_count, n_, Lanes);
+    st_ = Layout::begin(eng_, temp_.window, table_.entry, tensor.prob_bits, symbol_bits(tensor.alphabet), tr);
     running_ = true;
     if (st_ != status::success) n_ = 0;
     return st_;
@@ -151,7 +193,7 @@ class warp_tile_decoder<codec<Tile, Quant, coder::rans<ProbBits, Lanes>>> {
 #pragma unroll
     for (int k = 0; k < Items; ++k) sym[k] = 0;
     if (stored_ != nullptr) {
-      const std::uint32_t t = detail::lane_id();
+      const std::uint32_t t = lane_id();
 #pragma unroll
       for (int k = 0; k < Items; ++k) {
         const std::uint32_t i = first + std::uint32_t(k) * lane_stride + t;
@@ -211,6 +253,24 @@ class warp_tile_decoder<codec<Tile, Quant, coder::rans<ProbBits, Lanes>>> {
   std::uint32_t n_ = 0, pos_ = 0;
   bool running_ = false;
   status st_ = status::success;
+};
+}  // namespace detail
+
+template <class Tile, class Quant, int ProbBits, int Lanes>
+class warp_tile_decoder<codec<Tile, Quant, coder::rans<ProbBits, Lanes>>>
+    : public detail::rans_warp_tile_decoder<Tile, Quant, ProbBits, Lanes, detail::shared_stream_layout<Lanes>> {
+ public:
+  using codec_type = codec<Tile, Quant, coder::rans<ProbBits, Lanes>>;
+  using detail::rans_warp_tile_decoder<Tile, Quant, ProbBits, Lanes, detail::shared_stream_layout<Lanes>>::rans_warp_tile_decoder;
+};
+
+// ---- rANS with lane streams (coding 3): the same interface; TempStorage holds the lane rings --------
+template <class Tile, class Quant, int ProbBits, int Lanes>
+class warp_tile_decoder<codec<Tile, Quant, coder::rans_lanes<ProbBits, Lanes>>>
+    : public detail::rans_warp_tile_decoder<Tile, Quant, ProbBits, Lanes, detail::lane_streams_layout<Lanes>> {
+ public:
+  using codec_type = codec<Tile, Quant, coder::rans_lanes<ProbBits, Lanes>>;
+  using detail::rans_warp_tile_decoder<Tile, Quant, ProbBits, Lanes, detail::lane_streams_layout<Lanes>>::rans_warp_tile_decoder;
 };
 
 // ---- raw (stored symbols) ----------------------------------------------------------------------------
