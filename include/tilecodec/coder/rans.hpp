@@ -147,6 +147,19 @@ inline std::vector<rans_encode_symbol> make_encode_symbols(const std::uint16_t* 
   return out;
 }
 
+// One encoder step of state x for symbol e: when x is too large, its low word is shed, then x
+// encodes the symbol. The word is always written to `slot` and the caller moves its write
+// position only when this returns true, so the step has no branch.
+inline bool rans_encode_put(std::uint32_t& x, const rans_encode_symbol& e, std::uint32_t prob_bits, std::uint16_t& slot) {
+  std::uint32_t s = x;
+  const bool shed = s >= e.x_max;
+  slot = static_cast<std::uint16_t>(s);
+  s = shed ? s >> rans_word_bits : s;
+  const auto q = static_cast<std::uint32_t>(double(s) * e.rcp + rans_rcp_bias);
+  x = (q << prob_bits) + (s - q * e.freq) + e.cum;
+  return shed;
+}
+
 // Appends a finished tile: the final states (the decoder's initial ones), the words in the
 // order the decoder reads them, zero padding to tile_alignment. Appends by insert, so an output
 // with enough capacity is written once (no zero fill first).
@@ -174,14 +187,7 @@ void rans_encode_tile(const rans_encode_symbol* table, std::uint32_t prob_bits, 
   std::uint16_t* const top = words.data() + words.size();
   std::uint16_t* wp = top;
   auto put = [&](std::uint32_t lane, std::uint32_t symbol) {
-    const rans_encode_symbol& e = table[symbol];
-    std::uint32_t s = x[lane];
-    const bool shed = s >= e.x_max;
-    wp[-1] = static_cast<std::uint16_t>(s);
-    wp -= shed;
-    s = shed ? s >> rans_word_bits : s;
-    const auto q = static_cast<std::uint32_t>(double(s) * e.rcp + rans_rcp_bias);
-    x[lane] = (q << prob_bits) + (s - q * e.freq) + e.cum;
+    wp -= rans_encode_put(x[lane], table[symbol], prob_bits, wp[-1]);
   };
   const std::uint32_t full = n / Lanes;
   for (std::uint32_t i = n; i-- > full * Lanes;) put(i % Lanes, symbols[i]);  // partial last step

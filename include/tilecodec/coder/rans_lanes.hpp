@@ -137,14 +137,7 @@ void rans_lanes_encode_tile(const rans_encode_symbol* table, std::uint32_t prob_
     wp[l] = words.data() + std::size_t(l) * per_lane;
   }
   auto put = [&](std::uint32_t lane, std::uint32_t symbol) {
-    const rans_encode_symbol& e = table[symbol];
-    std::uint32_t s = x[lane];
-    const bool shed = s >= e.x_max;
-    *wp[lane] = static_cast<std::uint16_t>(s);
-    wp[lane] += shed;
-    s = shed ? s >> rans_word_bits : s;
-    const auto q = static_cast<std::uint32_t>(double(s) * e.rcp + rans_rcp_bias);
-    x[lane] = (q << prob_bits) + (s - q * e.freq) + e.cum;
+    wp[lane] += rans_encode_put(x[lane], table[symbol], prob_bits, *wp[lane]);
   };
   const std::uint32_t full = n / Lanes;
   for (std::uint32_t i = n; i-- > full * Lanes;) put(i % Lanes, symbols[i]);  // partial last step
