@@ -58,9 +58,10 @@ using lossless_codec = codec<tile256, quant::lossless, coder::rans<12, 32>>;
 using int8_codec = codec<tile256, quant::int8_rowwise, coder::rans<12, 32>>;
 using int4_codec = codec<tile256, quant::int4_group<128>, coder::rans<12, 32>>;
 
-// The same for tensors decoded on a GPU (streaming, mode-1 loading): one rANS word stream per
-// lane decodes 1.5x (int8) / 1.4x (bf16) faster on an H100 for +0.4% / +0.25% bytes
-// (docs/PERFORMANCE.md section 3). The host decodes them too, without the AVX2 path.
+// The same for tensors whose GPU decode time matters (mode-1 loading, decode-then-compute): one
+// rANS word stream per lane decodes 1.5x (int8) / 1.4x (bf16) faster on an H100 for +0.4% /
+// +0.25% bytes (docs/PERFORMANCE.md section 3). A streamed pass bound by the host link prefers
+// the smaller defaults. The host decodes these too, without the AVX2 path.
 using gpu_lossless_codec = codec<tile256, quant::lossless, coder::rans_lanes<12, 64>>;
 using gpu_int8_codec = codec<tile256, quant::int8_rowwise, coder::rans_lanes<12, 64>>;
 using gpu_int4_codec = codec<tile256, quant::int4_group<128>, coder::rans_lanes<12, 64>>;
