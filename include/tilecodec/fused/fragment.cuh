@@ -29,6 +29,7 @@
 #include "../config.hpp"
 #include "../dtype.hpp"
 #include "../policy/quant.hpp"
+#include "../warp/warp_intrinsics.cuh"
 
 namespace tilecodec {
 namespace fused {
@@ -44,23 +45,8 @@ namespace fused {
 #endif
 
 namespace detail {
-__host__ __device__ __forceinline__ std::uint32_t funnel_right(std::uint32_t lo, std::uint32_t hi, int sh) {
-#if TILECODEC_FUSED_DEVICE_CODE
-  return __funnelshift_r(lo, hi, sh);
-#else
-  return static_cast<std::uint32_t>(((std::uint64_t(hi) << 32) | lo) >> (sh & 31));
-#endif
-}
-__host__ __device__ __forceinline__ std::uint32_t byte_perm(std::uint32_t a, std::uint32_t b, std::uint32_t sel) {
-#if TILECODEC_FUSED_DEVICE_CODE
-  return __byte_perm(a, b, sel);
-#else
-  const std::uint64_t v = (std::uint64_t(b) << 32) | a;
-  std::uint32_t r = 0;
-  for (int k = 0; k < 4; ++k) r |= std::uint32_t((v >> (8 * ((sel >> (4 * k)) & 7u))) & 0xffu) << (8 * k);
-  return r;
-#endif
-}
+using ::tilecodec::detail::byte_perm;  // warp/warp_intrinsics.cuh: host and device
+using ::tilecodec::detail::funnel;
 }  // namespace detail
 
 // ---- tensor cores ------------------------------------------------------------------------------
@@ -131,7 +117,7 @@ __host__ __device__ __forceinline__ std::uint32_t fixed_code_of(const std::uint3
   const int bit = m * K, j = bit >> 5, sh = bit & 31;
   const std::uint32_t mask = (1u << K) - 1u;
   if (sh + K <= 32 || j + 1 >= K) return (w[j] >> sh) & mask;
-  return detail::funnel_right(w[j], w[j + 1], sh) & mask;
+  return detail::funnel(w[j], w[j + 1], std::uint32_t(sh)) & mask;
 }
 
 // Codes m and m + 1 (m even, a compile-time constant after unrolling) as one 2K-bit field, low
@@ -141,7 +127,7 @@ __host__ __device__ __forceinline__ std::uint32_t fixed_code_field(const std::ui
   const int bit = m * K, j = bit >> 5, sh = bit & 31;
   if (sh == 0) return w[j];
   if (sh + 2 * K <= 32 || j + 1 >= K) return w[j] >> sh;
-  return detail::funnel_right(w[j], w[j + 1], sh);
+  return detail::funnel(w[j], w[j + 1], std::uint32_t(sh));
 }
 
 // code m | code m+1 << 16 | base, from the field f of fixed_code_field: (f & low) | base, plus

@@ -51,7 +51,8 @@ TILECODEC_DEV std::uint32_t popc(std::uint32_t v) {
 }
 
 // (hi16(b) << 16 | lo16(a)) style byte permutes: result byte k is byte sel_k of {b:a}.
-TILECODEC_DEV std::uint32_t byte_perm(std::uint32_t a, std::uint32_t b, std::uint32_t sel) {
+// Host and device (TILECODEC_HD), like funnel(): the fused fragment code runs them in host tests.
+TILECODEC_HD std::uint32_t byte_perm(std::uint32_t a, std::uint32_t b, std::uint32_t sel) {
 #if defined(__CUDA_ARCH__)
   return __byte_perm(a, b, sel);
 #else
@@ -63,7 +64,7 @@ TILECODEC_DEV std::uint32_t byte_perm(std::uint32_t a, std::uint32_t b, std::uin
 }
 
 // (hi:lo >> shift) for shift in 0..31: the 32 bits starting `shift` bits into the pair.
-TILECODEC_DEV std::uint32_t funnel(std::uint32_t lo, std::uint32_t hi, std::uint32_t shift) {
+TILECODEC_HD std::uint32_t funnel(std::uint32_t lo, std::uint32_t hi, std::uint32_t shift) {
 #if defined(__CUDA_ARCH__)
   return __funnelshift_r(lo, hi, shift);
 #else
