@@ -29,4 +29,7 @@ for part in decode fused stream; do
   echo "==== $part"
   tail -n 25 "$out/$part/summary.txt"
 done
-[ -f "$out/decode/bench_summary.txt" ] && { echo "==== decode bench"; tail -n 20 "$out/decode/bench_summary.txt"; }
+if [ -f "$out/decode/bench_summary.txt" ]; then
+  echo "==== decode bench"
+  tail -n 20 "$out/decode/bench_summary.txt"
+fi
