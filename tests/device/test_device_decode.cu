@@ -420,7 +420,12 @@ TEST_CASE("device decode: every policy combination on random data, all in one ca
   MESSAGE(tensors.size() << " tensors (" << coded << " rANS-coded, " << lane_coded << " with lane streams), " << batch.size()
                          << " decodes in one call");
   CHECK(lane_coded > 0);
-  check_batch(batch, outs);
+  check_batch(batch, outs);  // a large call: one warp per lane-stream tile
+  for (std::uint32_t team : {2u, 4u}) {  // 2 or 4 warps share a 64- or 128-lane tile
+    dv::decode_options options;
+    options.team_warps = team;
+    check_batch(batch, outs, options);
+  }
 }
 
 TEST_CASE("device decode: shapes at the edges" * doctest::test_suite("sanitize")) {
@@ -446,7 +451,12 @@ TEST_CASE("device decode: shapes at the edges" * doctest::test_suite("sanitize")
       outs.push_back(variant == 0 || variant == 3 ? src : (variant == 1 ? dtype::i8 : dtype::bf16));
     }
   }
-  check_batch(batch, outs);
+  for (std::uint32_t team : {0u, 1u, 2u, 4u}) {  // automatic, then 1, 2, 4 warps per lane-stream tile
+    CAPTURE(team);
+    dv::decode_options options;
+    options.team_warps = team;
+    check_batch(batch, outs, options);
+  }
 }
 
 TEST_CASE("device decode: tile ranges, row strides and row offsets" * doctest::test_suite("sanitize")) {
@@ -511,6 +521,9 @@ TEST_CASE("device decode: invalid tasks and arguments" * doctest::test_suite("sa
   bytes = 4096;
   CHECK(dv::decode_async(temp.get() + 4, bytes, nullptr, 1, nullptr, nullptr) == status::invalid_argument);
   CHECK(dv::decode_async(temp.get(), bytes, nullptr, 0, nullptr, nullptr) == status::success);
+  dv::decode_options three;
+  three.team_warps = 3;  // teams are 1, 2 or 4 warps
+  CHECK(dv::decode_async(temp.get(), bytes, nullptr, 0, nullptr, nullptr, three) == status::invalid_argument);
 }
 
 TEST_CASE("device decode: corrupted input gives errors and stays inside its buffers" * doctest::test_suite("sanitize")) {
@@ -586,6 +599,8 @@ TEST_CASE("device building blocks: warp and block tile decoders in user kernels"
   check_building_blocks<codec<tile<64, 64>, quant::lossless, coder::rans<12, 128>>>(dtype::bf16, {150, 130}, dtype::bf16, rng);
   check_building_blocks<codec<tile<32, 64>, quant::lossless, coder::rans_lanes<12, 32>>>(dtype::bf16, {100, 150}, dtype::bf16, rng);
   check_building_blocks<codec<tile<32, 64>, quant::int8_rowwise, coder::rans_lanes<11, 64>>>(dtype::f32, {100, 200}, dtype::i8, rng);
+  // (Lane streams: block decode_tile() shares a 64-lane tile between 2 of the 4 warps, a 128-lane
+  // tile between the 2 warps of the next block.)
   // 128 lane rings are 8 KB per warp: 2-warp blocks and an 11-bit table keep the kernels under 48 KB.
   check_building_blocks<codec<tile<64, 64>, quant::lossless, coder::rans_lanes<11, 128>>, 64>(dtype::bf16, {150, 130}, dtype::bf16, rng);
   check_building_blocks<codec<tile<16, 256>, quant::int4_group<32>, coder::rans<11, 8>>>(dtype::f32, {40, 600}, dtype::f16, rng);

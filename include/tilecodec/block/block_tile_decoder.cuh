@@ -15,9 +15,10 @@
 //   //     out[r * ld + c]; every thread returns the same status
 //   status s = dec.decode_tile(tensor, tile, smem_out, tilecodec::dtype::bf16, ld);
 //
-// What the format allows: a rANS tile (either coding) is 32, 64 or 128 lanes, one warp's work,
-// so (b) decodes a rANS tile with warp 0 while the other warps wait; stored tiles are read by
-// all threads. For throughput decode many tiles at once with (a).
+// What the format allows: a shared-stream rANS tile (coding 1) is one warp's work, so (b) decodes
+// it with warp 0 while the other warps wait; a lane-stream tile (coding::rans_lanes) of L lanes
+// is shared by up to L / 32 warps (each decodes and writes its own lanes' symbols); stored tiles
+// are read by all threads. For throughput decode many tiles at once with (a).
 // All threads of the block must call every member (they contain __syncthreads()).
 #pragma once
 
@@ -36,6 +37,11 @@ namespace tilecodec {
 
 namespace detail {
 template <class Coder>
+struct lane_stream_lanes : std::integral_constant<int, 0> {};
+template <int P, int L>
+struct lane_stream_lanes<coder::rans_lanes<P, L>> : std::integral_constant<int, L> {};
+
+template <class Coder>
 struct is_rans_coder : std::false_type {};
 template <int P, int L>
 struct is_rans_coder<coder::rans<P, L>> : std::true_type {};
@@ -50,6 +56,13 @@ class block_tile_decoder {
   using warp_decoder = warp_tile_decoder<Codec>;
   static constexpr bool is_rans = detail::is_rans_coder<typename Codec::coder_type>::value;
   static constexpr int warp_count = BlockThreads / 32;
+  // Warps that share one lane-stream tile in decode_tile(): one per 32 lanes, a power of two the
+  // block has (1 for other coders).
+  static constexpr int tile_team = [] {
+    int w = detail::lane_stream_lanes<typename Codec::coder_type>::value / 32;
+    while (w > warp_count) w /= 2;
+    return w > 0 ? w : 1;
+  }();
 
 
  public:
@@ -58,7 +71,7 @@ class block_tile_decoder {
   struct TempStorage {
     table_type table;
     typename warp_decoder::TempStorage warp[warp_count];
-    status shared_status;
+    status team_status[tile_team];
   };
 
   TILECODEC_DEV explicit block_tile_decoder(TempStorage& temp) : temp_(temp) {}
@@ -93,18 +106,23 @@ class block_tile_decoder {
     status s = warp_decoder::accepts(tensor) && device::can_decode_to(tensor, out_type) ? tensor.tile(tile, tr)
                                                                                         : status::unsupported;
     if (s == status::success && (out == nullptr || ld < tr.box.width)) s = status::invalid_argument;
+    const bool coded = s == status::success && has_rans_table(tensor.coding);  // the same in every thread
     if (s == status::success && !has_rans_table(tensor.coding)) {
       // Stored symbols: warp w writes windows w, w + warps, ...
       detail::tile_writer writer;
       writer.set_tensor(tensor, out_type);
       writer.begin_tile(tr, out, ld, warp, warp_count);
       detail::stored_tile_to_writer(tr, tensor.alphabet, writer, warp, warp_count);
-    } else if (s == status::success && warp == 0) {
-      s = make_warp().decode(tensor, tile, out, out_type, ld);
-      if (detail::lane_id() == 0) temp_.shared_status = s;
+    } else if constexpr (is_rans) {
+      if (coded && warp < std::uint32_t(tile_team)) {
+        const status mine = make_warp().template decode_share<tile_team>(tensor, tile, out, out_type, ld, warp);
+        if (detail::lane_id() == 0) temp_.team_status[warp] = mine;
+      }
     }
     __syncthreads();
-    if (has_rans_table(tensor.coding) && s == status::success) s = temp_.shared_status;
+    if (coded)
+      for (int w = 0; w < tile_team; ++w)  // the largest status code, as device::decode_async reports
+        if (static_cast<std::uint32_t>(temp_.team_status[w]) > static_cast<std::uint32_t>(s)) s = temp_.team_status[w];
     __syncthreads();
     return s;
   }

@@ -63,16 +63,6 @@ struct warp_group {
 
 namespace detail {
 
-TILECODEC_DEV std::uint32_t warp_inclusive_sum(std::uint32_t v) {
-  const std::uint32_t lane = lane_id();
-#pragma unroll
-  for (std::uint32_t d = 1; d < 32; d <<= 1) {
-    const std::uint32_t o = __shfl_up_sync(full_warp_mask, v, d);
-    if (lane >= d) v += o;
-  }
-  return v;
-}
-
 // Little-endian u16 from a 2-byte aligned address.
 TILECODEC_DEV std::uint32_t load_u16(const std::uint8_t* p) { return *reinterpret_cast<const std::uint16_t*>(p); }
 

@@ -11,16 +11,19 @@
 //   // after the stream reaches this point, d_status[i] says how task i went (enum status)
 //
 // What happens: a one-block setup kernel checks every task (writes its status word: success or
-// invalid_argument/unsupported/overflow), counts work groups (8 consecutive tiles of one task)
-// and resets a work counter; then a persistent grid (one wave: SMs x resident blocks of 256
-// threads, 93.6 KB of dynamic shared memory each) claims groups from the counter. A block loads a
-// tensor's frequency table into shared memory once and keeps it while it claims groups of the
-// same tensor; each warp decodes one tile of its group (warp/warp_window_decode.cuh): shared-stream
-// rANS (coding 1) through warp_rans_engine, lane-stream rANS (coding 3, coder::rans_lanes, the
-// faster one) through warp_rans_lanes_engine, stored tiles directly. A tile that turns out
-// corrupt raises its task's status word to the error (atomicMax: the largest status code wins,
-// deterministically); its output values are then unspecified, every other tile is still decoded,
-// and no read or write leaves the tile's bytes or the task's output range.
+// invalid_argument/unsupported/overflow), picks how many warps share a lane-stream tile, counts
+// work groups (consecutive tiles of one task: 8, or 8 / W for lane-stream tensors decoded by
+// teams of W warps) and resets a work counter; then a persistent grid (one wave: SMs x resident
+// blocks of 256 threads, 93.6 KB of dynamic shared memory each) claims groups from the counter. A
+// block loads a tensor's frequency table into shared memory once and keeps it while it claims
+// groups of the same tensor; each warp decodes one tile of its group (warp/warp_window_decode.cuh):
+// shared-stream rANS (coding 1) through warp_rans_engine, stored tiles directly; lane-stream rANS
+// (coding 3, coder::rans_lanes, the faster one) through warp_rans_lanes_engine, by a team of
+// W = 1, 2 or 4 warps per tile (the largest that keeps the call in one wave of the grid), each
+// decoding and writing its own lanes' symbols. A tile that turns out corrupt raises its task's
+// status word to the error (atomicMax: the largest status code wins, deterministically); its
+// output values are then unspecified, every other tile is still decoded, and no read or write
+// leaves the tile's bytes or the task's output range.
 //
 // Output placement: tensor element (r, c) goes to out[(r - row_begin) * ld + c] (ld defaults to
 // the tensor's column count), so a task covering whole tensors writes a dense row-major array,
@@ -80,6 +83,9 @@ struct decode_options {
   // Blocks of the persistent grid; 0: one full wave (SMs x resident blocks). Fewer blocks can
   // lower the launch cost of small decodes.
   std::uint32_t max_blocks = 0;
+  // Warps that share one lane-stream tile (coding 3; each tensor takes at most one per 32 lanes):
+  // 1, 2 or 4; 0: automatic, the most that keep the whole call in one wave of the grid.
+  std::uint32_t team_warps = 0;
 };
 
 namespace detail {
@@ -99,14 +105,14 @@ inline constexpr std::uint32_t sm_slots = 256;
 #define TILECODEC_DECODE_SPREAD_NS 1500
 #endif
 
-// Per warp: the shared-stream ring (coding 1) or the lane rings (coding 3), and the window.
+// Per warp: the shared-stream ring (coding 1) or its chains' rings (coding 3), and the window.
 union decode_warp_storage {
   ::tilecodec::detail::warp_window_storage shared_stream;
   ::tilecodec::detail::warp_lanes_storage<128> lanes;
 };
 
-// 93.6 KB (the table + 8 warps x 9.2 KB), above the 48 KB a kernel may declare statically: the
-// kernel takes it as dynamic shared memory, which decode_async opts in to.
+// 93.6 KB (the table + 8 warps x 9.2 KB), above the 48 KB a kernel may declare statically: the kernel takes
+// it as dynamic shared memory, which decode_async opts in to.
 struct decode_block_storage {
   decode_table<12, 512> table;
   decode_warp_storage warp[decode_block_warps];
@@ -114,9 +120,22 @@ struct decode_block_storage {
   std::uint32_t task;
 };
 
-// Checks one task; on success sets the number of tile groups it needs.
-__device__ inline status check_task(const decode_task& task, std::uint64_t& groups) {
-  groups = 0;
+// Most warps that can share one tile of the tensor: one per 32 lanes of a lane-stream tile (each
+// then keeps at least one chain per thread), else 1.
+TILECODEC_HD std::uint32_t max_team_warps(const tensor_ref& t) {
+  return t.coding == plane_coding::rans_lanes && rans_lanes_supported(t.lanes) ? t.lanes / 32u : 1u;
+}
+
+// Warps that decode one tile of the tensor together when the call allows `call_warps` (the setup
+// kernel's choice, 1, 2 or 4).
+TILECODEC_HD std::uint32_t team_warps(const tensor_ref& t, std::uint32_t call_warps) {
+  const std::uint32_t m = max_team_warps(t);
+  return call_warps < m ? call_warps : m;
+}
+
+// Checks one task; on success sets the number of tiles it decodes.
+__device__ inline status check_task(const decode_task& task, std::uint64_t& tiles) {
+  tiles = 0;
   const tensor_ref& t = task.tensor;
   if (t.data == nullptr || (reinterpret_cast<std::uintptr_t>(t.data) & 15u) != 0) return status::invalid_argument;
   // The header fields come from a host parse; these checks only guard against a hand-made ref.
@@ -147,25 +166,64 @@ __device__ inline status check_task(const decode_task& task, std::uint64_t& grou
       !::tilecodec::detail::mul_u64(rows_before + last.col0 + last.width, osize, need))
     return status::overflow;
   if (need > task.out_bytes) return status::invalid_argument;
-  groups = (count + decode_block_warps - 1) / decode_block_warps;
+  tiles = count;
   return status::success;
 }
 
-// One block: checks tasks, writes their status words, prefix-sums their groups, resets the
-// counters.
+// One block: checks tasks, writes their status words, picks the call's team size, prefix-sums the
+// tasks' work groups, resets the counters. Team size (`team`: 1, 2 or 4; 0: choose): lane-stream
+// tiles are shared by up to 4 warps (one per 32 lanes); the call takes the largest of 4, 2, 1
+// whose warps (tiles x team warps over all tasks) fit the decode grid's `grid_warps` at once, so small calls get more warps
+// per tile and large ones keep each warp's per-tile set-up (head, prefix of the word counts, ring
+// fill) spread over more symbols (H100, 4096 x 14336, 256 x 256 tiles of 128 lanes: teams of 2
+// 7-13% faster than teams of 4, which need 1.7 waves, and 4-12% faster than one warp).
 // (Kernels are templates so that the header can be included by many translation units.)
 template <int Threads = setup_threads>
 __global__ void __launch_bounds__(Threads) decode_setup_kernel(const decode_task* tasks, std::uint32_t count,
                                                                       status* statuses, std::uint64_t* prefix,
                                                                       unsigned long long* counter,
-                                                                      std::uint32_t* sm_blocks) {
+                                                                      std::uint32_t* sm_blocks, std::uint32_t* call_warps,
+                                                                      std::uint64_t grid_warps, std::uint32_t team) {
   __shared__ std::uint64_t warp_sums[Threads / 32];
+  __shared__ std::uint64_t warp_demand[3][Threads / 32];
   const std::uint32_t tid = threadIdx.x, lane = tid & 31u, warp = tid / 32;
+  // Pass 1: check every task; its tile count waits in prefix[i + 1] (the same thread reads it
+  // back). demand[k]: the warps the call needs with teams of 2^k warps.
+  std::uint64_t demand[3] = {0, 0, 0};
+  for (std::uint32_t i = tid; i < count; i += Threads) {
+    std::uint64_t tiles = 0;
+    statuses[i] = check_task(tasks[i], tiles);
+    prefix[i + 1] = tiles;
+    const std::uint32_t most = max_team_warps(tasks[i].tensor);
+#pragma unroll
+    for (std::uint32_t k = 0; k < 3; ++k) demand[k] += tiles * ((1u << k) < most ? (1u << k) : most);
+  }
+  if (team == 0) {  // sum over the block: shuffles, one slot per warp (64-bit shared atomics: 27 us for 103 tasks)
+#pragma unroll
+    for (std::uint32_t k = 0; k < 3; ++k) {
+#pragma unroll
+      for (std::uint32_t d = 16; d > 0; d >>= 1) demand[k] += __shfl_down_sync(0xffffffffu, demand[k], d);
+      if (lane == 0) warp_demand[k][warp] = demand[k];
+    }
+  }
+  __syncthreads();
+  if (team == 0) {
+    team = 4;
+    for (; team > 1; team /= 2) {
+      std::uint64_t need = 0;
+      for (std::uint32_t w = 0; w < Threads / 32; ++w) need += warp_demand[team == 4 ? 2 : 1][w];
+      if (need <= grid_warps) break;
+    }
+  }
+  // Pass 2: work groups (8 / team warps tiles each) and their prefix sums.
   std::uint64_t carry = 0;
   for (std::uint32_t base = 0; base < count; base += Threads) {
     const std::uint32_t i = base + tid;
     std::uint64_t groups = 0;
-    if (i < count) statuses[i] = check_task(tasks[i], groups);
+    if (i < count) {
+      const std::uint64_t per_group = decode_block_warps / team_warps(tasks[i].tensor, team);
+      groups = (prefix[i + 1] + per_group - 1) / per_group;
+    }
     std::uint64_t v = groups;
 #pragma unroll
     for (std::uint32_t d = 1; d < 32; d <<= 1) {
@@ -186,6 +244,7 @@ __global__ void __launch_bounds__(Threads) decode_setup_kernel(const decode_task
   if (tid == 0) {
     prefix[0] = 0;
     *counter = 0;
+    *call_warps = team;
   }
   for (std::uint32_t i = tid; i < sm_slots; i += Threads) sm_blocks[i] = 0;
 }
@@ -194,9 +253,10 @@ __device__ inline void raise_status(status* s, status value) {
   atomicMax(reinterpret_cast<unsigned int*>(s), static_cast<unsigned int>(value));
 }
 
-// One warp decodes one tile of a task into the task's output. Not inlined, one function per
-// stream layout: each decode loop then gets the registers for itself (inlined together into the
-// kernel they needed more than 128 and spilled).
+// One warp decodes one tile of a task into the task's output (lane streams: its share of the tile,
+// as warp `team_warp` of the tile's team of `team_size`). Not inlined, one function per stream
+// layout: each decode loop then gets the registers for itself (inlined together into the kernel
+// they needed more than 128 and spilled).
 #ifndef TILECODEC_DECODE_NOINLINE
 #define TILECODEC_DECODE_NOINLINE 1
 #endif
@@ -207,7 +267,8 @@ __device__ inline void raise_status(status* s, status value) {
 #endif
 template <bool LaneStreams>
 TILECODEC_DECODE_TILE_FN status decode_task_tile(const decode_task& task, std::uint64_t tile, const decode_table<12, 512>& table,
-                                                decode_warp_storage& storage) {
+                                                decode_warp_storage& storage, std::uint32_t team_size,
+                                                std::uint32_t team_warp) {
   const tensor_ref& tensor = task.tensor;
   tile_ref tr;
   const status s = tensor.tile(tile, tr);
@@ -217,20 +278,26 @@ TILECODEC_DECODE_TILE_FN status decode_task_tile(const decode_task& task, std::u
                       ((tr.box.row0 - task.row_begin) * ld + tr.box.col0) * dtype_size(task.out_type);
   ::tilecodec::detail::tile_writer writer;
   writer.set_tensor(tensor, task.out_type);
-  writer.begin_tile(tr, out, ld);
-  if constexpr (LaneStreams) return ::tilecodec::detail::decode_lanes_tile_any(tensor, tr, table, storage.lanes, writer);
-  else return ::tilecodec::detail::decode_tile_any(tensor, tr, table, storage.shared_stream, writer);
+  if constexpr (LaneStreams) {
+    writer.begin_tile_at(tr, out, ld, ::tilecodec::detail::lanes_window_first(tensor.lanes, team_size, team_warp),
+                         team_size * ::tilecodec::detail::tile_writer::window);
+    return ::tilecodec::detail::decode_lanes_team_tile(tensor, tr, table, storage.lanes, team_size, team_warp, writer);
+  } else {
+    writer.begin_tile(tr, out, ld);
+    return ::tilecodec::detail::decode_tile_any(tensor, tr, table, storage.shared_stream, writer);
+  }
 }
 
 template <int Threads = decode_block_threads>
 __global__ void __launch_bounds__(Threads, TILECODEC_DECODE_MIN_BLOCKS)
     decode_kernel(const decode_task* tasks, std::uint32_t count, status* statuses, const std::uint64_t* prefix,
-                  unsigned long long* counter, std::uint32_t* sm_blocks) {
+                  unsigned long long* counter, std::uint32_t* sm_blocks, const std::uint32_t* call_warps) {
   static_assert(Threads == decode_block_threads, "the decode kernel's tile groups assume 256 threads");
   extern __shared__ __align__(128) std::uint8_t smem_bytes[];
   decode_block_storage& smem = *reinterpret_cast<decode_block_storage*>(smem_bytes);
   const std::uint32_t warp = threadIdx.x / 32;
   const std::uint64_t total = prefix[count];
+  const std::uint32_t call_team = *call_warps;
   std::uint32_t task_index = 0;  // thread 0's cursor into prefix
   if (TILECODEC_DECODE_SPREAD_NS > 0 && threadIdx.x == 0) {
     std::uint32_t sm;
@@ -261,12 +328,14 @@ __global__ void __launch_bounds__(Threads, TILECODEC_DECODE_MIN_BLOCKS)
     if (coded && table_status != status::success) {
       if (threadIdx.x == 0) raise_status(statuses + ti, table_status);
     } else {
-      const std::uint64_t tile = task.first_tile + (g - prefix[ti]) * decode_block_warps + warp;
+      const bool lanes = tensor.coding == plane_coding::rans_lanes;
+      const std::uint32_t w = team_warps(tensor, call_team);
+      const std::uint64_t tile = task.first_tile + (g - prefix[ti]) * (decode_block_warps / w) + warp / w;
       const std::uint64_t count_in_task =
           task.tile_count == all_tiles ? tensor.tile_count - task.first_tile : task.tile_count;
       if (tile < task.first_tile + count_in_task) {
-        const status s = tensor.coding == plane_coding::rans_lanes ? decode_task_tile<true>(task, tile, smem.table, smem.warp[warp])
-                                                                   : decode_task_tile<false>(task, tile, smem.table, smem.warp[warp]);
+        const status s = lanes ? decode_task_tile<true>(task, tile, smem.table, smem.warp[warp], w, warp % w)
+                               : decode_task_tile<false>(task, tile, smem.table, smem.warp[warp], 1, 0);
         if (s != status::success && ::tilecodec::detail::lane_id() == 0) raise_status(statuses + ti, s);
       }
     }
@@ -323,9 +392,12 @@ inline std::uint32_t decode_grid_blocks(int device) {
     return status::success;
   }
   if (temp_bytes < need || (reinterpret_cast<std::uintptr_t>(d_temp) & 15u) != 0) return status::invalid_argument;
+  if (options.team_warps != 0 && options.team_warps != 1 && options.team_warps != 2 && options.team_warps != 4)
+    return status::invalid_argument;
   if (task_count == 0) return status::success;
   if (d_tasks == nullptr || d_status == nullptr) return status::invalid_argument;
   auto* counter = static_cast<unsigned long long*>(d_temp);
+  auto* call_warps = reinterpret_cast<std::uint32_t*>(static_cast<std::uint8_t*>(d_temp) + 8);
   auto* prefix = reinterpret_cast<std::uint64_t*>(static_cast<std::uint8_t*>(d_temp) + 16);
   auto* sm_blocks = reinterpret_cast<std::uint32_t*>(static_cast<std::uint8_t*>(d_temp) + need - 4 * detail::sm_slots);
 
@@ -336,11 +408,12 @@ inline std::uint32_t decode_grid_blocks(int device) {
   if (options.max_blocks != 0 && options.max_blocks < blocks) blocks = options.max_blocks;
   constexpr int smem = static_cast<int>(sizeof(detail::decode_block_storage));
 
-  detail::decode_setup_kernel<><<<1, detail::setup_threads, 0, stream>>>(d_tasks, task_count, d_status, prefix, counter,
-                                                                        sm_blocks);
+  detail::decode_setup_kernel<><<<1, detail::setup_threads, 0, stream>>>(
+      d_tasks, task_count, d_status, prefix, counter, sm_blocks, call_warps,
+      std::uint64_t(blocks) * detail::decode_block_warps, options.team_warps);
   if (cudaPeekAtLastError() != cudaSuccess) return status::cuda_error;
   detail::decode_kernel<><<<blocks, detail::decode_block_threads, smem, stream>>>(d_tasks, task_count, d_status, prefix,
-                                                                              counter, sm_blocks);
+                                                                              counter, sm_blocks, call_warps);
   if (cudaPeekAtLastError() != cudaSuccess) return status::cuda_error;
   return status::success;
 }

@@ -68,6 +68,14 @@ class tile_writer {
   // will emit windows first_window, first_window + window_stride, ... in that order.
   TILECODEC_DEV void begin_tile(const device::tile_ref& tile, void* out, std::uint64_t ld,
                                 std::uint32_t first_window = 0, std::uint32_t window_stride = 1) {
+    begin_tile_at(tile, out, ld, first_window * window + per_lane * lane_id(), window_stride * window);
+  }
+
+  // The same for any layout of a window's symbols over the lanes: this lane's first 16 symbols are
+  // tile symbols [first, first + 16) (first a multiple of 16), and each emit moves it `stride`
+  // symbols on.
+  TILECODEC_DEV void begin_tile_at(const device::tile_ref& tile, void* out, std::uint64_t ld, std::uint32_t first,
+                                   std::uint32_t stride) {
     out_ = static_cast<std::uint8_t*>(out);
     ld_ = ld;
     w_ = tile.box.width;
@@ -78,35 +86,29 @@ class tile_writer {
     const std::uintptr_t oa = reinterpret_cast<std::uintptr_t>(out);
     // 16 whole symbols of one row per lane, 16-byte aligned stores, int4 groups never split.
     fast_ = w_ % per_lane == 0 && col0_ % per_lane == 0 && (ld * osize_) % 16 == 0 && oa % 16 == 0;
-    const std::uint32_t i0 = first_window * window + per_lane * lane_id();
-    stride_ = window_stride * window;
-    r_ = i0 / w_;
-    c_ = i0 % w_;
+    i_ = first;
+    stride_ = stride;
+    r_ = first / w_;
+    c_ = first % w_;
     step_r_ = stride_ / w_;
     step_c_ = stride_ % w_;
-    if (kind_ == emit_kind::lossless16) prefetch_raw(i0);
+    if (kind_ == emit_kind::lossless16) prefetch_raw(first);
   }
 
-  // Window symbols [ws, ws + m) of the tile; lane t's 16 in `sym` (see sym16). `wide`: 16-bit
-  // symbols (512-symbol alphabet), whose bits 9..15 may hold garbage and are ignored.
-  TILECODEC_DEV void emit(std::uint32_t ws, std::uint32_t m, const sym16& sym, bool wide) {
+  // The next window, of which the first m symbols are valid (lane t holding its symbols
+  // [16 t, 16 t + 16) in `sym`, see sym16; the layout of begin_tile()). `wide`: 16-bit symbols
+  // (512-symbol alphabet), whose bits 9..15 may hold garbage and are ignored.
+  TILECODEC_DEV void emit(std::uint32_t m, const sym16& sym, bool wide) {
     const std::uint32_t first = per_lane * lane_id();
-    const std::uint32_t i0 = ws + first;
-    if (first < m) {
-      const std::uint32_t cnt = m - first < per_lane ? m - first : per_lane;
-      if (fast_ && cnt == per_lane) emit_fast(i0, sym, wide); else emit_slow(i0, cnt, sym, wide);
-    }
-    // Move this lane's position on to its next window.
-    r_ += step_r_;
-    c_ += step_c_;
-    if (c_ >= w_) {
-      c_ -= w_;
-      ++r_;
-    }
-    if (kind_ == emit_kind::lossless16) prefetch_raw(i0 + stride_);
+    emit_lane(first < m ? (m - first < per_lane ? m - first : per_lane) : 0u, sym, wide);
   }
 
- private:
+  // This lane's 16 symbols at its position (begin_tile_at), as many as the tile has left.
+  TILECODEC_DEV void emit_next(const sym16& sym, bool wide) {
+    emit_lane(i_ < n_ ? (n_ - i_ < per_lane ? n_ - i_ : per_lane) : 0u, sym, wide);
+  }
+
+  private:
   // Packed 7-bit raw values of 16 elements starting at element i0 (a multiple of 16) are 14 bytes
   // at raw_tile + 14 * (i0 / 16); they are read as five aligned words (the bytes around them lie
   // inside the tensor's raw plane or the sections after it). One window ahead their lines are
@@ -145,6 +147,21 @@ class tile_writer {
     // sign: bit 6 -> bit 15 (adding 0x7fc0 = 0x8000 - 0x40 moves it), then the symbol above bit 6
     const std::uint32_t raw_part = (r16 & 0x00400040u) * 0x1ffu + r16;
     return (sym_pair & 0x01ff01ffu) * 64u + raw_part;
+  }
+
+  // Writes the first `count` of this lane's symbols at its position, then moves it on.
+  TILECODEC_DEV void emit_lane(std::uint32_t count, const sym16& sym, bool wide) {
+    if (count > 0) {
+      if (fast_ && count == per_lane) emit_fast(i_, sym, wide); else emit_slow(i_, count, sym, wide);
+    }
+    i_ += stride_;
+    r_ += step_r_;
+    c_ += step_c_;
+    if (c_ >= w_) {
+      c_ -= w_;
+      ++r_;
+    }
+    if (kind_ == emit_kind::lossless16) prefetch_raw(i_);
   }
 
   TILECODEC_DEV void emit_fast(std::uint32_t i0, const sym16& sym, bool wide) {
@@ -262,7 +279,7 @@ class tile_writer {
   std::uint64_t ld_;
   std::uint64_t row0_, col0_;
   std::uint32_t w_, n_;
-  std::uint32_t r_, c_, step_r_, step_c_, stride_;
+  std::uint32_t i_, r_, c_, step_r_, step_c_, stride_;  // this lane's next symbol, its row and column
   bool fast_;
 };
 

@@ -72,6 +72,19 @@ TILECODEC_HD std::uint32_t funnel(std::uint32_t lo, std::uint32_t hi, std::uint3
 #endif
 }
 
+#if defined(__CUDACC__)
+// Sum of v over this lane and the lanes below it (all 32 lanes call it).
+TILECODEC_DEV std::uint32_t warp_inclusive_sum(std::uint32_t v) {
+  const std::uint32_t lane = lane_id();
+#pragma unroll
+  for (std::uint32_t d = 1; d < 32; d <<= 1) {
+    const std::uint32_t o = __shfl_up_sync(full_warp_mask, v, d);
+    if (lane >= d) v += o;
+  }
+  return v;
+}
+#endif
+
 // ---- shared-memory addresses ---------------------------------------------------------------------
 // On the device a 32-bit shared-window address (so address arithmetic stays 32-bit and folds into
 // the load), on the host emulator a plain pointer value.

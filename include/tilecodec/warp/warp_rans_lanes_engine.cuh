@@ -2,12 +2,13 @@
 // stream per lane (plane coding 3, coder/rans_lanes.hpp). Users normally name the tile decoders.
 //
 // Read me first
-// - One warp decodes one tile. Thread t owns lanes t, t + 32, ... (K = Lanes / 32 chains per
-//   thread, Lanes = 32, 64 or 128). No chain ever waits for another: there is no vote and no
-//   prefix count, and a chain's next word is loaded one step before it is needed, so the
-//   dependent chain of a step is the table lookup, a multiply-add and a byte permute.
+// - Warps warps (a team: 1, 2 or 4) decode one tile of Lanes = 32 K Warps lanes. Thread t of
+//   team warp w owns lanes 32 (w K + k) + t, k < K (K chains per thread). No chain ever waits for
+//   another: there is no vote and no prefix count, and a chain's next word is loaded one step
+//   before it is needed, so the dependent chain of a step is the table lookup, a multiply-add and
+//   a byte permute. Team warps share nothing but reading the tile's head (states, word counts).
 // - Each chain stages its own stream global -> shared through a private ring of R bytes (R = 128
-//   for 32 and 64 lanes, 64 for 128 lanes: R / 16 cp.async chunks of 16 bytes, aligned in the
+//   for 32 and 64 chains per warp, 64 for 128: R / 16 cp.async chunks of 16 bytes, aligned in the
 //   tile; the ring slot of tile byte p is p mod R). Every group of steps first waits for the
 //   copies issued `ring_wait + 1` groups ago, then tops each chain's ring up by one chunk (when
 //   fewer than R bytes lie ahead of its read position's chunk) and commits. A group of at most 4
@@ -32,32 +33,35 @@ namespace tilecodec {
 namespace detail {
 
 // Bytes of each chain's ring (tuning only, never changes the bits): a power of two, 64 or more.
-// 128 for 32 and 64 lanes (4 or 8 KB per warp), 64 for 128 lanes (8 KB per warp): deeper rings
-// hide more memory latency (H100, tile 256: 128-byte rings 1.2x faster than 64-byte ones).
+// `chains` = the chains one warp holds (32 K). 128 for 32 and 64 chains (4 or 8 KB per warp), 64
+// for 128 (8 KB per warp): deeper rings hide more memory latency (H100, tile 256: 128-byte rings
+// 1.2x faster than 64-byte ones).
 #ifndef TILECODEC_LANE_RING_BYTES
-#define TILECODEC_LANE_RING_BYTES(lanes) ((lanes) >= 128 ? 64u : 128u)
+#define TILECODEC_LANE_RING_BYTES(chains) ((chains) >= 128 ? 64u : 128u)
 #endif
 
-// Shared memory of Lanes chains: a ring each, 128-byte aligned so a ring address is
-// base | offset (one instruction).
-template <int Lanes>
+// Shared memory of one warp's Chains chains: a ring each, aligned to its size so a ring address
+// is base | offset (one instruction).
+template <int Chains>
 struct rans_lane_rings {
-  static constexpr std::uint32_t lane_bytes = TILECODEC_LANE_RING_BYTES(Lanes);
-  static_assert(lane_bytes >= 64 && lane_bytes <= 128 && (lane_bytes & (lane_bytes - 1)) == 0,
-                "ring bytes: 64 or 128");
-  alignas(128) std::uint8_t data[Lanes * lane_bytes];
+  static constexpr std::uint32_t lane_bytes = TILECODEC_LANE_RING_BYTES(Chains);
+  static_assert(lane_bytes >= 64 && lane_bytes <= 256 && (lane_bytes & (lane_bytes - 1)) == 0,
+                "ring bytes: 64, 128 or 256");
+  alignas(lane_bytes > 128 ? lane_bytes : 128) std::uint8_t data[Chains * lane_bytes];
 };
 
-// K: chains per thread (Lanes = 32 K). P, B: probability and symbol bits when known at compile
-// time (0: run-time), exactly as in rans_warp_engine.
-template <int K, int P = 0, int B = 0>
+// K: chains per thread; Warps: warps decoding the tile together (Lanes = 32 K Warps). P, B:
+// probability and symbol bits when known at compile time (0: run-time), exactly as in
+// rans_warp_engine.
+template <int K, int P = 0, int B = 0, int Warps = 1>
 class rans_lanes_warp_engine {
-  static_assert(K == 1 || K == 2 || K == 4, "rans_lanes: 32, 64 or 128 lanes");
+  static_assert(K == 1 || K == 2 || K == 4, "1, 2 or 4 chains per thread");
+  static_assert(rans_lanes_supported(32u * K * Warps), "rans_lanes: 32, 64 or 128 lanes");
   static_assert(P == 0 || (P >= 8 && P <= 12), "probability bits are 8..12");
   static_assert(B == 0 || B == 8 || B == 9, "symbols have 8 or 9 bits");
 
  public:
-  static constexpr std::uint32_t lanes = 32u * K;
+  static constexpr std::uint32_t lanes = 32u * K * Warps;  // of the tile
   static constexpr std::uint32_t ring_bytes = rans_lane_rings<32 * K>::lane_bytes;  // per chain
 
  private:
@@ -75,12 +79,14 @@ class rans_lanes_warp_engine {
 
   // Starts decoding a tile: n symbols in `bytes` (byte_count, 16-byte aligned, global memory,
   // at least 6 * Lanes bytes: device::tensor_ref::tile() checks it) with `table` (decode_table
-  // entries, shared memory). `rings` must hold Lanes * 64 bytes of shared memory, 64-byte aligned.
-  // All 32 lanes call it.
+  // entries, shared memory). `rings`: this warp's rans_lane_rings<32 K> (shared memory);
+  // `team_warp`: this warp's place in the team (0 when Warps = 1). All 32 lanes call it; the
+  // result is the same in every warp of the team (each checks the whole head).
   TILECODEC_DEV status begin(std::uint8_t* rings, const std::uint32_t* table, std::uint32_t prob_bits,
                              std::uint32_t sym_bits, const std::uint8_t* bytes, std::uint32_t byte_count,
-                             std::uint32_t n) {
+                             std::uint32_t n, std::uint32_t team_warp = 0) {
     t_ = lane_id();
+    chain0_ = Warps == 1 ? 0u : team_warp * K;  // a compile-time 0 for one warp per tile
     ring_ = to_saddr(rings) + ring_bytes * t_;
     tab_ = to_saddr(table);
     pshift_ = prob_bits;
@@ -93,19 +99,21 @@ class rans_lanes_warp_engine {
     bool bad = false;
     std::uint32_t below = 0;  // words of the lanes of lower chains
 #pragma unroll
-    for (int k = 0; k < K; ++k) {
-      const std::uint32_t l = 32u * std::uint32_t(k) + t_;
-      x_[k] = *reinterpret_cast<const std::uint32_t*>(bytes + 4u * l);
-      bad |= x_[k] < rans_state_lower;
-      const std::uint32_t c = *reinterpret_cast<const std::uint16_t*>(bytes + 4u * lanes + 2u * l);
-      std::uint32_t incl = c;
+    for (int c = 0; c < K * Warps; ++c) {  // every chain of the tile: the team agrees on `bad`
+      const std::uint32_t l = 32u * std::uint32_t(c) + t_;
+      const std::uint32_t x = *reinterpret_cast<const std::uint32_t*>(bytes + 4u * l);
+      bad |= x < rans_state_lower;
+      const std::uint32_t cnt = *reinterpret_cast<const std::uint16_t*>(bytes + 4u * lanes + 2u * l);
+      const std::uint32_t incl = warp_inclusive_sum(cnt);
+      const std::uint32_t rp = rans_lanes_head_bytes(lanes) + 2u * (below + incl - cnt);
 #pragma unroll
-      for (std::uint32_t d = 1; d < 32; d <<= 1) {
-        const std::uint32_t o = __shfl_up_sync(full_warp_mask, incl, d);
-        if (t_ >= d) incl += o;
+      for (int k = 0; k < K; ++k) {
+        if (std::uint32_t(c) == chain0_ + std::uint32_t(k)) {
+          x_[k] = x;
+          rp_[k] = rp;
+          fend_[k] = (rp + 2u * cnt + 15u) & ~15u;
+        }
       }
-      rp_[k] = rans_lanes_head_bytes(lanes) + 2u * (below + incl - c);
-      fend_[k] = (rp_[k] + 2u * c + 15u) & ~15u;
       below += __shfl_sync(full_warp_mask, incl, 31);
     }
     // Every stream inside the tile, and nothing but padding after the last.
@@ -148,10 +156,11 @@ class rans_lanes_warp_engine {
     cp_async_commit();
   }
 
-  // One unchecked group of Steps steps (at most 4; Steps * Lanes symbols). sink(j, item, entry)
-  // receives each decoded symbol's table entry: j is its index relative to the group's first
-  // symbol, item = step * K + k a compile-time register slot (item k of thread t is symbol
-  // 32 k + t of the step).
+  // One unchecked group of Steps steps (at most 4; Steps * Lanes symbols of the tile, Steps * 32 K
+  // of this warp). sink(j, item, entry) receives each decoded symbol's table entry: j = 32 K s +
+  // 32 k + t its index among this warp's symbols of the group (step s, chain k, thread t; with
+  // one warp per tile that is its index in the tile from the group's first symbol), item = K s + k
+  // a compile-time register slot.
   template <std::uint32_t Steps = group_steps, class Sink>
   TILECODEC_DEV void group(Sink&& sink) {
     static_assert(Steps >= 1 && Steps <= max_group_steps, "a group takes at most 4 steps (ring_wait)");
@@ -162,21 +171,21 @@ class rans_lanes_warp_engine {
       for (int k = 0; k < K; ++k) e[k] = decode(x_[k]);
 #pragma unroll
       for (int k = 0; k < K; ++k) {
-        sink(s * lanes + 32u * k + t_, K * s + k, e[k]);
+        sink(32u * K * s + 32u * k + t_, K * s + k, e[k]);
         renorm(k);
       }
     }
     i_ += Steps * lanes;
   }
 
-  // One checked step (Lanes symbols, fewer at the tile's end; sink(j, k, entry) with item k < K).
-  // Never fails: reads cannot leave the ring, and finish() judges the streams.
+  // One checked step (Lanes symbols of the tile, fewer at its end; sink(j, k, entry) with item
+  // k < K, j = 32 k + t as in group()). Never fails: reads cannot leave the ring, and finish() judges the streams.
   template <class Sink>
   TILECODEC_DEV bool step(Sink&& sink) {
 #pragma unroll
     for (int k = 0; k < K; ++k) {
       const std::uint32_t l = 32u * std::uint32_t(k) + t_;
-      if (i_ + l < n_) {
+      if (i_ + 32u * chain0_ + l < n_) {
         sink(l, std::uint32_t(k), decode(x_[k]));
         renorm(k);
       }
@@ -195,15 +204,13 @@ class rans_lanes_warp_engine {
     bool bad = false;
     std::uint32_t below = 0;
 #pragma unroll
-    for (int k = 0; k < K; ++k) {
-      const std::uint32_t c = *reinterpret_cast<const std::uint16_t*>(src_ + 4u * lanes + 2u * (32u * k + t_));
-      std::uint32_t incl = c;
+    for (int c = 0; c < K * Warps; ++c) {
+      const std::uint32_t cnt = *reinterpret_cast<const std::uint16_t*>(src_ + 4u * lanes + 2u * (32u * c + t_));
+      const std::uint32_t incl = warp_inclusive_sum(cnt);
 #pragma unroll
-      for (std::uint32_t d = 1; d < 32; d <<= 1) {
-        const std::uint32_t o = __shfl_up_sync(full_warp_mask, incl, d);
-        if (t_ >= d) incl += o;
-      }
-      bad |= rp_[k] != rans_lanes_head_bytes(lanes) + 2u * (below + incl) || x_[k] != rans_state_lower;
+      for (int k = 0; k < K; ++k)
+        if (std::uint32_t(c) == chain0_ + std::uint32_t(k))
+          bad |= rp_[k] != rans_lanes_head_bytes(lanes) + 2u * (below + incl) || x_[k] != rans_state_lower;
       below += __shfl_sync(full_warp_mask, incl, 31);
     }
     if (__any_sync(full_warp_mask, bad)) st_ = status::corrupt_payload;
@@ -241,6 +248,7 @@ class rans_lanes_warp_engine {
   const std::uint8_t* src_;
   std::uint32_t pshift_, pmask_, sym_bits_;
   std::uint32_t n_, i_, t_;
+  std::uint32_t chain0_;   // the tile chain of this warp's chain 0 (team_warp * K)
   std::uint32_t x_[K];     // states
   std::uint32_t w_[K];     // the word at rp (loaded one step ahead)
   std::uint32_t rp_[K];    // tile byte offset of the chain's next word

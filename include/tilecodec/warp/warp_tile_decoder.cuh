@@ -97,10 +97,12 @@ struct lane_streams_layout {  // coding 3: one word stream per lane; a 64- or 12
   static constexpr bool Partial = false;
   using engine = rans_lanes_warp_engine<K, 0>;
   using storage = warp_lanes_storage<Lanes>;
-  template <int SymBytes>
+  // Warp `team_warp` of Warps warps that share the tile (Warps divides Lanes / 32).
+  template <int SymBytes, int Warps = 1>
   static TILECODEC_DEV status to_writer(storage& st, const std::uint32_t* table, std::uint32_t p, std::uint32_t sb,
-                                        const device::tile_ref& tr, tile_writer& writer) {
-    return rans_lanes_tile_to_writer<K, 0, SymBytes>(st, table, p, sb, tr, writer);
+                                        const device::tile_ref& tr, tile_writer& writer, std::uint32_t team_warp = 0) {
+    static_assert(K % Warps == 0, "at least one chain per thread");
+    return rans_lanes_tile_to_writer<K / Warps, Warps, 0, SymBytes>(st, team_warp, table, p, sb, tr, writer);
   }
   static TILECODEC_DEV status begin(engine& eng, storage& st, const std::uint32_t* table, std::uint32_t p,
                                     std::uint32_t sb, const device::tile_ref& tr) {
@@ -140,6 +142,16 @@ class rans_warp_tile_decoder {
   // tile element (r, c) goes to out[r * ld + c]. The table must hold this tensor's table.
   TILECODEC_DEV status decode(const device::tensor_ref& tensor, std::uint64_t tile, void* out, dtype out_type,
                               std::uint64_t ld) {
+    return decode_share<1>(tensor, tile, out, out_type, ld, 0);
+  }
+
+  // The same by Warps warps together (lane streams only; Warps divides Lanes / 32): each calls it
+  // with its own TempStorage and team_warp = 0 .. Warps - 1, decodes its lanes' symbols and writes
+  // them; the tile is complete when all have returned (each returns the status of its lanes).
+  template <int Warps>
+  TILECODEC_DEV status decode_share(const device::tensor_ref& tensor, std::uint64_t tile, void* out, dtype out_type,
+                                    std::uint64_t ld, std::uint32_t team_warp) {
+    static_assert(Warps == 1 || Layout::coding == plane_coding::rans_lanes, "only lane-stream tiles can be shared");
     if (!accepts(tensor) || !device::can_decode_to(tensor, out_type)) return status::unsupported;
     device::tile_ref tr;
     const status s = tensor.tile(tile, tr);
@@ -147,17 +159,31 @@ class rans_warp_tile_decoder {
     if (out == nullptr || ld < tr.box.width) return status::invalid_argument;
     tile_writer writer;
     writer.set_tensor(tensor, out_type);
-    writer.begin_tile(tr, out, ld);
-    if (tensor.coding != Layout::coding) return stored_tile_to_writer(tr, tensor.alphabet, writer);
+    if (tensor.coding != Layout::coding) {  // stored: the first warp writes it all
+      if (team_warp != 0) return status::success;
+      writer.begin_tile(tr, out, ld);
+      return stored_tile_to_writer(tr, tensor.alphabet, writer);
+    }
     if (table_.state != static_cast<std::uint32_t>(status::success)) return static_cast<status>(table_.state);
+    if constexpr (Warps == 1) writer.begin_tile(tr, out, ld);
+    else writer.begin_tile_at(tr, out, ld, lanes_window_first(std::uint32_t(Lanes), Warps, team_warp), Warps * tile_writer::window);
     const std::uint32_t p = tensor.prob_bits, sb = symbol_bits(tensor.alphabet);
     if constexpr (max_alphabet_of<Quant> == 512) {
-      if (sb == 9) return Layout::template to_writer<2>(temp_.window, table_.entry, p, sb, tr, writer);
+      if (sb == 9) return to_writer<2, Warps>(tr, writer, p, sb, team_warp);
     }
-    return Layout::template to_writer<1>(temp_.window, table_.entry, p, sb, tr, writer);
+    return to_writer<1, Warps>(tr, writer, p, sb, team_warp);
   }
 
   // ---- register interface ----------------------------------------------------------------------
+ private:
+  template <int SymBytes, int Warps>
+  TILECODEC_DEV status to_writer(const device::tile_ref& tr, tile_writer& writer, std::uint32_t p, std::uint32_t sb,
+                                 std::uint32_t team_warp) {
+    if constexpr (Warps == 1) return Layout::template to_writer<SymBytes>(temp_.window, table_.entry, p, sb, tr, writer);
+    else return Layout::template to_writer<SymBytes, Warps>(temp_.window, table_.entry, p, sb, tr, writer, team_warp);
+  }
+
+ public:
   TILECODEC_DEV status begin(const device::tensor_ref& tensor, std::uint64_t tile) {
     n_ = 0;
     pos_ = 0;

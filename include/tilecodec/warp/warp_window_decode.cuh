@@ -98,84 +98,104 @@ TILECODEC_DEV status rans_tile_to_writer(warp_window_storage& storage, const std
     __syncwarp();
     const sym16 sym = load_window<SymBytes>(storage.window);
     __syncwarp();
-    writer.emit(ws, m, sym, SymBytes == 2);
+    writer.emit(m, sym, SymBytes == 2);
     ws += m;
   }
   return eng.finish();
 }
 
-// The same for lane streams (coding 3): K chains per thread, 4 steps (4 * 32 K symbols) per
-// unchecked group, so a window of 512 symbols is 4 / K groups; the tile's last window runs
-// checked steps.
-template <int K, int P, int SymBytes, class Storage>
-TILECODEC_DEV status rans_lanes_tile_to_writer(Storage& storage, const std::uint32_t* table, std::uint32_t prob_bits,
-                                               std::uint32_t sym_bits, const device::tile_ref& tile, tile_writer& writer) {
+// The same for lane streams (coding 3), by warp `team_warp` of a team of Warps warps that decode
+// the tile together (Warps = 1: the whole tile). A warp holds K chains per thread, 32 K of the
+// tile's Lanes = 32 K Warps lanes, which decode tile symbols s Lanes + 32 K team_warp + [0, 32 K)
+// at step s: a run of consecutive symbols. The warp's 512-symbol window holds 16 / K steps of its
+// runs, lane t's 16 symbols (window[16 t, 16 t + 16)) are tile symbols
+// lanes_window_first(Lanes, Warps, team_warp) + a multiple of the team window (Warps x 512), and
+// the writer (started there by the caller, stride Warps x 512) writes them: no warp ever waits for
+// another. The tile's last window runs checked steps.
+template <int K, int Warps, int P, int SymBytes, class Storage>
+TILECODEC_DEV status rans_lanes_tile_to_writer(Storage& storage, std::uint32_t team_warp, const std::uint32_t* table,
+                                               std::uint32_t prob_bits, std::uint32_t sym_bits,
+                                               const device::tile_ref& tile, tile_writer& writer) {
   using sym_t = typename std::conditional<SymBytes == 2, std::uint16_t, std::uint8_t>::type;
-  using engine = rans_lanes_warp_engine<K, P, SymBytes == 2 ? 9 : 8>;
-  static_assert(sizeof(storage.rings.data) >= engine::lanes * engine::ring_bytes, "rings too small for these lanes");
+  using engine = rans_lanes_warp_engine<K, P, SymBytes == 2 ? 9 : 8, Warps>;
+  static_assert(sizeof(storage.rings.data) >= 32 * K * engine::ring_bytes, "rings too small for these lanes");
   engine eng;
   const std::uint32_t n = tile.size();
-  if (eng.begin(storage.rings.data, table, prob_bits, sym_bits, tile.bytes, tile.byte_count, n) != status::success)
+  if (eng.begin(storage.rings.data, table, prob_bits, sym_bits, tile.bytes, tile.byte_count, n, team_warp) !=
+      status::success)
     return eng.finish();
   sym_t* const win = reinterpret_cast<sym_t*>(storage.window);
-  constexpr std::uint32_t window = tile_writer::window;
-  constexpr std::uint32_t group = 4u * engine::lanes;  // symbols of a 4-step group
+  constexpr std::uint32_t team_window = Warps * tile_writer::window;  // tile symbols per window
+  constexpr std::uint32_t group = 4u * 32u * K;                       // this warp's symbols of a 4-step group
   std::uint32_t ws = 0;
   while (ws < n) {
-    if (eng.fast_ok(window / eng.group_symbols())) {
+    if (eng.fast_ok(team_window / eng.group_symbols())) {
 #pragma unroll(window_unroll)
-      for (std::uint32_t g = 0; g < window / group; ++g) {
+      for (std::uint32_t g = 0; g < tile_writer::window / group; ++g) {
         eng.advance_ring();
         eng.template group<4>([&](std::uint32_t j, std::uint32_t, std::uint32_t e) { win[group * g + j] = static_cast<sym_t>(e); });
       }
     } else {
-      while (eng.decoded() < n) {  // the tile's last window: Lanes divides the window
+      while (eng.decoded() < n) {  // the tile's last window: this warp's steps so far, 32 K symbols each
         eng.advance_ring();
-        sym_t* const w = win + (eng.decoded() - ws);
+        sym_t* const w = win + (eng.decoded() - ws) / Warps;
         eng.step([&](std::uint32_t j, std::uint32_t, std::uint32_t e) { w[j] = static_cast<sym_t>(e); });
       }
     }
-    const std::uint32_t m = eng.decoded() - ws;
     __syncwarp();
     const sym16 sym = load_window<SymBytes>(storage.window);
     __syncwarp();
-    writer.emit(ws, m, sym, SymBytes == 2);
-    ws += m;
+    writer.emit_next(sym, SymBytes == 2);
+    ws += team_window;
   }
   return eng.finish();
 }
 
-// decode_lanes_tile_any for one symbol width: the lane count picks the engine's chains per thread
-// (lanes this storage has no rings for are unsupported), P = 12 gets compile-time shifts.
-template <int SymBytes, int MaxLanes, class Storage>
-TILECODEC_DEV status lanes_tile_of_width(Storage& storage, const std::uint32_t* e, std::uint32_t p, std::uint32_t sb,
-                                         std::uint32_t lanes, const device::tile_ref& tile, tile_writer& writer) {
-  if (lanes == 32) return p == 12 ? rans_lanes_tile_to_writer<1, 12, SymBytes>(storage, e, p, sb, tile, writer)
-                                  : rans_lanes_tile_to_writer<1, 0, SymBytes>(storage, e, p, sb, tile, writer);
-  if constexpr (MaxLanes >= 64)
-    if (lanes == 64) return p == 12 ? rans_lanes_tile_to_writer<2, 12, SymBytes>(storage, e, p, sb, tile, writer)
-                                    : rans_lanes_tile_to_writer<2, 0, SymBytes>(storage, e, p, sb, tile, writer);
-  if constexpr (MaxLanes >= 128)
-    if (lanes == 128) return p == 12 ? rans_lanes_tile_to_writer<4, 12, SymBytes>(storage, e, p, sb, tile, writer)
-                                     : rans_lanes_tile_to_writer<4, 0, SymBytes>(storage, e, p, sb, tile, writer);
-  return status::unsupported;
+// Where lane t of warp `team_warp` of a team of `team_warps` warps finds its first 16 symbols of
+// a lane-stream tile of `lanes` lanes (see rans_lanes_tile_to_writer; 16 t for one warp).
+TILECODEC_DEV std::uint32_t lanes_window_first(std::uint32_t lanes, std::uint32_t team_warps, std::uint32_t team_warp) {
+  const std::uint32_t run = lanes / team_warps;  // 32 K symbols of a step per warp
+  const std::uint32_t t = lane_id(), per_run = run / 16u;
+  return lanes * (t / per_run) + run * team_warp + 16u * (t % per_run);
 }
 
-// Decodes a lane-stream tile (coding 3) of any supported lanes and precision into the writer.
+// One tile's share for compile-time lanes, team size and symbol width; P = 12 gets compile-time
+// shifts.
+template <int Lanes, int Warps, int SymBytes, class Storage>
+TILECODEC_DEV status team_tile_of_width(Storage& storage, std::uint32_t team_warp, const std::uint32_t* e, std::uint32_t p,
+                                        std::uint32_t sb, const device::tile_ref& tile, tile_writer& writer) {
+  constexpr int K = Lanes / 32 / Warps;
+  return p == 12 ? rans_lanes_tile_to_writer<K, Warps, 12, SymBytes>(storage, team_warp, e, p, sb, tile, writer)
+                 : rans_lanes_tile_to_writer<K, Warps, 0, SymBytes>(storage, team_warp, e, p, sb, tile, writer);
+}
+
+template <int Lanes, int Warps, class Storage>
+TILECODEC_DEV status team_tile(Storage& storage, std::uint32_t team_warp, const std::uint32_t* e, std::uint32_t p,
+                               std::uint32_t sb, const device::tile_ref& tile, tile_writer& writer) {
+  return sb == 8 ? team_tile_of_width<Lanes, Warps, 1>(storage, team_warp, e, p, sb, tile, writer)
+                 : team_tile_of_width<Lanes, Warps, 2>(storage, team_warp, e, p, sb, tile, writer);
+}
+
+// Warp `team_warp` of the `team_warps` warps (1, 2 or 4; at most lanes / 32) that decode a
+// lane-stream tile together; the writer must start at lanes_window_first(), stride team_warps x
+// 512. `storage` has rings for up to 128 chains (warp_lanes_storage<128>).
 template <int MaxProbBits, int MaxAlphabet, class Storage>
-TILECODEC_DEV status decode_lanes_tile_any(const device::tensor_ref& tensor, const device::tile_ref& tile,
-                                           const decode_table<MaxProbBits, MaxAlphabet>& table, Storage& storage,
-                                           tile_writer& writer) {
-  const std::uint32_t p = tensor.prob_bits, sb = symbol_bits(tensor.alphabet), lanes = tensor.lanes;
+TILECODEC_DEV status decode_lanes_team_tile(const device::tensor_ref& tensor, const device::tile_ref& tile,
+                                            const decode_table<MaxProbBits, MaxAlphabet>& table, Storage& storage,
+                                            std::uint32_t team_warps, std::uint32_t team_warp, tile_writer& writer) {
+  static_assert(sizeof(storage.rings.data) >= sizeof(rans_lane_rings<128>::data), "rings too small for 128 lanes");
+  const std::uint32_t p = tensor.prob_bits, sb = symbol_bits(tensor.alphabet);
   const std::uint32_t* e = table.entry;
-  // The lanes whose rings fit this storage (the device kernel's holds any; a user's TempStorage its own).
-  constexpr std::size_t ring_space = sizeof(storage.rings.data);
-  constexpr int max_lanes = ring_space >= sizeof(rans_lane_rings<128>::data)  ? 128
-                            : ring_space >= sizeof(rans_lane_rings<64>::data) ? 64
-                                                                              : 32;
-  if (sb == 8) return lanes_tile_of_width<1, max_lanes>(storage, e, p, sb, lanes, tile, writer);
-  if constexpr (MaxAlphabet == 512) return lanes_tile_of_width<2, max_lanes>(storage, e, p, sb, lanes, tile, writer);
-  return status::unsupported;
+  if (sb != 8 && MaxAlphabet < 512) return status::unsupported;
+  switch (tensor.lanes * 8u + team_warps) {
+    case 32 * 8 + 1: return team_tile<32, 1>(storage, team_warp, e, p, sb, tile, writer);
+    case 64 * 8 + 1: return team_tile<64, 1>(storage, team_warp, e, p, sb, tile, writer);
+    case 64 * 8 + 2: return team_tile<64, 2>(storage, team_warp, e, p, sb, tile, writer);
+    case 128 * 8 + 1: return team_tile<128, 1>(storage, team_warp, e, p, sb, tile, writer);
+    case 128 * 8 + 2: return team_tile<128, 2>(storage, team_warp, e, p, sb, tile, writer);
+    case 128 * 8 + 4: return team_tile<128, 4>(storage, team_warp, e, p, sb, tile, writer);
+    default: return status::unsupported;
+  }
 }
 
 TILECODEC_DEV u32x4 expand_nibbles(std::uint32_t lo4, std::uint32_t hi4) {
@@ -212,7 +232,7 @@ TILECODEC_DEV status stored_tile_to_writer(const device::tile_ref& tile, std::ui
     const std::uint32_t m = n - ws < tile_writer::window ? n - ws : tile_writer::window;
     const std::uint32_t i0 = ws + tile_writer::per_lane * lane_id();
     const sym16 sym = i0 < n ? load_stored16(tile.bytes, alphabet, i0, n) : sym16{u32x4{0, 0, 0, 0}, u32x4{0, 0, 0, 0}};
-    writer.emit(ws, m, sym, alphabet == 512);
+    writer.emit(m, sym, alphabet == 512);
   }
   return status::success;
 }
@@ -238,7 +258,7 @@ template <int MaxProbBits, int MaxAlphabet>
 TILECODEC_DEV status decode_tile_any(const device::tensor_ref& tensor, const device::tile_ref& tile,
                                      const decode_table<MaxProbBits, MaxAlphabet>& table, warp_window_storage& storage,
                                      tile_writer& writer) {
-  if (tensor.coding == plane_coding::rans_lanes) return status::unsupported;  // decode_lanes_tile_any
+  if (tensor.coding == plane_coding::rans_lanes) return status::unsupported;  // decode_lanes_team_tile
   if (tensor.coding != plane_coding::rans) return stored_tile_to_writer(tile, tensor.alphabet, writer);
   const std::uint32_t p = tensor.prob_bits, sb = symbol_bits(tensor.alphabet), lanes = tensor.lanes;
   const std::uint32_t* e = table.entry;
