@@ -6,6 +6,8 @@
 #   bash scripts/gpu_fused.sh                      # everything
 #   STEPS="build test sanitize example bench ncu" BENCH_FILTER='/b1/' bash scripts/gpu_fused.sh
 #   BASE_INCLUDE=/path/to/old/include BASE_FILTER='^fused_int8_fixed/.*/b1/' bash scripts/gpu_fused.sh
+#   VARIANTS='deep|-DTILECODEC_FUSED_STREAM_EXTRA_DEPTH=1|^fused_int8;split4|-DTILECODEC_FUSED_BLOCKS_PER_SM=4|/b16/' \
+#     bash scripts/gpu_fused.sh          # more bench_gemv builds of include/ with tuning macros, one filter each
 #
 # Steps: build (CMake targets bench_gemv and example_04_fused_mlp, and the fused tests compiled
 # on their own so that other CUDA test files cannot hold them up; with BASE_INCLUDE also a second
@@ -23,6 +25,7 @@ STEPS=${STEPS:-"build test sanitize example bench ncu stalls"}
 BENCH_FILTER=${BENCH_FILTER:-.}
 BASE_INCLUDE=${BASE_INCLUDE:-}
 VARIANT_FLAGS=${VARIANT_FLAGS:-}  # extra nvcc flags (tuning macros): a third bench_gemv from include/, run with BASE_FILTER
+VARIANTS=${VARIANTS:-}            # 'name|nvcc flags|benchmark filter;...': one bench_gemv each, results in bench_v_<name>.json
 BASE_FILTER=${BASE_FILTER:-'^(fused_int8_fixed|fused_int4_fixed|fused_bf16_lossless_fixed)/.*/b1/'}
 NCU_VARIANTS=${NCU_VARIANTS:-"cublas_f16 cublas_bf16 fused_int8_fixed fused_int4_fixed fused_bf16_lossless_fixed fused_int8_rans fused_bf16_lossless_rans"}
 REPS=${REPS:-5}
@@ -60,12 +63,23 @@ if has build; then
       -Ibench bench/fused/gemv.cu -o "$BUILD-bench_variant" -lbenchmark -lcublas -lpthread > "$OUT/build_variant.log" 2>&1 &
     variant_build=$!
   fi
+  vpids=()
+  if [ -n "$VARIANTS" ]; then
+    IFS=';' read -ra vlist <<< "$VARIANTS"
+    for spec in "${vlist[@]}"; do
+      IFS='|' read -r vname vflags vfilter <<< "$spec"
+      nvcc -std=c++17 -O3 -gencode=arch=compute_90a,code=sm_90a -lineinfo --expt-relaxed-constexpr $vflags -Iinclude -Itests \
+        -Ibench bench/fused/gemv.cu -o "$BUILD-bench_v_$vname" -lbenchmark -lcublas -lpthread > "$OUT/build_v_$vname.log" 2>&1 &
+      vpids+=($!)
+    done
+  fi
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTILECODEC_BUILD_TESTS=OFF > "$OUT/build.log" 2>&1 &&
     cmake --build "$BUILD" -j "$JOBS" --target bench_gemv example_04_fused_mlp >> "$OUT/build.log" 2>&1
   echo "cmake build rc=$?" | tee -a "$OUT/build.log"
   wait "$test_build"
   [ -n "$base_build" ] && { wait "$base_build"; echo "base bench build rc=$?"; }
   [ -n "$variant_build" ] && { wait "$variant_build"; echo "variant bench build rc=$?"; }
+  for p in "${vpids[@]}"; do wait "$p"; echo "variant build rc=$?"; done
   tail -1 "$OUT/build_tests.log"
   grep -E "error|warning" "$OUT/build.log" "$OUT/build_tests.log" | head -20
   cuobjdump --dump-resource-usage "$BUILD/bench/bench_gemv" 2>/dev/null | grep -A1 "gemm_kernel" |
@@ -120,6 +134,17 @@ if has bench && [ -x "$BUILD/bench/bench_gemv" ]; then
       --benchmark_repetitions=$REPS --benchmark_report_aggregates_only=true --benchmark_out="$OUT/bench_variant.json" \
       --benchmark_out_format=json > "$OUT/bench_variant.log" 2>&1
     echo "variant bench rc=$?" | tee -a "$OUT/bench_variant.log"
+  fi
+  if [ -n "$VARIANTS" ]; then
+    IFS=';' read -ra vlist <<< "$VARIANTS"
+    for spec in "${vlist[@]}"; do
+      IFS='|' read -r vname vflags vfilter <<< "$spec"
+      [ -x "$BUILD-bench_v_$vname" ] || { echo "variant $vname: no binary"; continue; }
+      timeout 300 "./$BUILD-bench_v_$vname" --benchmark_filter="$vfilter" \
+        --benchmark_repetitions=$REPS --benchmark_report_aggregates_only=true --benchmark_out="$OUT/bench_v_$vname.json" \
+        --benchmark_out_format=json > "$OUT/bench_v_$vname.log" 2>&1
+      echo "variant $vname bench rc=$?" | tee -a "$OUT/bench_v_$vname.log"
+    done
   fi
 fi
 
@@ -206,6 +231,22 @@ if os.path.exists(path):
             if base and new:
                 extra = " [%7.1f (x%.2f)]" % (variant[key], base[0] / variant[key]) if key in variant else ""
                 print("  %-27s %-11s %-4s %7.1f (x%.2f) -> %7.1f (x%.2f)%s" % (v, s_, bt, t0, base[0] / t0, new[0], base[0] / new[0], extra))
+import glob
+try:
+  for path in sorted(glob.glob(os.path.join(out, "bench_v_*.json"))):
+      name = os.path.basename(path)[len("bench_v_"):-len(".json")]
+      vres = load(os.path.basename(path))
+      print("variant %s (VARIANTS build), same run: main -> variant, us (x vs cuBLAS of the same activation type)" % name)
+      for key, t1 in vres.items():
+          v, s_, bt = key
+          base = med.get(("cublas_bf16" if "bf16" in v else "cublas_f16", s_, bt))
+          new = med.get(key)
+          b0 = before.get(key)
+          if base and new:
+              pre = " (base %7.1f x%.2f)" % (b0, base[0] / b0) if b0 else ""
+              print("  %-27s %-11s %-4s %7.1f (x%.2f) -> %7.1f (x%.2f)%s" % (v, s_, bt, new[0], base[0] / new[0], t1, base[0] / t1, pre))
+except NameError:
+    pass
 ncu = os.path.join(out, "ncu.csv")
 if os.path.exists(ncu) and os.path.getsize(ncu) > 0:
     print("ncu (4096x14336, batch 1, one call): variant, metric, value")

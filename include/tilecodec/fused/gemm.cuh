@@ -32,6 +32,15 @@
 #include "gemm_kernel.cuh"
 #include "matrix_ref.cuh"
 
+// Tuning of the launch shape (never changes the bits of a result's terms, only how columns are
+// split): blocks per multiprocessor that splits aim for, and the least 16-column units per warp.
+#ifndef TILECODEC_FUSED_BLOCKS_PER_SM
+#define TILECODEC_FUSED_BLOCKS_PER_SM 2
+#endif
+#ifndef TILECODEC_FUSED_MIN_UNITS
+#define TILECODEC_FUSED_MIN_UNITS 2
+#endif
+
 namespace tilecodec {
 namespace fused {
 
@@ -68,9 +77,9 @@ inline std::size_t align256(std::size_t v) { return (v + 255) / 256 * 256; }
   p.chunks = (batch + per_pass - 1) / per_pass;
   p.strips = static_cast<std::uint32_t>((w.rows() + detail::strip_rows - 1) / detail::strip_rows);
   const std::uint64_t units = w.coding == plane_coding::rans ? w.layout.grid_cols : (w.cols() + 15) / 16;
-  const std::uint64_t min_units = w.coding == plane_coding::rans ? 1 : 2;
+  const std::uint64_t min_units = w.coding == plane_coding::rans ? 1 : TILECODEC_FUSED_MIN_UNITS;
   const std::uint64_t max_splits = std::max<std::uint64_t>(1, units / (detail::cta_warps * min_units));
-  const std::uint64_t base = std::uint64_t(p.strips) * p.chunks, target = 2ull * std::uint64_t(sm_count);
+  const std::uint64_t base = std::uint64_t(p.strips) * p.chunks, target = std::uint64_t(TILECODEC_FUSED_BLOCKS_PER_SM) * std::uint64_t(sm_count);
   std::uint64_t s = base >= target ? 1 : target / base;
   s = std::min<std::uint64_t>(std::min<std::uint64_t>(s, max_splits), 65535);
   p.splits = static_cast<std::uint32_t>(std::max<std::uint64_t>(s, 1));

@@ -19,6 +19,11 @@
 //   - escapes of fixed-coded tiles: the chunk's entries are prefetched into registers while the
 //     quads run, then each lane corrects the accumulators it owns (rows g, g + 8 of each 16-row
 //     block, batch columns 2t, 2t + 1): (true - coded value) * x in fp32, entries in order.
+// Stream path (int8, batch <= 8, every tile of the warp's range whole-width, fixed coder, mma
+// order; warp_gemm::stream): no chunks and no staging. The quads run as one stream across tiles
+// with the code-word ring refilled across tile boundaries, B fragments from L1 one quad ahead, and
+// each tile's escape pass run between two groups of quads (one site outside the unrolled body)
+// from entries and row-table words copied a tile ahead. Other cases take the chunk path above.
 // Per-warp results meet in shared memory in a fixed order; with splits > 1 each block writes its
 // partial to the workspace and the last block of the strip (an atomic counter, reset after use)
 // sums the partials in split order. Every sum has a fixed order: results are deterministic.
@@ -37,6 +42,22 @@
 #include "matrix_ref.cuh"
 #include "rans_quad.cuh"
 
+// Tuning (never changes results beyond fp32 summation order of the same terms): the stream path
+// for whole-width fixed-coded tiles, per quantization (bit 1: int8, 2: lossless, 4: int4; the
+// others take the chunk path for every tile), and extra quads of prefetch depth on it.
+#ifndef TILECODEC_FUSED_STREAM
+#define TILECODEC_FUSED_STREAM 1
+#endif
+#ifndef TILECODEC_FUSED_STREAM_NG2  // batch 9-16 on the stream path too
+#define TILECODEC_FUSED_STREAM_NG2 0
+#endif
+#ifndef TILECODEC_FUSED_STREAM_LI_SHALLOWER  // lossless and int4: quads less than the chunk path's depth
+#define TILECODEC_FUSED_STREAM_LI_SHALLOWER 1
+#endif
+#ifndef TILECODEC_FUSED_STREAM_EXTRA_DEPTH
+#define TILECODEC_FUSED_STREAM_EXTRA_DEPTH 0
+#endif
+
 namespace tilecodec {
 namespace fused {
 namespace detail {
@@ -47,6 +68,7 @@ inline constexpr std::uint32_t strip_rows = 64;
 inline constexpr std::uint32_t chunk_kcs = 16;                  // k chunks (16 columns) per staged chunk
 inline constexpr std::uint32_t x_stride = 16 * chunk_kcs + 8;  // halves per staged x row (+8: no bank conflicts)
 inline constexpr std::uint32_t escape_slots = 8;               // escape entries prefetched per lane per chunk
+inline constexpr std::uint32_t stream_tiles = 32;              // tiles per piece of the stream path (one lane each)
 
 enum class path : int { fixed_fast = 0, element = 1, rans = 2 };
 
@@ -70,9 +92,26 @@ struct gemm_args {
 
 // Per-warp shared memory of the fixed / per-element paths. At the end of the warp's work its
 // first 4 * 8 * NG * 64 bytes take the warp's partial sums [8 NG][64] (fp32).
+// The stream path (warp_gemm::stream) does not stage activations; its second escape buffers and
+// its tile table take the place of the staged x.
+struct stream_storage {
+  std::uint32_t entries[32 * escape_slots];  // escape entries of every other tile (the first buffer: warp_storage)
+  std::uint32_t rows[2][34];                 // row-table words of two tiles: raw row starts ro .. ro + 65
+  std::uint32_t total[2];                    // the word holding each tile's entry count (row h), low half
+  struct meta_t {
+    std::uint64_t base;  // tile byte where the copied entries start
+    std::uint32_t e_begin, n_ent, cached, total;
+  } meta[2];
+  std::uint64_t toff[stream_tiles];  // payload offsets of the piece's tiles (~0: corrupt, skipped)
+  std::uint64_t tend[stream_tiles];
+};
+
 template <int NG>
 struct warp_storage {
-  alignas(16) std::uint16_t x[8 * NG][x_stride];  // staged activations of the chunk
+  union {
+    alignas(16) std::uint16_t x[8 * NG][x_stride];  // staged activations of the chunk
+    stream_storage s;
+  };
   std::uint32_t entries[32 * escape_slots];       // bytes of the strip's escape entries (from a 4-byte boundary)
   std::uint16_t rows[68];                          // escape row table of the strip, from its first entry
   float corr[8 * NG][64];                          // escape corrections, [batch][row]
@@ -406,11 +445,12 @@ struct warp_gemm {
   // sum to st->corr. Deterministic; x comes from the staged chunk.
   __device__ void escapes(const std::uint8_t* tile, const fixed_tile_shape& sh, std::uint32_t hr, std::uint32_t ca,
                           std::uint32_t cb, std::uint64_t tcol0, std::uint32_t e_begin, std::uint32_t n_ent,
-                          std::uint32_t total, std::uint64_t base, std::uint32_t cached) {
+                          std::uint32_t total, std::uint64_t base, std::uint32_t cached, const std::uint16_t* rows,
+                          std::uint32_t rbase, const std::uint32_t* ent, bool staged) {
     asm volatile("cp.async.wait_all;\n" ::: "memory");
     __syncwarp();
     const std::uint32_t vmask = (1u << sh.value_bits) - 1u;
-    const unsigned char* bytes = reinterpret_cast<const unsigned char*>(st->entries);
+    const unsigned char* bytes = reinterpret_cast<const unsigned char*>(ent);
     for (std::uint32_t r0 = 0; r0 < n_ent; r0 += 32) {
       const std::uint32_t p = r0 + lane;
       const bool valid = p < n_ent && e_begin + p < total;
@@ -429,7 +469,7 @@ struct warp_gemm {
       std::uint32_t row = 0;  // the last r < hr with rows[r] <= p
 #pragma unroll
       for (std::uint32_t step = 32; step > 0; step >>= 1)
-        if (row + step < hr && st->rows[row + step] <= p) row += step;
+        if (row + step < hr && std::uint32_t(rows[row + step]) - rbase <= p) row += step;
       float delta = 0.0f;
       if (inr) {
         if constexpr (LOSSLESS) {
@@ -449,7 +489,8 @@ struct warp_gemm {
       const std::uint32_t next = __shfl_down_sync(0xffffffffu, key, 1);
       const bool leader = key < 64u && (lane == 31 || next != key);
       for (std::uint32_t b = 0; b < nb; ++b) {
-        float c = inr ? delta * xs(b, col - ca) : 0.0f;
+        float c = 0.0f;
+        if (inr) c = delta * (staged ? xs(b, col - ca) : half_bits_to_float<XBF16>(ldg_u16(x + b * a.ldx + tcol0 + col)));
 #pragma unroll
         for (int k = 0; k < 5; ++k) {
           const float o = __shfl_up_sync(0xffffffffu, c, 1u << k);
@@ -517,7 +558,7 @@ struct warp_gemm {
     if (fast) fixed_quads(tile, q0, nq, tcol0 + ca, raw, wb, rb);
     else element_rows(tile, h, w, hr, ca, cb, tcol0, raw);
     // 6. corrections.
-    if (esc) escapes(tile, sh, hr, ca, cb, tcol0, e_begin, e_end - e_begin, total, base, cached);
+    if (esc) escapes(tile, sh, hr, ca, cb, tcol0, e_begin, e_end - e_begin, total, base, cached, st->rows, 0u, st->entries, true);
     __syncwarp();  // the staged chunk is done with before the next one overwrites it
   }
 
@@ -558,6 +599,230 @@ struct warp_gemm {
       chunk(tile, bytes, h, w, hr, k0, k0 + chunk_kcs < kb ? k0 + chunk_kcs : kb, tcol0, raw, fast, sh, esc);
   }
 
+  // ---- stream path: fixed coder, mma order, whole-width tiles -----------------------------------
+  // The warp's quads run as one stream across its tiles (pieces of up to stream_tiles tiles): a
+  // ring of DS quads of code words in registers, refilled DS quads ahead whatever tile they are in
+  // (a tile switch on the prefetch side is a pointer from the piece's tile table); B fragments
+  // straight from x (L1), one quad ahead. Escapes are handled between groups of DS quads, at one
+  // site outside the unrolled body: when the consumer has left a tile, its escape pass runs (x
+  // from L1) while the ring holds the next tile's quads. Escape data is copied a tile ahead:
+  // row-table words of tile i + 1 and entries of tile i are in flight while tile i is multiplied.
+  static constexpr int DS = (Q == quant::kind::int8_rowwise ? D : D - TILECODEC_FUSED_STREAM_LI_SHALLOWER) +
+                            TILECODEC_FUSED_STREAM_EXTRA_DEPTH;
+  // Batch 9-16 (NG = 2) keeps the chunk path: on the stream path it ran 1.3-1.8x slower (B fragments
+  // and escape activations of 16 batch rows from L1 instead of shared memory, spills).
+  static constexpr bool STREAMED = P == path::fixed_fast && (NG == 1 || TILECODEC_FUSED_STREAM_NG2) &&
+                                   (TILECODEC_FUSED_STREAM & (Q == quant::kind::int8_rowwise ? 1 : LOSSLESS ? 2 : 4)) != 0;
+
+  __device__ bool stream_applies(std::uint64_t u0, std::uint64_t u1) const {
+    if constexpr (P != path::fixed_fast) {
+      return false;
+    } else {
+      const tile_layout& L = W.layout;
+      if (!STREAMED || W.coding != plane_coding::fixed || u0 >= u1) return false;
+      if (!tile_uses_mma_order(W.order, L.height_of_grid_row(gr), L.tile_cols)) return false;
+      const std::uint64_t kt = L.tile_cols / 16u;
+      if ((u1 - 1) / kt + 1 >= L.grid_cols && L.width_of_grid_col(L.grid_cols - 1) != L.tile_cols) return false;
+      if constexpr (LOSSLESS) {
+        const std::uint8_t* raw = W.data + W.raw_offset + raw7_group_bytes * L.groups8_before(gr * L.grid_cols);
+        if ((reinterpret_cast<std::uintptr_t>(raw) & 3u) != 0) return false;
+      }
+      return true;
+    }
+  }
+
+  // Copies the row-table words of piece tile i (rows ro .. ro + 65, and row h) into buffer i & 1.
+  __device__ void stream_rows_copy(std::uint32_t i, const fixed_tile_shape& sh, std::uint32_t h) {
+    const std::uint64_t off = st->s.toff[i];
+    if (off == ~std::uint64_t(0)) return;
+    const std::uint8_t* rs = W.data + W.payload_offset + off + sh.code_bytes;  // 4-byte aligned: ro, h even
+    cp_async4(&st->s.rows[i & 1u][lane], rs + 2u * ro + 4u * lane);  // rows ro .. ro + 63
+    if (lane == 0) cp_async4(&st->s.rows[i & 1u][32], rs + 2u * ro + 128u);  // rows ro + 64, ro + 65
+    if (lane == 1) cp_async4(&st->s.total[i & 1u], rs + 2u * h);
+    cp_async_commit();
+  }
+
+  // Row table of piece tile i landed: checks it and copies the strip's entries into buffer i & 1.
+  __device__ void stream_entries_copy(std::uint32_t i, const fixed_tile_shape& sh) {
+    const std::uint64_t off = st->s.toff[i];
+    std::uint32_t n_ent = 0, e_begin = 0, cached = 0, total = 0;
+    std::uint64_t base = 0;
+    if (off != ~std::uint64_t(0)) {
+      const std::uint16_t* rows = reinterpret_cast<const std::uint16_t*>(st->s.rows[i & 1u]);
+      e_begin = rows[0];
+      const std::uint32_t e_end = rows[64];
+      total = st->s.total[i & 1u] & 0xffffu;
+      const std::uint64_t bytes = st->s.tend[i] - off;
+      if (e_begin > e_end || e_end > total || sh.escapes_offset + std::uint64_t(total) * sh.entry_bytes > bytes) {
+        if (lane == 0) report(a.status, status::corrupt_payload);
+      } else {
+        n_ent = e_end - e_begin;
+        const std::uint8_t* tile = W.data + W.payload_offset + off;
+        base = (sh.escapes_offset + std::uint64_t(e_begin) * sh.entry_bytes) & ~std::uint64_t(3);
+        const std::uint64_t end = sh.escapes_offset + std::uint64_t(e_end) * sh.entry_bytes;
+        const std::uint64_t words = (end - base + 3) / 4 < 32u * escape_slots ? (end - base + 3) / 4 : 32u * escape_slots;
+        cached = static_cast<std::uint32_t>(4 * words);
+        std::uint32_t* ent = (i & 1u) ? st->s.entries : st->entries;
+        for (std::uint32_t k = lane; k < words; k += 32) cp_async4(&ent[k], tile + base + 4 * k);
+        cp_async_commit();
+      }
+    }
+    if (lane == 0) {
+      st->s.meta[i & 1u].base = base;
+      st->s.meta[i & 1u].e_begin = e_begin;
+      st->s.meta[i & 1u].n_ent = n_ent;
+      st->s.meta[i & 1u].cached = cached;
+      st->s.meta[i & 1u].total = total;
+    }
+  }
+
+  // Escape pass of piece tile i, chunk columns [ca, cb) of it.
+  __device__ void stream_escapes(std::uint32_t i, const fixed_tile_shape& sh, std::uint32_t ca, std::uint32_t cb,
+                                 std::uint64_t tcol0) {
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+    __syncwarp();
+    const auto m = st->s.meta[i & 1u];
+    if (m.n_ent != 0) {
+      const std::uint8_t* tile = W.data + W.payload_offset + st->s.toff[i];
+      escapes(tile, sh, 64u, ca, cb, tcol0, m.e_begin, m.n_ent, m.total, m.base, m.cached,
+              reinterpret_cast<const std::uint16_t*>(st->s.rows[i & 1u]), m.e_begin, (i & 1u) ? st->s.entries : st->entries,
+              false);
+    }
+    __syncwarp();
+  }
+
+  // Units [pa, pb) of the strip, all in tiles tc0 .. tc0 + nt - 1 (nt <= stream_tiles).
+  __device__ void stream_piece(std::uint64_t pa, std::uint64_t pb, std::uint64_t tc0, std::uint32_t nt, std::uint32_t kt,
+                               const fixed_tile_shape& sh, std::uint32_t h, bool esc) {
+    if constexpr (P == path::fixed_fast) {
+      const tile_layout& L = W.layout;
+      const std::uint64_t* index = reinterpret_cast<const std::uint64_t*>(W.data + W.index_offset);
+      // 1. the tile table: lane i checks tile tc0 + i.
+      __syncwarp();
+      if (lane < nt) {
+        const std::uint64_t tt = gr * L.grid_cols + tc0 + lane;
+        const std::uint64_t ta = index[tt], tb = index[tt + 1];
+        std::uint64_t off = ~std::uint64_t(0);
+        if (tb < ta || tb > W.payload_bytes || ((ta | tb) & 15u) != 0) report(a.status, status::corrupt_header);
+        else if (tb - ta < fixed_tile_bytes(sh, 0)) report(a.status, status::corrupt_payload);
+        else off = ta;
+        st->s.toff[lane] = off;
+        st->s.tend[lane] = tb;
+      }
+      __syncwarp();
+      const std::uint32_t nq = static_cast<std::uint32_t>(pb - pa);
+      const std::uint32_t k0 = static_cast<std::uint32_t>(pa - tc0 * kt);  // first unit's k chunk in its tile
+      const std::uint32_t qs0 = (ro / 64u) * kt;                             // the strip's first quad in a tile
+      const std::uint8_t* raw_row =
+          LOSSLESS ? W.data + W.raw_offset + raw7_group_bytes * L.groups8_before(gr * L.grid_cols) : nullptr;
+      const std::uint64_t raw_tile = raw7_group_bytes * tile_layout::groups8(h, L.tile_cols);
+      // 2. the prefetch cursor and the first DS quads.
+      const std::uint32_t* pw = nullptr;
+      const std::uint8_t* pr = nullptr;
+      std::uint32_t pt = 0, pleft = 0;
+      bool pvalid = false;
+      auto seek = [&](std::uint32_t k) {
+        const std::uint64_t off = st->s.toff[pt];
+        pvalid = off != ~std::uint64_t(0);
+        pw = reinterpret_cast<const std::uint32_t*>(W.data + W.payload_offset + (pvalid ? off : 0)) +
+             32u * std::uint32_t(K) * (qs0 + k) + lane;
+        if constexpr (LOSSLESS) pr = raw_row + raw_tile * (tc0 + pt) + 896u * (qs0 + k) + 28u * lane;
+        pleft = kt - k;
+      };
+      std::uint32_t wb[DS][K > 0 ? K : 1], rb[DS][LOSSLESS ? 7 : 1];
+      auto prefetch = [&](int d) {
+#pragma unroll
+        for (int j = 0; j < K; ++j) wb[d][j] = pvalid ? ldg_stream_u32(pw + 32 * j) : 0u;
+        if constexpr (LOSSLESS) {
+#pragma unroll
+          for (int j = 0; j < 7; ++j) rb[d][j] = pvalid ? ldg_u32(pr + 4 * j) : 0u;
+          pr += 896;
+        }
+        pw += 32u * K;
+        if (--pleft == 0 && ++pt < nt) seek(0);
+      };
+      seek(k0);
+#pragma unroll
+      for (int d = 0; d < DS; ++d)
+        if (std::uint32_t(d) < nq) prefetch(d);
+      std::uint32_t xn[NG][2];
+      const std::uint64_t col0 = 16u * pa;
+      load_x(col0, xn);
+      // 3. escape data of the first tile (waited for: once per piece) and the row table of the second.
+      if (esc) {
+        stream_rows_copy(0, sh, h);
+        if (nt > 1) stream_rows_copy(1, sh, h);
+        asm volatile("cp.async.wait_all;\n" ::: "memory");
+        __syncwarp();
+        stream_entries_copy(0, sh);
+      }
+      // 4. the quads; tile ends between groups.
+      const std::uint32_t first2 = W.first | (W.first << 16);
+      std::uint32_t ct = 0;                   // the consumer's tile (piece index)
+      std::uint32_t cend = kt - k0 < nq ? kt - k0 : nq;  // its end (piece quad index)
+      for (std::uint32_t j = 0; j < nq; j += DS) {
+#pragma unroll
+        for (int d = 0; d < DS; ++d) {
+          const std::uint32_t idx = j + d;
+          if (idx < nq) {
+            std::uint32_t w[K > 0 ? K : 1], rc[LOSSLESS ? 7 : 1], xb[NG][2];
+#pragma unroll
+            for (int k = 0; k < K; ++k) w[k] = wb[d][k];
+            if constexpr (LOSSLESS) {
+#pragma unroll
+              for (int k = 0; k < 7; ++k) rc[k] = rb[d][k];
+            }
+#pragma unroll
+            for (int n = 0; n < NG; ++n) xb[n][0] = xn[n][0], xb[n][1] = xn[n][1];
+            if (idx + DS < nq) prefetch(d);
+            load_x(col0 + 16u * (idx + 1 < nq ? idx + 1 : idx), xn);
+            std::uint32_t af[4][4];
+            if constexpr (Q == quant::kind::int8_rowwise) {
+              int_quad_fragments<K, XBF16>(w, a.int_sub, af);
+            } else {
+              std::uint32_t pairs[4][4];
+              fixed_quad_pairs<K>(w, pairs);
+              if constexpr (LOSSLESS) lossless_fragments<XBF16>(pairs, first2, rc, af);
+              else int_fragments<XBF16, (K > 7)>(pairs, a.int_sub, af);
+            }
+            enter_group(col0 + 16u * idx);
+            mma_quad(af, xb);
+          }
+        }
+        // Tiles the consumer has left: their escape passes (one site, outside the unrolled body).
+        while (ct < nt && j + DS >= cend) {
+          if (esc) {
+            const std::uint32_t ka = ct == 0 ? k0 : 0u;            // the tile's k chunks [ka, ka + cend - tq0)
+            const std::uint32_t tq0 = ct == 0 ? 0u : ct * kt - k0;  // its first piece quad
+            stream_escapes(ct, sh, 16u * ka, 16u * (ka + cend - tq0), (tc0 + ct) * L.tile_cols);
+            if (ct + 1 < nt) {
+              stream_entries_copy(ct + 1, sh);
+              if (ct + 2 < nt) stream_rows_copy(ct + 2, sh, h);
+            }
+          }
+          ++ct;
+          cend = cend + kt < nq ? cend + kt : nq;
+        }
+      }
+    }
+  }
+
+  __device__ void stream(std::uint64_t u0, std::uint64_t u1) {
+    if constexpr (P == path::fixed_fast) {
+      const tile_layout& L = W.layout;
+      const std::uint32_t kt = L.tile_cols / 16u;
+      const std::uint32_t h = L.height_of_grid_row(gr);
+      const fixed_tile_shape sh = fixed_shape(W.fixed(), h, L.tile_cols);
+      const bool esc = W.fixed().has_escapes();
+      for (std::uint64_t pa = u0; pa < u1;) {
+        const std::uint64_t tc0 = pa / kt;
+        const std::uint64_t pb = u1 < (tc0 + stream_tiles) * kt ? u1 : (tc0 + stream_tiles) * kt;
+        stream_piece(pa, pb, tc0, static_cast<std::uint32_t>((pb - 1) / kt - tc0 + 1), kt, sh, h, esc);
+        pa = pb;
+      }
+    }
+  }
+
   // The warp's whole range of units [u0, u1): k chunks (fixed / stored) or tiles (rANS).
   __device__ void run(std::uint64_t u0, std::uint64_t u1, rans_warp_storage* rst, const rans_table_storage* table) {
     const tile_layout& L = W.layout;
@@ -575,6 +840,8 @@ struct warp_gemm {
         const std::uint8_t* raw = LOSSLESS ? W.data + W.raw_offset + raw7_group_bytes * L.groups8_before(tt) : nullptr;
         rans_tile(*rst, *table, W.data + W.payload_offset + ta, tb - ta, w, u * L.tile_cols, raw);
       }
+    } else if (STREAMED && stream_applies(u0, u1)) {
+      if constexpr (STREAMED) stream(u0, u1);
     } else {
       // The next tile's index entries load while the current tile is worked on.
       std::uint64_t tc = u0 / kt;
