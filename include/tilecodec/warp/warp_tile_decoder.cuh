@@ -18,6 +18,10 @@
 //   }
 //   s = dec.end();                             // checks the stream like the host decoder
 //
+//   // (c) lane-stream codecs: W warps (W divides lanes / 32) decode one tile together, each with
+//   //     its own TempStorage; warp w writes its own lanes' symbols
+//   s = dec.decode_share<W>(tensor, tile, out, tilecodec::dtype::f32, ld, /*team_warp=*/w);
+//
 // Codecs with coder::rans (shared word stream, coding 1) and coder::rans_lanes (one stream per
 // lane, coding 3; its TempStorage holds 64 or 128 bytes of ring per lane) both work.
 // All 32 lanes of the warp must call every member. The decoder's template codec fixes the
