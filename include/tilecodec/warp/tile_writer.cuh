@@ -108,7 +108,7 @@ class tile_writer {
     emit_lane(i_ < n_ ? (n_ - i_ < per_lane ? n_ - i_ : per_lane) : 0u, sym, wide);
   }
 
-  private:
+ private:
   // Packed 7-bit raw values of 16 elements starting at element i0 (a multiple of 16) are 14 bytes
   // at raw_tile + 14 * (i0 / 16); they are read as five aligned words (the bytes around them lie
   // inside the tensor's raw plane or the sections after it). One window ahead their lines are
