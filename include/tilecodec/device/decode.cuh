@@ -173,10 +173,11 @@ __device__ inline status check_task(const decode_task& task, std::uint64_t& tile
 // One block: checks tasks, writes their status words, picks the call's team size, prefix-sums the
 // tasks' work groups, resets the counters. Team size (`team`: 1, 2 or 4; 0: choose): lane-stream
 // tiles are shared by up to 4 warps (one per 32 lanes); the call takes the largest of 4, 2, 1
-// whose warps (tiles x team warps over all tasks) fit the decode grid's `grid_warps` at once, so small calls get more warps
-// per tile and large ones keep each warp's per-tile set-up (head, prefix of the word counts, ring
-// fill) spread over more symbols (H100, 4096 x 14336, 256 x 256 tiles of 128 lanes: teams of 2
-// 7-13% faster than teams of 4, which need 1.7 waves, and 4-12% faster than one warp).
+// whose warps (tiles x team warps over all tasks) fit the decode grid's `grid_warps` at once, so
+// small calls get more warps per tile and large ones keep each warp's per-tile set-up (head,
+// prefix of the word counts, ring fill) spread over more symbols (H100, 4096 x 14336, 256 x 256
+// tiles of 128 lanes: teams of 2 7-17% faster than teams of 4, which need 1.7 waves, and 15-21%
+// faster than one warp; PERFORMANCE.md 3.1).
 // (Kernels are templates so that the header can be included by many translation units.)
 template <int Threads = setup_threads>
 __global__ void __launch_bounds__(Threads) decode_setup_kernel(const decode_task* tasks, std::uint32_t count,
@@ -198,7 +199,7 @@ __global__ void __launch_bounds__(Threads) decode_setup_kernel(const decode_task
 #pragma unroll
     for (std::uint32_t k = 0; k < 3; ++k) demand[k] += tiles * ((1u << k) < most ? (1u << k) : most);
   }
-  if (team == 0) {  // sum over the block: shuffles, one slot per warp (64-bit shared atomics: 27 us for 103 tasks)
+  if (team == 0) {  // block sum: shuffles, one slot per warp (shared 64-bit atomics: 27 us, 103 tasks)
 #pragma unroll
     for (std::uint32_t k = 0; k < 3; ++k) {
 #pragma unroll
