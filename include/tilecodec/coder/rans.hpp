@@ -198,4 +198,20 @@ void rans_encode_tile(const rans_encode_symbol* table, std::uint32_t prob_bits, 
   rans_append_tile(x, Lanes, wp, std::size_t(top - wp), out);
 }
 
+// The same for a run-time lane count (1..128, a power of two; anything else: 64).
+inline void rans_encode_tile(std::uint32_t lanes, const rans_encode_symbol* table, std::uint32_t prob_bits,
+                             const std::uint16_t* symbols, std::uint32_t n, std::vector<std::uint16_t>& words,
+                             std::vector<std::uint8_t>& out) {
+  switch (lanes) {
+    case 1: return rans_encode_tile<1>(table, prob_bits, symbols, n, words, out);
+    case 2: return rans_encode_tile<2>(table, prob_bits, symbols, n, words, out);
+    case 4: return rans_encode_tile<4>(table, prob_bits, symbols, n, words, out);
+    case 8: return rans_encode_tile<8>(table, prob_bits, symbols, n, words, out);
+    case 16: return rans_encode_tile<16>(table, prob_bits, symbols, n, words, out);
+    case 32: return rans_encode_tile<32>(table, prob_bits, symbols, n, words, out);
+    case 128: return rans_encode_tile<128>(table, prob_bits, symbols, n, words, out);
+    default: return rans_encode_tile<64>(table, prob_bits, symbols, n, words, out);
+  }
+}
+
 }  // namespace tilecodec

@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "rans.hpp"
@@ -320,35 +321,39 @@ __attribute__((target("avx2,popcnt"))) void rans_encode_tile_avx2(const rans_enc
   rans_append_tile(x, Lanes, wp, std::size_t(top - wp), out);
 }
 
+// Calls f(std::integral_constant<std::uint32_t, P>{}) for the run-time precision P = prob_bits
+// (8..12); false, without calling it, for any other.
+template <class F>
+inline bool with_prob_bits(std::uint32_t prob_bits, F&& f) {
+  switch (prob_bits) {
+    case 8: f(std::integral_constant<std::uint32_t, 8>{}); return true;
+    case 9: f(std::integral_constant<std::uint32_t, 9>{}); return true;
+    case 10: f(std::integral_constant<std::uint32_t, 10>{}); return true;
+    case 11: f(std::integral_constant<std::uint32_t, 11>{}); return true;
+    case 12: f(std::integral_constant<std::uint32_t, 12>{}); return true;
+    default: return false;
+  }
+}
+
+// Run-time dispatch over precision (anything but 8..11: 12).
 inline void rans_encode_tile_avx2(const rans_encode_tables& tables, std::uint32_t prob_bits,
                                   const std::uint16_t* symbols, std::uint32_t n, std::vector<std::uint16_t>& words,
                                   std::vector<std::uint8_t>& out) {
-  switch (prob_bits) {
-    case 8: return rans_encode_tile_avx2<8>(tables, symbols, n, words, out);
-    case 9: return rans_encode_tile_avx2<9>(tables, symbols, n, words, out);
-    case 10: return rans_encode_tile_avx2<10>(tables, symbols, n, words, out);
-    case 11: return rans_encode_tile_avx2<11>(tables, symbols, n, words, out);
-    default: return rans_encode_tile_avx2<12>(tables, symbols, n, words, out);
-  }
+  const auto encode = [&](auto p) { rans_encode_tile_avx2<decltype(p)::value>(tables, symbols, n, words, out); };
+  if (!with_prob_bits(prob_bits, encode)) encode(std::integral_constant<std::uint32_t, 12>{});
 }
 
 // Run-time dispatch over precision and symbol width.
 [[nodiscard]] inline status rans_decode_tile_avx2(const rans_decode_entry* table, std::uint32_t prob_bits,
                                                   std::uint32_t sym_bits, const std::uint8_t* tile,
                                                   std::size_t tile_bytes, std::uint16_t* symbols, std::uint32_t n) {
-#define TILECODEC_AVX2_CASE(P)                                                                 \
-  case P:                                                                                      \
-    return sym_bits == 9 ? rans_decode_tile_avx2<P, 9>(table, tile, tile_bytes, symbols, n)    \
-                         : rans_decode_tile_avx2<P, 8>(table, tile, tile_bytes, symbols, n);
-  switch (prob_bits) {
-    TILECODEC_AVX2_CASE(8)
-    TILECODEC_AVX2_CASE(9)
-    TILECODEC_AVX2_CASE(10)
-    TILECODEC_AVX2_CASE(11)
-    TILECODEC_AVX2_CASE(12)
-    default: return status::corrupt_header;
-  }
-#undef TILECODEC_AVX2_CASE
+  status s = status::corrupt_header;
+  with_prob_bits(prob_bits, [&](auto p) {
+    constexpr std::uint32_t P = decltype(p)::value;
+    s = sym_bits == 9 ? rans_decode_tile_avx2<P, 9>(table, tile, tile_bytes, symbols, n)
+                      : rans_decode_tile_avx2<P, 8>(table, tile, tile_bytes, symbols, n);
+  });
+  return s;
 }
 
 // Run-time dispatch of the pair decoder; an unsupported precision fails both tiles.
@@ -357,21 +362,14 @@ inline void rans_decode_tile_pair_avx2(const rans_decode_entry* table, std::uint
                                        std::uint32_t n0, status& result0, const std::uint8_t* tile1,
                                        std::size_t bytes1, std::uint16_t* symbols1, std::uint32_t n1,
                                        status& result1) {
-#define TILECODEC_AVX2_CASE(P)                                                                              \
-  case P:                                                                                                   \
-    return sym_bits == 9 ? rans_decode_tile_pair_avx2<P, 9>(table, tile0, bytes0, symbols0, n0, result0, tile1,  \
-                                                            bytes1, symbols1, n1, result1)                  \
-                         : rans_decode_tile_pair_avx2<P, 8>(table, tile0, bytes0, symbols0, n0, result0, tile1,  \
-                                                            bytes1, symbols1, n1, result1);
-  switch (prob_bits) {
-    TILECODEC_AVX2_CASE(8)
-    TILECODEC_AVX2_CASE(9)
-    TILECODEC_AVX2_CASE(10)
-    TILECODEC_AVX2_CASE(11)
-    TILECODEC_AVX2_CASE(12)
-    default: result0 = result1 = status::corrupt_header;
-  }
-#undef TILECODEC_AVX2_CASE
+  const bool known = with_prob_bits(prob_bits, [&](auto p) {
+    constexpr std::uint32_t P = decltype(p)::value;
+    if (sym_bits == 9)
+      rans_decode_tile_pair_avx2<P, 9>(table, tile0, bytes0, symbols0, n0, result0, tile1, bytes1, symbols1, n1, result1);
+    else
+      rans_decode_tile_pair_avx2<P, 8>(table, tile0, bytes0, symbols0, n0, result0, tile1, bytes1, symbols1, n1, result1);
+  });
+  if (!known) result0 = result1 = status::corrupt_header;
 }
 
 }  // namespace tilecodec

@@ -275,27 +275,6 @@ inline void count_symbols(const std::uint16_t* sym, std::uint32_t n, std::uint32
   for (; i < n; ++i) ++h0[sym[i]];
 }
 
-template <std::uint32_t Lanes>
-void encode_tile_lanes(const rans_encode_symbol* table, std::uint32_t prob_bits, const std::uint16_t* symbols,
-                       std::uint32_t n, std::vector<std::uint16_t>& words, std::vector<std::uint8_t>& out) {
-  rans_encode_tile<Lanes>(table, prob_bits, symbols, n, words, out);
-}
-
-inline void encode_tile_rans(std::uint32_t lanes, const rans_encode_symbol* table, std::uint32_t prob_bits,
-                             const std::uint16_t* symbols, std::uint32_t n, std::vector<std::uint16_t>& words,
-                             std::vector<std::uint8_t>& out) {
-  switch (lanes) {
-    case 1: return encode_tile_lanes<1>(table, prob_bits, symbols, n, words, out);
-    case 2: return encode_tile_lanes<2>(table, prob_bits, symbols, n, words, out);
-    case 4: return encode_tile_lanes<4>(table, prob_bits, symbols, n, words, out);
-    case 8: return encode_tile_lanes<8>(table, prob_bits, symbols, n, words, out);
-    case 16: return encode_tile_lanes<16>(table, prob_bits, symbols, n, words, out);
-    case 32: return encode_tile_lanes<32>(table, prob_bits, symbols, n, words, out);
-    case 128: return encode_tile_lanes<128>(table, prob_bits, symbols, n, words, out);
-    default: return encode_tile_lanes<64>(table, prob_bits, symbols, n, words, out);
-  }
-}
-
 // Stores symbols uncoded, in the layout stored_symbol() reads (format/planes.hpp).
 inline void store_tile(std::uint32_t alphabet, const std::uint16_t* symbols, std::uint32_t n,
                        std::vector<std::uint8_t>& out) {
@@ -568,7 +547,7 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
               raw7 ? bytes.data() + h.raw_offset + raw7_group_bytes * layout.groups8_before(t) : nullptr;
           if (!fixed_encode_tile(fixed, params.order, b.height, b.width, sym, raw_tile, out)) too_many_escapes = true;
         } else if (coding == plane_coding::rans) {
-          detail::encode_tile_rans(params.lanes, enc_table.data(), h.params.prob_bits, sym, n, words, out);
+          rans_encode_tile(params.lanes, enc_table.data(), h.params.prob_bits, sym, n, words, out);
         } else if (coding == plane_coding::rans_lanes) {
           rans_lanes_encode_tile(params.lanes, enc_table.data(), h.params.prob_bits, sym, n, words, out);
         } else {
