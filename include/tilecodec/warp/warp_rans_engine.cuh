@@ -229,10 +229,10 @@ class rans_warp_engine {
   TILECODEC_DEV std::uint32_t decode(std::uint32_t& x) const {
     return rans_decode_step<P, B>(x, tab_, pmask_, pshift_, sym_bits_);
   }
-  // x << 16 | word where the lane needs a word (then x < 2^16), else x: one PRMT whose selector
-  // is chosen off the dependent chain.
+  // x << 16 | word where the lane needs a word (then x < 2^16), else x: a PRMT predicated on the
+  // compare (a selector chosen by it costs a SEL more).
   static TILECODEC_DEV std::uint32_t renorm(std::uint32_t x, bool need, std::uint32_t word) {
-    return byte_perm(word, x, need ? 0x5410u : 0x7654u);
+    return need ? byte_perm(word, x, 0x5410u) : x;
   }
   TILECODEC_DEV void consumed(std::uint32_t bytes) {
     pos_ += bytes;

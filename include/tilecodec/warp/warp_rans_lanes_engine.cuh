@@ -11,10 +11,12 @@
 //   for 32 and 64 chains per warp, 64 for 128: R / 16 cp.async chunks of 16 bytes, aligned in the
 //   tile; the ring slot of tile byte p is p mod R). Every group of steps first waits for the
 //   copies issued `ring_wait + 1` groups ago, then tops each chain's ring up by one chunk (when
-//   fewer than R bytes lie ahead of its read position's chunk) and commits. A group of at most 4
-//   steps takes at most 8 bytes per chain, so a chunk issued with R - 16 bytes of data ahead of it
-//   is read no earlier than ceil((R - 30) / 8) - 1 groups later (R = 64: 4 groups, waiting for all
-//   but the 3 latest groups is enough; R = 128: 12 groups; see ring_wait).
+//   fewer than R bytes lie ahead of its read position's chunk) and commits. A group of at most S
+//   steps (S = RefillSteps, 4 or 8) takes at most 2 S bytes per chain, at most one chunk, so a
+//   chunk issued with R - 16 bytes of data ahead of it is read no earlier than
+//   ceil((R - 30) / 2 S) - 1 groups later (S = 4, R = 64: 4 groups, waiting for all but the 3
+//   latest groups is enough; R = 128: 12 groups; S = 8, R = 128: 6 groups; see ring_wait). Eight
+//   steps per top-up halve its instructions; they need 8 x 32 K symbols per window (K <= 2).
 // - Reads never leave the ring and copies never leave the tile, whatever the tile holds: the
 //   counts are checked against the tile's size at begin(), and a lane whose stream is corrupt
 //   only reads stale ring bytes; finish() then finds it did not end exactly at its stream's end
@@ -52,13 +54,14 @@ struct rans_lane_rings {
 
 // K: chains per thread; Warps: warps decoding the tile together (Lanes = 32 K Warps). P, B:
 // probability and symbol bits when known at compile time (0: run-time), exactly as in
-// rans_warp_engine.
-template <int K, int P = 0, int B = 0, int Warps = 1>
+// rans_warp_engine. RefillSteps: the most steps between two advance_ring() calls (4 or 8).
+template <int K, int P = 0, int B = 0, int Warps = 1, int RefillSteps = 4>
 class rans_lanes_warp_engine {
   static_assert(K == 1 || K == 2 || K == 4, "1, 2 or 4 chains per thread");
   static_assert(rans_lanes_supported(32u * K * Warps), "rans_lanes: 32, 64 or 128 lanes");
   static_assert(P == 0 || (P >= 8 && P <= 12), "probability bits are 8..12");
   static_assert(B == 0 || B == 8 || B == 9, "symbols have 8 or 9 bits");
+  static_assert(RefillSteps == 4 || RefillSteps == 8, "the ring is topped up every 4 or 8 steps");
 
  public:
   static constexpr std::uint32_t lanes = 32u * K * Warps;  // of the tile
@@ -66,10 +69,11 @@ class rans_lanes_warp_engine {
 
  private:
   static constexpr std::uint32_t chain_stride = 32u * rans_lane_rings<32 * K>::lane_bytes;  // chain k: base + R t + 32 R k
-  static constexpr std::uint32_t max_group_steps = 4;
+  static constexpr std::uint32_t max_group_steps = RefillSteps;
   // Copies issued at group g have data at least ring_bytes - 30 bytes ahead of the read position;
   // a group takes at most 2 * max_group_steps bytes: the first group that can read them is
-  // g + ceil((ring_bytes - 30) / 8) - 1, and its wait must leave only the later groups pending.
+  // g + ceil((ring_bytes - 30) / (2 * max_group_steps)) - 1, and its wait must leave only the
+  // later groups pending. (Calling advance_ring() more often only adds groups in between.)
   static constexpr int ring_wait = int((ring_bytes - 30 + 2 * max_group_steps - 1) / (2 * max_group_steps)) - 2;
   static_assert(ring_wait >= 0, "ring too small");
 
@@ -156,14 +160,14 @@ class rans_lanes_warp_engine {
     cp_async_commit();
   }
 
-  // One unchecked group of Steps steps (at most 4; Steps * Lanes symbols of the tile, Steps * 32 K
-  // of this warp). sink(j, item, entry) receives each decoded symbol's table entry: j = 32 K s +
+  // One unchecked group of Steps steps (at most RefillSteps; Steps * Lanes symbols of the tile,
+  // Steps * 32 K of this warp). sink(j, item, entry) receives each decoded symbol's table entry: j = 32 K s +
   // 32 k + t its index among this warp's symbols of the group (step s, chain k, thread t; with
   // one warp per tile that is its index in the tile from the group's first symbol), item = K s + k
   // a compile-time register slot.
   template <std::uint32_t Steps = group_steps, class Sink>
   TILECODEC_DEV void group(Sink&& sink) {
-    static_assert(Steps >= 1 && Steps <= max_group_steps, "a group takes at most 4 steps (ring_wait)");
+    static_assert(Steps >= 1 && Steps <= max_group_steps, "a group takes at most RefillSteps steps (ring_wait)");
 #pragma unroll
     for (std::uint32_t s = 0; s < Steps; ++s) {
       std::uint32_t e[K];
@@ -233,11 +237,12 @@ class rans_lanes_warp_engine {
       default: return lds_u16_at<int(3 * chain_stride)>(a);
     }
   }
-  // x << 16 | word where the chain needs a word (then x < 2^16), else x; then the next word.
+  // x << 16 | word where the chain needs a word (then x < 2^16), then the next word. One compare
+  // and four instructions predicated on it: a selector chosen by the compare (a branch-free
+  // PRMT) would put a SEL on the dependent chain and cost two instructions more per symbol.
   TILECODEC_DEV void renorm(int k) {
-    const bool need = x_[k] < rans_state_lower;
-    x_[k] = byte_perm(w_[k], x_[k], need ? 0x5410u : 0x7654u);
-    if (need) {
+    if (x_[k] < rans_state_lower) {
+      x_[k] = byte_perm(w_[k], x_[k], 0x5410u);
       rp_[k] += 2u;
       w_[k] = word(k);
     }

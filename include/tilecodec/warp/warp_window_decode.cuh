@@ -23,6 +23,12 @@
 #define TILECODEC_WINDOW_UNROLL 1
 #endif
 
+// Lane-stream steps between two ring top-ups when a warp holds 32 or 64 chains (tuning only,
+// never changes the bits): 8 or 4. 128 chains always take 4 (a window holds only 4 steps).
+#ifndef TILECODEC_LANE_REFILL_STEPS
+#define TILECODEC_LANE_REFILL_STEPS 8
+#endif
+
 namespace tilecodec {
 namespace detail {
 
@@ -117,7 +123,10 @@ TILECODEC_DEV status rans_lanes_tile_to_writer(Storage& storage, std::uint32_t t
                                                std::uint32_t prob_bits, std::uint32_t sym_bits,
                                                const device::tile_ref& tile, tile_writer& writer) {
   using sym_t = typename std::conditional<SymBytes == 2, std::uint16_t, std::uint8_t>::type;
-  using engine = rans_lanes_warp_engine<K, P, SymBytes == 2 ? 9 : 8, Warps>;
+  // A window holds 16 / K steps of this warp: 8-step groups (one ring top-up per 8 steps) where
+  // that is a whole number of groups, 4-step groups for K = 4.
+  constexpr int steps = K <= 2 ? TILECODEC_LANE_REFILL_STEPS : 4;
+  using engine = rans_lanes_warp_engine<K, P, SymBytes == 2 ? 9 : 8, Warps, steps>;
   static_assert(sizeof(storage.rings.data) >= 32 * K * engine::ring_bytes, "rings too small for these lanes");
   engine eng;
   const std::uint32_t n = tile.size();
@@ -126,14 +135,14 @@ TILECODEC_DEV status rans_lanes_tile_to_writer(Storage& storage, std::uint32_t t
     return eng.finish();
   sym_t* const win = reinterpret_cast<sym_t*>(storage.window);
   constexpr std::uint32_t team_window = Warps * tile_writer::window;  // tile symbols per window
-  constexpr std::uint32_t group = 4u * 32u * K;                       // this warp's symbols of a 4-step group
+  constexpr std::uint32_t group = steps * 32u * K;                    // this warp's symbols of a group
   std::uint32_t ws = 0;
   while (ws < n) {
     if (eng.fast_ok(team_window / eng.group_symbols())) {
 #pragma unroll(window_unroll)
       for (std::uint32_t g = 0; g < tile_writer::window / group; ++g) {
         eng.advance_ring();
-        eng.template group<4>([&](std::uint32_t j, std::uint32_t, std::uint32_t e) { win[group * g + j] = static_cast<sym_t>(e); });
+        eng.template group<steps>([&](std::uint32_t j, std::uint32_t, std::uint32_t e) { win[group * g + j] = static_cast<sym_t>(e); });
       }
     } else {
       while (eng.decoded() < n) {  // the tile's last window: this warp's steps so far, 32 K symbols each
