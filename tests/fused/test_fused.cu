@@ -56,7 +56,8 @@ struct weights {
 };
 
 // Student-t(5) values (common/reference.hpp), or Llama-like rows (host/synthetic.hpp), or
-// Gaussian rows with one outlier each (int8 codes then fit 6 bits with escapes).
+// Gaussian rows with one outlier each (int8 codes then fit 6 bits with escapes), or (kind 3)
+// Gaussian values with 4% outliers (6 bits, many escapes).
 weights make_weights(std::mt19937_64& rng, dtype type, std::uint64_t n, std::uint64_t k, int kind) {
   std::vector<float> v(n * k);
   if (kind == 0) {
@@ -66,6 +67,12 @@ weights make_weights(std::mt19937_64& rng, dtype type, std::uint64_t n, std::uin
     host::synthetic_params sp;
     sp.seed = rng();
     v = host::synthetic_weights(n, k, sp, 1);
+  } else if (kind == 3) {  // Gaussian with 4% outliers: int8 k = 6, several hundred escapes per 64-row strip
+    std::normal_distribution<float> g(0.0f, 0.02f);
+    std::uniform_real_distribution<float> u(0.15f, 0.25f);
+    for (auto& e : v) e = g(rng);
+    for (auto& e : v)
+      if (rng() % 25 == 0) e = (rng() & 1 ? 1.0f : -1.0f) * u(rng);
   } else {
     std::normal_distribution<float> g(0.0f, 0.02f);
     for (auto& e : v) e = g(rng);
@@ -125,6 +132,7 @@ struct gemm_case {
   dtype x_type = dtype::bf16, y_type = dtype::f32;
   bool workspace = true;
   int data = 0;
+  bool x_aligned = false;  // even ldx (32-bit pairs: the int8 stream path), else any padding
 };
 
 std::string describe(const gemm_case& c) {
@@ -132,7 +140,8 @@ std::string describe(const gemm_case& c) {
          " coder " + std::to_string(int(c.coder)) + " order " + std::to_string(int(c.order)) + " tile " +
          std::to_string(c.tile_rows) + "x" + std::to_string(c.tile_cols) + " N " + std::to_string(c.n) + " K " +
          std::to_string(c.k) + " batch " + std::to_string(c.batch) + " x " + dtype_name(c.x_type) + " y " +
-         dtype_name(c.y_type) + " ws " + std::to_string(int(c.workspace)) + " data " + std::to_string(c.data);
+         dtype_name(c.y_type) + " ws " + std::to_string(int(c.workspace)) + " data " + std::to_string(c.data) +
+         (c.x_aligned ? " x aligned" : "");
 }
 
 format_params params_of(const gemm_case& c) {
@@ -157,7 +166,7 @@ double run_case(const gemm_case& c, std::mt19937_64& rng, const weights* given =
   if (k_used) *k_used = enc.header().coding == plane_coding::fixed ? enc.header().params.prob_bits : 0;
   const std::vector<double> wd = dequantized(enc);
   // Activations, rows ldx apart (odd padding now and then: unaligned pairs).
-  const std::uint64_t ldx = c.k + rng() % 3, ldy = c.n + rng() % 3;
+  const std::uint64_t ldx = c.x_aligned ? c.k + (c.k & 1) + 2 * (rng() % 2) : c.k + rng() % 3, ldy = c.n + rng() % 3;
   std::vector<std::uint16_t> x(c.batch * ldx, 0x7e00);  // NaN in the padding: never read
   std::vector<double> xd(c.batch * c.k);
   std::normal_distribution<double> g(0.0, 1.0);
@@ -425,6 +434,88 @@ TEST_CASE("fused gemm: fast paths with escapes (int8 k = 6 and 7, int4 k = 4, lo
   std::string s;
   for (auto k : seen) s += std::to_string(k) + " ";
   MESSAGE("code widths chosen: " << s);
+}
+
+TEST_CASE("fused gemm [quick]: int8 stream path, escapes per row (2- and 4-byte entries, past the copy), batch 1..8") {
+  // Whole-width mma tiles, int8 fixed coder, even ldx: every warp takes the stream path
+  // (warp_gemm::stream) and corrects its tiles' escapes row by row. Few escapes per strip (data 2:
+  // all entries in the shared-memory copy) and many (data 3: hundreds per 64-row strip, past the
+  // copy, read from global memory); 2-byte entries (256-column tiles) and 4-byte ones (512).
+  TILECODEC_SEEDED_RNG(rng);
+  std::string widths;
+  int i = 0;
+  for (int data : {2, 3})
+    for (std::uint32_t tc : {256u, 512u})
+      for (std::uint32_t batch : {1u, 3u, 4u, 8u}) {
+        gemm_case c;
+        c.tile_rows = tc == 512 ? 64 : 256;
+        c.tile_cols = tc;
+        c.n = 128 + 64 * (rng() % 3);
+        c.k = tc * (1 + rng() % 3);
+        c.data = data;
+        c.batch = batch;
+        c.x_type = i % 2 ? dtype::f16 : dtype::bf16;
+        c.y_type = i % 3 == 0 ? dtype::f32 : (i % 3 == 1 ? dtype::f16 : dtype::bf16);
+        c.workspace = i % 4 != 3;
+        c.x_aligned = true;
+        ++i;
+        std::uint32_t k = 0;
+        run_case(c, rng, nullptr, &k);
+        REQUIRE(k >= 6);  // a fast-path code width (6..8), with escapes
+        REQUIRE(k <= 7);
+        widths += std::to_string(k) + " ";
+      }
+  MESSAGE("code widths chosen: " << widths);
+}
+
+namespace {
+template <int K, bool BF16>
+__global__ void quad_fragments_kernel(const std::uint32_t* words, std::uint32_t sub, std::uint32_t* out) {
+  std::uint32_t w[K], a[4][4];
+  for (int j = 0; j < K; ++j) w[j] = words[32 * j + threadIdx.x];
+  fused::int_quad_fragments<K, BF16>(w, sub, a);
+  for (int r4 = 0; r4 < 4; ++r4)
+    for (int j = 0; j < 4; ++j) out[32 * (4 * r4 + j) + threadIdx.x] = a[r4][j];
+}
+
+// The device's one-step decode (PTX spelled out, byte permutations for k = 8) against the host
+// model of the two-step decode, on random code words.
+template <int K, bool BF16>
+void check_device_quad_fragments(std::mt19937_64& rng) {
+  INFO("K " << K << " bf16 " << BF16);
+  const std::uint32_t zero = 128, first = K == 8 ? 0u : std::uint32_t(rng() % (257 - (1u << K)));
+  const std::uint32_t sub = fused::int_pair_sub<BF16>(zero, first);
+  std::vector<std::uint32_t> words(32 * K), out(32 * 16);
+  for (auto& v : words) v = static_cast<std::uint32_t>(rng());
+  device_buffer dwords(words.size() * 4), dout(out.size() * 4);
+  TC_CUDA(cudaMemcpy(dwords.p, words.data(), words.size() * 4, cudaMemcpyHostToDevice));
+  quad_fragments_kernel<K, BF16><<<1, 32>>>(dwords.as<std::uint32_t>(), sub, dout.as<std::uint32_t>());
+  TC_CUDA(cudaGetLastError());
+  TC_CUDA(cudaMemcpy(out.data(), dout.p, out.size() * 4, cudaMemcpyDeviceToHost));
+  for (std::uint32_t lane = 0; lane < 32; ++lane) {
+    std::uint32_t w[K], pairs[4][4], a[4][4];
+    for (int j = 0; j < K; ++j) w[j] = words[32 * j + lane];
+    fused::fixed_quad_pairs<K>(w, pairs);
+    fused::int_fragments<BF16, (K > 7)>(pairs, sub, a);
+    for (int r4 = 0; r4 < 4; ++r4)
+      for (int j = 0; j < 4; ++j) {
+        INFO("lane " << lane << " r4 " << r4 << " reg " << j);
+        REQUIRE(out[32 * (4 * r4 + j) + lane] == a[r4][j]);
+      }
+  }
+}
+}  // namespace
+
+TEST_CASE("fused fragments [quick]: the device's one-step int8 decode equals the host model") {
+  TILECODEC_SEEDED_RNG(rng);
+  for (int rep = 0; rep < 4; ++rep) {
+    check_device_quad_fragments<6, false>(rng);
+    check_device_quad_fragments<6, true>(rng);
+    check_device_quad_fragments<7, false>(rng);
+    check_device_quad_fragments<7, true>(rng);
+    check_device_quad_fragments<8, false>(rng);
+    check_device_quad_fragments<8, true>(rng);
+  }
 }
 
 TEST_CASE("fused gemm: random shapes, coders, orders, tiles, types and batches") {

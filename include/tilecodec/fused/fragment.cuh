@@ -132,10 +132,21 @@ __host__ __device__ __forceinline__ std::uint32_t fixed_code_field(const std::ui
 
 // code m | code m+1 << 16 | base, from the field f of fixed_code_field: (f & low) | base, plus
 // the second code moved up by a multiply-add (base must leave bits 0..K-1 and 16..15+K clear).
+// On the device the three instructions are spelled out in PTX: written in C++, the compiler turns
+// the multiply-add into a bit-field insert that ptxas expands to a shift, two masks and an OR
+// (5 instead of 3 instructions per pair).
 template <int K>
 __host__ __device__ __forceinline__ std::uint32_t fixed_pair_from_field(std::uint32_t f, std::uint32_t base) {
   constexpr std::uint32_t low = (1u << K) - 1u;
+#if TILECODEC_FUSED_DEVICE_CODE
+  std::uint32_t lo, hi, d;
+  asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(lo) : "r"(f), "n"(low), "r"(base));  // (f & low) | base
+  asm("lop3.b32 %0, %1, %2, 0, 0xc0;" : "=r"(hi) : "r"(f), "n"(low << K));          // f & (low << K)
+  asm("mad.lo.u32 %0, %1, %2, %3;" : "=r"(d) : "r"(hi), "n"(1u << (16 - K)), "r"(lo));
+  return d;
+#else
   return ((f & low) | base) + (f & (low << K)) * (1u << (16 - K));
+#endif
 }
 
 // Code pairs of a quad: pairs[r4][j] = code(8 r4 + 2j) | code(8 r4 + 2j + 1) << 16, i.e. the
@@ -228,7 +239,8 @@ TILECODEC_FUSED_UNROLL
 
 // fixed_quad_pairs + int_fragments in one, the same values: the exponent bits that int_pair_to_half2
 // ORs in ride along with the first code, so a pair costs a shift, two LOP3, an IMAD and the
-// subtraction (5 instructions; the wide bf16 split keeps the two-step path).
+// subtraction (5 instructions; fp16 with k = 8: a byte permutation and the subtraction; the wide
+// bf16 split keeps the two-step path).
 template <int K, bool BF16>
 __host__ __device__ __forceinline__ void int_quad_fragments(const std::uint32_t (&w)[K], std::uint32_t sub, std::uint32_t (&a)[4][4]) {
   if constexpr (BF16 && K > 7) {
@@ -241,7 +253,13 @@ TILECODEC_FUSED_UNROLL
     for (int r4 = 0; r4 < 4; ++r4)
 TILECODEC_FUSED_UNROLL
       for (int j = 0; j < 4; ++j) {
-        const std::uint32_t h = fixed_pair_from_field<K>(fixed_code_field<K>(w, 8 * r4 + 2 * j), magic);
+        std::uint32_t h;
+        if constexpr (K == 8) {  // (fp16) byte-aligned codes: one byte permutation per pair
+          const int m = 8 * r4 + 2 * j;
+          h = detail::byte_perm(w[m >> 2], magic, (m & 2) ? 0x5352u : 0x5150u);
+        } else {
+          h = fixed_pair_from_field<K>(fixed_code_field<K>(w, 8 * r4 + 2 * j), magic);
+        }
         std::uint32_t d;
         if constexpr (!BF16) {
 #if TILECODEC_FUSED_DEVICE_CODE

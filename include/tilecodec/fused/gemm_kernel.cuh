@@ -20,10 +20,12 @@
 //     quads run, then each lane corrects the accumulators it owns (rows g, g + 8 of each 16-row
 //     block, batch columns 2t, 2t + 1): (true - coded value) * x in fp32, entries in order.
 // Stream path (int8, batch <= 8, every tile of the warp's range whole-width, fixed coder, mma
-// order; warp_gemm::stream): no chunks and no staging. The quads run as one stream across tiles
-// with the code-word ring refilled across tile boundaries, B fragments from L1 one quad ahead, and
-// each tile's escape pass run between two groups of quads (one site outside the unrolled body)
-// from entries and row-table words copied a tile ahead. Other cases take the chunk path above.
+// order, x rows 4-byte aligned; warp_gemm::stream): no chunks and no staging. The quads run as one
+// stream across tiles with the code-word ring refilled across tile boundaries (each slot decoded
+// before it is refilled), B fragments from L1 one quad ahead, and each tile's escape pass run
+// between two groups of quads (one site outside the unrolled body) from entries and row-table
+// words copied a tile ahead: each lane walks the entries of its own two rows (row table, no
+// search, no shuffles). Other cases take the chunk path above.
 // Per-warp results meet in shared memory in a fixed order; with splits > 1 each block writes its
 // partial to the workspace and the last block of the strip (an atomic counter, reset after use)
 // sums the partials in split order. Every sum has a fixed order: results are deterministic.
@@ -56,6 +58,13 @@
 #endif
 #ifndef TILECODEC_FUSED_STREAM_EXTRA_DEPTH
 #define TILECODEC_FUSED_STREAM_EXTRA_DEPTH 0
+#endif
+// Escapes on the stream path: 1 = each lane corrects its own two rows entry by entry (no
+// shuffles, no search; the row's corrections summed in entry order), 0 = the chunk path's shuffle
+// pass over all of the strip's entries (one entry per lane, segmented scan per row). Both are
+// deterministic; they add a row's corrections in different fp32 orders.
+#ifndef TILECODEC_FUSED_STREAM_ROW_ESCAPES
+#define TILECODEC_FUSED_STREAM_ROW_ESCAPES 1
 #endif
 
 namespace tilecodec {
@@ -619,10 +628,13 @@ struct warp_gemm {
       return false;
     } else {
       const tile_layout& L = W.layout;
-      if (!STREAMED || W.coding != plane_coding::fixed || u0 >= u1) return false;
+      if (!STREAMED || W.coding != plane_coding::fixed || u0 >= u1 || !a.x_aligned) return false;
       if (!tile_uses_mma_order(W.order, L.height_of_grid_row(gr), L.tile_cols)) return false;
       const std::uint64_t kt = L.tile_cols / 16u;
       if ((u1 - 1) / kt + 1 >= L.grid_cols && L.width_of_grid_col(L.grid_cols - 1) != L.tile_cols) return false;
+      // A tile whose index entries are corrupt is read from the payload's start instead (wrong
+      // values, status raised, no predicated loads): the payload must hold one tile's codes.
+      if (W.payload_bytes < fixed_shape(W.fixed(), L.height_of_grid_row(gr), L.tile_cols).code_bytes) return false;
       if constexpr (LOSSLESS) {
         const std::uint8_t* raw = W.data + W.raw_offset + raw7_group_bytes * L.groups8_before(gr * L.grid_cols);
         if ((reinterpret_cast<std::uintptr_t>(raw) & 3u) != 0) return false;
@@ -691,6 +703,90 @@ struct warp_gemm {
     __syncwarp();
   }
 
+  // Escape pass of piece tile i on the lanes' own rows: lane l corrects rows l and l + 32 of the
+  // strip, walking each row's entries (row table words, no search, no shuffles) in column order,
+  // and adds one sum per row and batch entry to st->corr (a fixed order: deterministic). Entries
+  // of columns outside [ca, cb) are skipped; x comes from L1.
+  __device__ void stream_escapes_rows(std::uint32_t i, const fixed_tile_shape& sh, std::uint32_t ca, std::uint32_t cb,
+                                      std::uint64_t tcol0) {
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+    __syncwarp();
+    const auto m = st->s.meta[i & 1u];
+    if (m.n_ent != 0) {
+      const std::uint8_t* tile = W.data + W.payload_offset + st->s.toff[i];
+      const std::uint16_t* rows = reinterpret_cast<const std::uint16_t*>(st->s.rows[i & 1u]);
+      const unsigned char* bytes = reinterpret_cast<const unsigned char*>((i & 1u) ? st->s.entries : st->entries);
+      const std::uint32_t eb = sh.entry_bytes, vb = sh.value_bits, vmask = (1u << vb) - 1u;
+      // Byte of entry e_begin in the copy (the copy starts at its 4-byte boundary).
+      const std::uint32_t a0 = static_cast<std::uint32_t>((sh.escapes_offset + std::uint64_t(m.e_begin) * eb) & 3u);
+      const std::uint16_t* xc = x + tcol0;
+      asm("" : "+l"(xc));  // kept in registers, not rebuilt from the kernel arguments per entry
+      const int first = static_cast<int>(W.first);
+      // 2-byte entries all in the copy (int8 tiles up to 256 columns, < 512 entries per strip):
+      // entry p is u16 number p of the copy from byte a0.
+      const bool fast = eb == 2u && a0 + 2u * m.n_ent <= m.cached;
+      const std::uint16_t* e16 = reinterpret_cast<const std::uint16_t*>(bytes + a0);
+      const std::uint64_t ldx = a.ldx;
+      auto correct = [&](std::uint32_t col, std::uint32_t val, float (&sum)[BC]) {  // one entry in [ca, cb)
+        const float delta = float(int(val) - first);
+        const std::uint16_t* xp = xc + col;
+#pragma unroll
+        for (int b = 0; b < BC; ++b) {
+          if (b > 0 && std::uint32_t(b) >= nb) break;  // nb >= 1
+          sum[b] = fmaf(delta, half_bits_to_float<XBF16>(ldg_u16(xp)), sum[b]);
+          xp += ldx;
+        }
+      };
+#pragma unroll 1
+      for (std::uint32_t r = lane; r < 64u; r += 32u) {
+        std::uint32_t p = std::uint32_t(rows[r]) - m.e_begin, e = std::uint32_t(rows[r + 1]) - m.e_begin;
+        if (e > m.n_ent) e = m.n_ent;  // corrupt tables: never past the strip's checked entries
+        float sum[BC];
+#pragma unroll
+        for (int b = 0; b < BC; ++b) sum[b] = 0.0f;
+        if (fast) {
+#pragma unroll 1
+          for (; p < e; ++p) {
+            const std::uint32_t v = e16[p];
+            if ((v >> vb) >= cb) break;  // columns increase along a row
+            if ((v >> vb) >= ca) correct(v >> vb, v & vmask, sum);
+          }
+        } else {
+#pragma unroll 1
+          for (; p < e; ++p) {
+            const std::uint32_t at = a0 + p * eb;
+            std::uint64_t v;
+            if (eb <= 4u && at + eb <= m.cached)
+              v = eb == 2u ? std::uint64_t(*reinterpret_cast<const std::uint16_t*>(bytes + at))
+                           : std::uint64_t(*reinterpret_cast<const std::uint32_t*>(bytes + at));
+            else
+              v = load_entry(tile, sh, m.e_begin + p);
+            const std::uint64_t col = v >> vb;
+            if (col >= cb) break;
+            if (col >= ca) correct(static_cast<std::uint32_t>(col), static_cast<std::uint32_t>(v) & vmask, sum);
+          }
+        }
+#pragma unroll
+        for (int b = 0; b < BC; ++b) {
+          if (std::uint32_t(b) >= nb) break;
+          st->corr[b][r] += sum[b];
+        }
+      }
+    }
+    __syncwarp();
+  }
+
+  // B fragments of quad q of the warp's stream (x rows from xr, stream column 16 q). Lanes of
+  // batch columns past nb read row 0 instead: their accumulator columns are never stored.
+  __device__ __forceinline__ void stream_b(const std::uint16_t* const (&xr)[NG], std::uint32_t q, std::uint32_t (&xb)[NG][2]) const {
+#pragma unroll
+    for (int n = 0; n < NG; ++n) {
+      const std::uint16_t* p = xr[n] + 16u * q;  // 4-byte aligned (stream_applies)
+      xb[n][0] = ldg_u32(p);
+      xb[n][1] = ldg_u32(p + 8);
+    }
+  }
+
   // Units [pa, pb) of the strip, all in tiles tc0 .. tc0 + nt - 1 (nt <= stream_tiles).
   __device__ void stream_piece(std::uint64_t pa, std::uint64_t pb, std::uint64_t tc0, std::uint32_t nt, std::uint32_t kt,
                                const fixed_tile_shape& sh, std::uint32_t h, bool esc) {
@@ -724,6 +820,7 @@ struct warp_gemm {
       auto seek = [&](std::uint32_t k) {
         const std::uint64_t off = st->s.toff[pt];
         pvalid = off != ~std::uint64_t(0);
+        // A corrupt tile (status raised) reads the payload's first tile: in bounds (stream_applies).
         pw = reinterpret_cast<const std::uint32_t*>(W.data + W.payload_offset + (pvalid ? off : 0)) +
              32u * std::uint32_t(K) * (qs0 + k) + lane;
         if constexpr (LOSSLESS) pr = raw_row + raw_tile * (tc0 + pt) + 896u * (qs0 + k) + 28u * lane;
@@ -732,7 +829,7 @@ struct warp_gemm {
       std::uint32_t wb[DS][K > 0 ? K : 1], rb[DS][LOSSLESS ? 7 : 1];
       auto prefetch = [&](int d) {
 #pragma unroll
-        for (int j = 0; j < K; ++j) wb[d][j] = pvalid ? ldg_stream_u32(pw + 32 * j) : 0u;
+        for (int j = 0; j < K; ++j) wb[d][j] = ldg_stream_u32(pw + 32 * j);
         if constexpr (LOSSLESS) {
 #pragma unroll
           for (int j = 0; j < 7; ++j) rb[d][j] = pvalid ? ldg_u32(pr + 4 * j) : 0u;
@@ -747,7 +844,10 @@ struct warp_gemm {
         if (std::uint32_t(d) < nq) prefetch(d);
       std::uint32_t xn[NG][2];
       const std::uint64_t col0 = 16u * pa;
-      load_x(col0, xn);
+      const std::uint16_t* xr[NG];  // the lane's x row of each batch group (row 0 past nb), from column col0 + 2t
+#pragma unroll
+      for (int n = 0; n < NG; ++n) xr[n] = x + (8u * n + g < nb ? (8u * n + g) * a.ldx : 0u) + col0 + 2u * t;
+      stream_b(xr, 0, xn);
       // 3. escape data of the first tile (waited for: once per piece) and the row table of the second.
       if (esc) {
         stream_rows_copy(0, sh, h);
@@ -765,26 +865,21 @@ struct warp_gemm {
         for (int d = 0; d < DS; ++d) {
           const std::uint32_t idx = j + d;
           if (idx < nq) {
-            std::uint32_t w[K > 0 ? K : 1], rc[LOSSLESS ? 7 : 1], xb[NG][2];
-#pragma unroll
-            for (int k = 0; k < K; ++k) w[k] = wb[d][k];
-            if constexpr (LOSSLESS) {
-#pragma unroll
-              for (int k = 0; k < 7; ++k) rc[k] = rb[d][k];
-            }
+            // Decoded before the slot is refilled: no register copies of the ring.
+            std::uint32_t xb[NG][2];
 #pragma unroll
             for (int n = 0; n < NG; ++n) xb[n][0] = xn[n][0], xb[n][1] = xn[n][1];
-            if (idx + DS < nq) prefetch(d);
-            load_x(col0 + 16u * (idx + 1 < nq ? idx + 1 : idx), xn);
+            if (idx + 1 < nq) stream_b(xr, idx + 1, xn);
             std::uint32_t af[4][4];
             if constexpr (Q == quant::kind::int8_rowwise) {
-              int_quad_fragments<K, XBF16>(w, a.int_sub, af);
+              int_quad_fragments<K, XBF16>(wb[d], a.int_sub, af);
             } else {
               std::uint32_t pairs[4][4];
-              fixed_quad_pairs<K>(w, pairs);
-              if constexpr (LOSSLESS) lossless_fragments<XBF16>(pairs, first2, rc, af);
+              fixed_quad_pairs<K>(wb[d], pairs);
+              if constexpr (LOSSLESS) lossless_fragments<XBF16>(pairs, first2, rb[d], af);
               else int_fragments<XBF16, (K > 7)>(pairs, a.int_sub, af);
             }
+            if (idx + DS < nq) prefetch(d);
             enter_group(col0 + 16u * idx);
             mma_quad(af, xb);
           }
@@ -794,7 +889,10 @@ struct warp_gemm {
           if (esc) {
             const std::uint32_t ka = ct == 0 ? k0 : 0u;            // the tile's k chunks [ka, ka + cend - tq0)
             const std::uint32_t tq0 = ct == 0 ? 0u : ct * kt - k0;  // its first piece quad
-            stream_escapes(ct, sh, 16u * ka, 16u * (ka + cend - tq0), (tc0 + ct) * L.tile_cols);
+            if constexpr (TILECODEC_FUSED_STREAM_ROW_ESCAPES != 0)
+              stream_escapes_rows(ct, sh, 16u * ka, 16u * (ka + cend - tq0), (tc0 + ct) * L.tile_cols);
+            else
+              stream_escapes(ct, sh, 16u * ka, 16u * (ka + cend - tq0), (tc0 + ct) * L.tile_cols);
             if (ct + 1 < nt) {
               stream_entries_copy(ct + 1, sh);
               if (ct + 2 < nt) stream_rows_copy(ct + 2, sh, h);
