@@ -436,9 +436,11 @@ TEST_CASE("fused gemm: fast paths with escapes (int8 k = 6 and 7, int4 k = 4, lo
   MESSAGE("code widths chosen: " << s);
 }
 
-TEST_CASE("fused gemm [quick]: int8 stream path, escapes per row (2- and 4-byte entries, past the copy), batch 1..8") {
+TEST_CASE("fused gemm [quick]: stream path (int8, lossless), escapes per row (2- and 4-byte entries, past the copy), batch 1..16") {
   // Whole-width mma tiles, int8 fixed coder, even ldx: every warp takes the stream path
-  // (warp_gemm::stream) and corrects its tiles' escapes row by row. Few escapes per strip (data 2:
+  // (warp_gemm::stream; batch 9-16 when ldx is a multiple of 8, half the cases, else the chunk
+  // path) and corrects its tiles' escapes row by row; lossless
+  // weights on the 256-column shapes (stream path at batch <= 8). Few escapes per strip (data 2:
   // all entries in the shared-memory copy) and many (data 3: hundreds per 64-row strip, past the
   // copy, read from global memory); 2-byte entries (256-column tiles) and 4-byte ones (512).
   TILECODEC_SEEDED_RNG(rng);
@@ -446,7 +448,7 @@ TEST_CASE("fused gemm [quick]: int8 stream path, escapes per row (2- and 4-byte 
   int i = 0;
   for (int data : {2, 3})
     for (std::uint32_t tc : {256u, 512u})
-      for (std::uint32_t batch : {1u, 3u, 4u, 8u}) {
+      for (std::uint32_t batch : {1u, 3u, 4u, 8u, 12u, 16u}) {
         gemm_case c;
         c.tile_rows = tc == 512 ? 64 : 256;
         c.tile_cols = tc;
@@ -464,6 +466,12 @@ TEST_CASE("fused gemm [quick]: int8 stream path, escapes per row (2- and 4-byte 
         REQUIRE(k >= 6);  // a fast-path code width (6..8), with escapes
         REQUIRE(k <= 7);
         widths += std::to_string(k) + " ";
+        if (tc == 256 && batch != 3 && batch != 16) {  // lossless on the same shapes (stream path at batch <= 8)
+          c.quant = quant::kind::lossless;
+          c.source = i % 2 ? dtype::f16 : dtype::bf16;
+          c.x_type = c.source;
+          run_case(c, rng);
+        }
       }
   MESSAGE("code widths chosen: " << widths);
 }

@@ -19,13 +19,15 @@
 //   - escapes of fixed-coded tiles: the chunk's entries are prefetched into registers while the
 //     quads run, then each lane corrects the accumulators it owns (rows g, g + 8 of each 16-row
 //     block, batch columns 2t, 2t + 1): (true - coded value) * x in fp32, entries in order.
-// Stream path (int8, batch <= 8, every tile of the warp's range whole-width, fixed coder, mma
-// order, x rows 4-byte aligned; warp_gemm::stream): no chunks and no staging. The quads run as one
-// stream across tiles with the code-word ring refilled across tile boundaries (each slot decoded
-// before it is refilled), B fragments from L1 one quad ahead, and each tile's escape pass run
-// between two groups of quads (one site outside the unrolled body) from entries and row-table
-// words copied a tile ahead: each lane walks the entries of its own two rows (row table, no
-// search, no shuffles). Other cases take the chunk path above.
+// Stream path (int8 at any batch, lossless at batch <= 8; every tile of the warp's range
+// whole-width, fixed coder, mma order, x rows 4-byte aligned, 16-byte aligned at batch 9-16;
+// warp_gemm::stream): no chunks and no staging of whole chunks. The quads run as one stream across
+// tiles with the code-word ring refilled across tile boundaries (each slot decoded before it is
+// refilled), B fragments from L1 one quad ahead (batch 9-16: from a per-warp shared-memory ring
+// filled with cp.async two groups of quads ahead, one ldmatrix per quad), and each tile's escape
+// pass run between two groups of quads (one site outside the unrolled body) from entries and
+// row-table words copied a tile ahead: each lane walks the entries of its own two rows (row
+// table, no search, no shuffles). Other cases take the chunk path above.
 // Per-warp results meet in shared memory in a fixed order; with splits > 1 each block writes its
 // partial to the workspace and the last block of the strip (an atomic counter, reset after use)
 // sums the partials in split order. Every sum has a fixed order: results are deterministic.
@@ -46,18 +48,31 @@
 
 // Tuning (never changes results beyond fp32 summation order of the same terms): the stream path
 // for whole-width fixed-coded tiles, per quantization (bit 1: int8, 2: lossless, 4: int4; the
-// others take the chunk path for every tile), and extra quads of prefetch depth on it.
+// others take the chunk path for every tile; int4 on it: PERFORMANCE.md 6.3), and extra quads of
+// prefetch depth on it.
 #ifndef TILECODEC_FUSED_STREAM
-#define TILECODEC_FUSED_STREAM 1
+#define TILECODEC_FUSED_STREAM 3
 #endif
-#ifndef TILECODEC_FUSED_STREAM_NG2  // batch 9-16 on the stream path too
-#define TILECODEC_FUSED_STREAM_NG2 0
+#ifndef TILECODEC_FUSED_STREAM_NG2  // batch 9-16 on the stream path too (bits as for TILECODEC_FUSED_STREAM)
+#define TILECODEC_FUSED_STREAM_NG2 1
 #endif
 #ifndef TILECODEC_FUSED_STREAM_LI_SHALLOWER  // lossless and int4: quads less than the chunk path's depth
 #define TILECODEC_FUSED_STREAM_LI_SHALLOWER 1
 #endif
 #ifndef TILECODEC_FUSED_STREAM_EXTRA_DEPTH
 #define TILECODEC_FUSED_STREAM_EXTRA_DEPTH 0
+#endif
+#ifndef TILECODEC_FUSED_STREAM_NG2_DEPTH  // batch 9-16, stream path: quads in flight (0: the chunk path's D; 3 was slower)
+#define TILECODEC_FUSED_STREAM_NG2_DEPTH 0
+#endif
+#ifndef TILECODEC_FUSED_STREAM_ESC_LOADS  // x loads in flight per escape entry, stream path, batch 9-16
+#define TILECODEC_FUSED_STREAM_ESC_LOADS 4
+#endif
+// B fragments on the stream path from a per-warp shared-memory ring filled with cp.async (one
+// ldmatrix per quad) instead of L1 loads: bit 1 for batch <= 8, bit 2 for batch 9-16 (x rows
+// then 16-byte aligned, else the chunk path).
+#ifndef TILECODEC_FUSED_STREAM_SMEM_B
+#define TILECODEC_FUSED_STREAM_SMEM_B 2
 #endif
 // Escapes on the stream path: 1 = each lane corrects its own two rows entry by entry (no
 // shuffles, no search; the row's corrections summed in entry order), 0 = the chunk path's shuffle
@@ -616,12 +631,26 @@ struct warp_gemm {
   // site outside the unrolled body: when the consumer has left a tile, its escape pass runs (x
   // from L1) while the ring holds the next tile's quads. Escape data is copied a tile ahead:
   // row-table words of tile i + 1 and entries of tile i are in flight while tile i is multiplied.
-  static constexpr int DS = (Q == quant::kind::int8_rowwise ? D : D - TILECODEC_FUSED_STREAM_LI_SHALLOWER) +
-                            TILECODEC_FUSED_STREAM_EXTRA_DEPTH;
-  // Batch 9-16 (NG = 2) keeps the chunk path: on the stream path it ran 1.3-1.8x slower (B fragments
-  // and escape activations of 16 batch rows from L1 instead of shared memory, spills).
-  static constexpr bool STREAMED = P == path::fixed_fast && (NG == 1 || TILECODEC_FUSED_STREAM_NG2) &&
-                                   (TILECODEC_FUSED_STREAM & (Q == quant::kind::int8_rowwise ? 1 : LOSSLESS ? 2 : 4)) != 0;
+  static constexpr int DS = NG == 2 && TILECODEC_FUSED_STREAM_NG2_DEPTH > 0
+                                ? TILECODEC_FUSED_STREAM_NG2_DEPTH
+                                : (Q == quant::kind::int8_rowwise ? D : D - TILECODEC_FUSED_STREAM_LI_SHALLOWER) +
+                                      TILECODEC_FUSED_STREAM_EXTRA_DEPTH;
+  // Activation loads in flight per escape entry (stream_escapes_rows, batch 9-16; 8 batch rows a walk).
+  static constexpr int ESC_LOADS = TILECODEC_FUSED_STREAM_ESC_LOADS;
+  static_assert(8 % ESC_LOADS == 0, "TILECODEC_FUSED_STREAM_ESC_LOADS: 1, 2, 4 or 8");
+  static constexpr int QBIT = Q == quant::kind::int8_rowwise ? 1 : LOSSLESS ? 2 : 4;
+  static constexpr bool STREAMED = P == path::fixed_fast && (TILECODEC_FUSED_STREAM & QBIT) != 0 &&
+                                   (NG == 1 || (TILECODEC_FUSED_STREAM_NG2 & QBIT) != 0);
+  // B fragments from shared memory: quad q's activations (8 NG batch rows x 16 columns, 32 bytes a
+  // row, the two 16-byte halves of rows 4..7 mod 8 swapped: ldmatrix without bank conflicts) in
+  // ring slot q mod RS, behind the staged x's place in the union (after the stream buffers).
+  // Quads of group G (DS quads) are copied at the start of group G - 2.
+  static constexpr bool SMEM_B = STREAMED && (TILECODEC_FUSED_STREAM_SMEM_B & NG) != 0;
+  static constexpr int RS = 3 * DS;
+  static constexpr std::uint32_t ring_slot = 8u * NG * 32u;
+  static constexpr std::uint32_t ring_offset = (sizeof(stream_storage) + 15u) / 16u * 16u;
+  static_assert(!SMEM_B || ring_offset + RS * ring_slot <= sizeof(std::uint16_t) * 8u * NG * x_stride,
+                "the B ring does not fit in the staged-x area");
 
   __device__ bool stream_applies(std::uint64_t u0, std::uint64_t u1) const {
     if constexpr (P != path::fixed_fast) {
@@ -629,6 +658,7 @@ struct warp_gemm {
     } else {
       const tile_layout& L = W.layout;
       if (!STREAMED || W.coding != plane_coding::fixed || u0 >= u1 || !a.x_aligned) return false;
+      if (SMEM_B && !a.x_aligned16) return false;
       if (!tile_uses_mma_order(W.order, L.height_of_grid_row(gr), L.tile_cols)) return false;
       const std::uint64_t kt = L.tile_cols / 16u;
       if ((u1 - 1) / kt + 1 >= L.grid_cols && L.width_of_grid_col(L.grid_cols - 1) != L.tile_cols) return false;
@@ -727,29 +757,49 @@ struct warp_gemm {
       const bool fast = eb == 2u && a0 + 2u * m.n_ent <= m.cached;
       const std::uint16_t* e16 = reinterpret_cast<const std::uint16_t*>(bytes + a0);
       const std::uint64_t ldx = a.ldx;
-      auto correct = [&](std::uint32_t col, std::uint32_t val, float (&sum)[BC]) {  // one entry in [ca, cb)
-        const float delta = float(int(val) - first);
-        const std::uint16_t* xp = xc + col;
-#pragma unroll
-        for (int b = 0; b < BC; ++b) {
-          if (b > 0 && std::uint32_t(b) >= nb) break;  // nb >= 1
-          sum[b] = fmaf(delta, half_bits_to_float<XBF16>(ldg_u16(xp)), sum[b]);
-          xp += ldx;
+      // Batch 9-16: eight batch entries at a time (two walks of a row's entries: fewer live
+      // registers beside the accumulators and the code-word ring); batch rows past nb read row 0
+      // (their sums are never stored), so an entry's loads are unconditional and ESC_LOADS of
+      // them are in flight together. Batch <= 8: one walk, a load per batch row behind a branch
+      // on nb (one L1 round trip after another, but no spills in the quad loop; parallel loads
+      // spilled there and ran up to 14% slower on lossless, PERFORMANCE.md 6.5).
+      auto delta_of = [&](std::uint32_t r, std::uint32_t col, std::uint32_t val) {
+        if constexpr (LOSSLESS) {
+          return half_bits_to_float<XBF16>(val) - half_bits_to_float<XBF16>(lossless16_join(W.first, lossless16_raw(val)));
+        } else {
+          float delta = float(int(val) - first);
+          if constexpr (INT4) delta *= int4_scale(row0 + r, tcol0 + col);
+          return delta;
         }
       };
-#pragma unroll 1
-      for (std::uint32_t r = lane; r < 64u; r += 32u) {
-        std::uint32_t p = std::uint32_t(rows[r]) - m.e_begin, e = std::uint32_t(rows[r + 1]) - m.e_begin;
-        if (e > m.n_ent) e = m.n_ent;  // corrupt tables: never past the strip's checked entries
-        float sum[BC];
+      auto correct = [&](std::uint32_t r, std::uint32_t col, std::uint32_t val, std::uint32_t b0, float (&sum)[8]) {
+        const float delta = delta_of(r, col, val);  // one entry in [ca, cb)
+        const std::uint16_t* xp = xc + col;
+        if constexpr (NG == 1) {
 #pragma unroll
-        for (int b = 0; b < BC; ++b) sum[b] = 0.0f;
+          for (int b = 0; b < 8; ++b) {
+            if (b > 0 && std::uint32_t(b) >= nb) break;  // nb >= 1
+            sum[b] = fmaf(delta, half_bits_to_float<XBF16>(ldg_u16(xp)), sum[b]);
+            xp += ldx;
+          }
+        } else {
+#pragma unroll
+          for (int h = 0; h < 8; h += ESC_LOADS) {
+            std::uint32_t xv[ESC_LOADS];
+#pragma unroll
+            for (int b = 0; b < ESC_LOADS; ++b) xv[b] = ldg_u16(xp + (b0 + h + b < nb ? std::uint64_t(b0 + h + b) * ldx : 0u));
+#pragma unroll
+            for (int b = 0; b < ESC_LOADS; ++b) sum[h + b] = fmaf(delta, half_bits_to_float<XBF16>(xv[b]), sum[h + b]);
+          }
+        }
+      };
+      auto walk = [&](std::uint32_t r, std::uint32_t p, std::uint32_t e, std::uint32_t b0, float (&sum)[8]) {
         if (fast) {
 #pragma unroll 1
           for (; p < e; ++p) {
             const std::uint32_t v = e16[p];
             if ((v >> vb) >= cb) break;  // columns increase along a row
-            if ((v >> vb) >= ca) correct(v >> vb, v & vmask, sum);
+            if ((v >> vb) >= ca) correct(r, v >> vb, v & vmask, b0, sum);
           }
         } else {
 #pragma unroll 1
@@ -763,13 +813,38 @@ struct warp_gemm {
               v = load_entry(tile, sh, m.e_begin + p);
             const std::uint64_t col = v >> vb;
             if (col >= cb) break;
-            if (col >= ca) correct(static_cast<std::uint32_t>(col), static_cast<std::uint32_t>(v) & vmask, sum);
+            if (col >= ca) correct(r, static_cast<std::uint32_t>(col), static_cast<std::uint32_t>(v) & vmask, b0, sum);
           }
         }
+      };
+#pragma unroll 1
+      for (std::uint32_t r = lane; r < 64u; r += 32u) {
+        const std::uint32_t p0 = std::uint32_t(rows[r]) - m.e_begin;
+        std::uint32_t e = std::uint32_t(rows[r + 1]) - m.e_begin;
+        if (e > m.n_ent) e = m.n_ent;  // corrupt tables: never past the strip's checked entries
+        if constexpr (NG == 1) {
+          float sum[8];
 #pragma unroll
-        for (int b = 0; b < BC; ++b) {
-          if (std::uint32_t(b) >= nb) break;
-          st->corr[b][r] += sum[b];
+          for (int b = 0; b < 8; ++b) sum[b] = 0.0f;
+          walk(r, p0, e, 0u, sum);
+#pragma unroll
+          for (int b = 0; b < 8; ++b) {
+            if (std::uint32_t(b) >= nb) break;
+            st->corr[b][r] += sum[b];
+          }
+        } else {
+#pragma unroll 1
+          for (std::uint32_t b0 = 0; b0 < nb; b0 += 8) {
+            float sum[8];
+#pragma unroll
+            for (int b = 0; b < 8; ++b) sum[b] = 0.0f;
+            walk(r, p0, e, b0, sum);
+#pragma unroll
+            for (int b = 0; b < 8; ++b) {
+              if (b0 + b >= nb) break;
+              st->corr[b0 + b][r] += sum[b];
+            }
+          }
         }
       }
     }
@@ -784,6 +859,18 @@ struct warp_gemm {
       const std::uint16_t* p = xr[n] + 16u * q;  // 4-byte aligned (stream_applies)
       xb[n][0] = ldg_u32(p);
       xb[n][1] = ldg_u32(p + 8);
+    }
+  }
+
+  // B fragments of one quad from its ring slot (SMEM_B): lane l gives the address of row l % 8 of
+  // matrix l / 8 (matrices: batch rows 0-7 / 8-15 times columns 0-7 / 8-15).
+  __device__ __forceinline__ void ring_b(std::uint32_t addr, std::uint32_t (&xb)[NG][2]) const {
+    if constexpr (NG == 2) {
+      asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                   : "=r"(xb[0][0]), "=r"(xb[0][1]), "=r"(xb[1][0]), "=r"(xb[1][1])
+                   : "r"(addr));
+    } else {
+      asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n" : "=r"(xb[0][0]), "=r"(xb[0][1]) : "r"(addr));
     }
   }
 
@@ -845,9 +932,41 @@ struct warp_gemm {
       std::uint32_t xn[NG][2];
       const std::uint64_t col0 = 16u * pa;
       const std::uint16_t* xr[NG];  // the lane's x row of each batch group (row 0 past nb), from column col0 + 2t
+      // SMEM_B: lane l copies 16 bytes of batch row l / 2 (half l & 1 of the quad's columns) per
+      // quad; rows past nb hold zeros (written once). ring_g: the ring third of the consumer's group.
+      std::uint32_t ring = 0, ld_off = 0, cp_off = 0, ring_g = 0;
+      const std::uint16_t* xcp = nullptr;
+      bool copier = false;
+      auto ring_copy = [&](std::uint32_t q, std::uint32_t third) {  // quads q .. q + DS - 1 into ring third `third`
 #pragma unroll
-      for (int n = 0; n < NG; ++n) xr[n] = x + (8u * n + g < nb ? (8u * n + g) * a.ldx : 0u) + col0 + 2u * t;
-      stream_b(xr, 0, xn);
+        for (int d = 0; d < DS; ++d) {
+          if (copier && q + d < nq) {
+            const std::uint32_t dst = ring + cp_off + (third * DS + d) * ring_slot;
+            asm volatile("cp.async.ca.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(xcp + 16u * (q + d)) : "memory");
+          }
+        }
+        cp_async_commit();
+      };
+      if constexpr (SMEM_B) {
+        unsigned char* ring_p = reinterpret_cast<unsigned char*>(st) + ring_offset;
+        ring = static_cast<std::uint32_t>(__cvta_generic_to_shared(ring_p));
+        const std::uint32_t crow = lane >> 1;
+        cp_off = crow * 32u + (((lane & 1u) ^ ((crow >> 2) & 1u)) << 4);
+        const std::uint32_t lrow = (lane & 7u) + 8u * ((lane >> 4) & std::uint32_t(NG - 1));
+        ld_off = lrow * 32u + ((((lane >> 3) & 1u) ^ ((lrow >> 2) & 1u)) << 4);
+        copier = crow < nb && crow < 8u * NG;
+        xcp = x + (copier ? crow * a.ldx : 0u) + col0 + 8u * (lane & 1u);
+        if (!copier && crow < 8u * NG) {
+#pragma unroll
+          for (int r = 0; r < RS; ++r) *reinterpret_cast<uint4*>(ring_p + cp_off + r * ring_slot) = make_uint4(0u, 0u, 0u, 0u);
+        }
+        ring_copy(0, 0);
+        ring_copy(DS, 1);
+      } else {
+#pragma unroll
+        for (int n = 0; n < NG; ++n) xr[n] = x + (8u * n + g < nb ? (8u * n + g) * a.ldx : 0u) + col0 + 2u * t;
+        stream_b(xr, 0, xn);
+      }
       // 3. escape data of the first tile (waited for: once per piece) and the row table of the second.
       if (esc) {
         stream_rows_copy(0, sh, h);
@@ -861,15 +980,26 @@ struct warp_gemm {
       std::uint32_t ct = 0;                   // the consumer's tile (piece index)
       std::uint32_t cend = kt - k0 < nq ? kt - k0 : nq;  // its end (piece quad index)
       for (std::uint32_t j = 0; j < nq; j += DS) {
+        if constexpr (SMEM_B) {
+          // This group's activations have landed (a later copy may still be in flight); every lane
+          // is done with the previous group's slots, which now take the group after next.
+          cp_async_wait<1>();
+          __syncwarp();
+          ring_copy(j + 2u * DS, ring_g == 0 ? 2u : ring_g - 1u);
+        }
 #pragma unroll
         for (int d = 0; d < DS; ++d) {
           const std::uint32_t idx = j + d;
           if (idx < nq) {
             // Decoded before the slot is refilled: no register copies of the ring.
             std::uint32_t xb[NG][2];
+            if constexpr (SMEM_B) {
+              ring_b(ring + ld_off + (ring_g * DS + d) * ring_slot, xb);
+            } else {
 #pragma unroll
-            for (int n = 0; n < NG; ++n) xb[n][0] = xn[n][0], xb[n][1] = xn[n][1];
-            if (idx + 1 < nq) stream_b(xr, idx + 1, xn);
+              for (int n = 0; n < NG; ++n) xb[n][0] = xn[n][0], xb[n][1] = xn[n][1];
+              if (idx + 1 < nq) stream_b(xr, idx + 1, xn);
+            }
             std::uint32_t af[4][4];
             if constexpr (Q == quant::kind::int8_rowwise) {
               int_quad_fragments<K, XBF16>(wb[d], a.int_sub, af);
@@ -884,6 +1014,7 @@ struct warp_gemm {
             mma_quad(af, xb);
           }
         }
+        if constexpr (SMEM_B) ring_g = ring_g == 2 ? 0u : ring_g + 1u;
         // Tiles the consumer has left: their escape passes (one site, outside the unrolled body).
         while (ct < nt && j + DS >= cend) {
           if (esc) {
