@@ -92,20 +92,28 @@ class tile_writer {
     c_ = first % w_;
     step_r_ = stride_ / w_;
     step_c_ = stride_ % w_;
+    // A stride of whole rows (every team window of 128- to 512-wide tiles) moves the destination
+    // by a constant: one 64-bit add per window instead of a row/column wrap and a multiply.
+    whole_rows_ = step_c_ == 0;
+    p_ = dst(r_, c_);
+    dp_ = std::uint64_t(step_r_) * ld_ * osize_;
     if (kind_ == emit_kind::lossless16) prefetch_raw(first);
   }
 
   // The next window, of which the first m symbols are valid (lane t holding its symbols
-  // [16 t, 16 t + 16) in `sym`, see sym16; the layout of begin_tile()). `wide`: 16-bit symbols
-  // (512-symbol alphabet), whose bits 9..15 may hold garbage and are ignored.
-  TILECODEC_DEV void emit(std::uint32_t m, const sym16& sym, bool wide) {
+  // [16 t, 16 t + 16) in `sym`, see sym16; the layout of begin_tile()). `Wide`: 16-bit symbols
+  // (the 512-symbol alphabet of 16-bit lossless tensors, and only theirs), whose bits 9..15 may
+  // hold garbage and are ignored. A compile-time width keeps the other kinds' code out of the loop.
+  template <bool Wide>
+  TILECODEC_DEV void emit(std::uint32_t m, const sym16& sym) {
     const std::uint32_t first = per_lane * lane_id();
-    emit_lane(first < m ? (m - first < per_lane ? m - first : per_lane) : 0u, sym, wide);
+    emit_lane<Wide>(first < m ? (m - first < per_lane ? m - first : per_lane) : 0u, sym);
   }
 
   // This lane's 16 symbols at its position (begin_tile_at), as many as the tile has left.
-  TILECODEC_DEV void emit_next(const sym16& sym, bool wide) {
-    emit_lane(i_ < n_ ? (n_ - i_ < per_lane ? n_ - i_ : per_lane) : 0u, sym, wide);
+  template <bool Wide>
+  TILECODEC_DEV void emit_next(const sym16& sym) {
+    emit_lane<Wide>(i_ < n_ ? (n_ - i_ < per_lane ? n_ - i_ : per_lane) : 0u, sym);
   }
 
  private:
@@ -150,44 +158,61 @@ class tile_writer {
   }
 
   // Writes the first `count` of this lane's symbols at its position, then moves it on.
-  TILECODEC_DEV void emit_lane(std::uint32_t count, const sym16& sym, bool wide) {
+  template <bool Wide>
+  TILECODEC_DEV void emit_lane(std::uint32_t count, const sym16& sym) {
     if (count > 0) {
-      if (fast_ && count == per_lane) emit_fast(i_, sym, wide); else emit_slow(i_, count, sym, wide);
+      if (fast_ && count == per_lane) emit_fast<Wide>(i_, sym); else emit_slow(i_, count, sym, Wide);
     }
     i_ += stride_;
     r_ += step_r_;
-    c_ += step_c_;
-    if (c_ >= w_) {
-      c_ -= w_;
-      ++r_;
+    if (whole_rows_) {
+      p_ += dp_;
+    } else {
+      c_ += step_c_;
+      if (c_ >= w_) {
+        c_ -= w_;
+        ++r_;
+      }
+      p_ = dst(r_, c_);
     }
-    if (kind_ == emit_kind::lossless16) prefetch_raw(i_);
+    if (Wide && kind_ == emit_kind::lossless16) prefetch_raw(i_);
   }
 
-  TILECODEC_DEV void emit_fast(std::uint32_t i0, const sym16& sym, bool wide) {
-    std::uint8_t* d = dst(r_, c_);
+  template <bool Wide>
+  TILECODEC_DEV void emit_fast(std::uint32_t i0, const sym16& sym) {
+    if constexpr (Wide) {
+      if (kind_ == emit_kind::lossless16) emit_lossless16(i0, sym); else emit_slow(i0, per_lane, sym, true);
+    } else {
+      emit_narrow(i0, sym);
+    }
+  }
+
+  TILECODEC_DEV void emit_lossless16(std::uint32_t i0, const sym16& sym) {
+    std::uint8_t* d = p_;
+    const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(raw_tile_) + 14u * (i0 / per_lane);
+    const std::uint32_t* p = reinterpret_cast<const std::uint32_t*>(a & ~std::uintptr_t(3));
+    const std::uint32_t sh = 8u * static_cast<std::uint32_t>(a & 3u);
+    const std::uint32_t w0 = p[0], w1 = p[1], w2 = p[2], w3 = p[3], w4 = p[4];
+    const std::uint32_t b0 = funnel(w0, w1, sh), b1 = funnel(w1, w2, sh);
+    const std::uint32_t b2 = funnel(w2, w3, sh), b3 = funnel(w3, w4, sh);
+    // group 0: bytes 0..6 = b0, b1[0..2]; group 1: bytes 7..13 = b1[3], b2, b3[0..1]
+    std::uint32_t r0, r1, r2, r3;
+    unpack7(b0, b1 & 0xffffffu, r0, r1);
+    unpack7(byte_perm(b1, b2, 0x6543), byte_perm(b2, b3, 0x0543) & 0xffffffu, r2, r3);
+    const std::uint32_t sp[8] = {sym.a.x, sym.a.y, sym.a.z, sym.a.w, sym.b.x, sym.b.y, sym.b.z, sym.b.w};
+    const std::uint32_t rv[4] = {r0, r1, r2, r3};
+    std::uint32_t o[8];
+#pragma unroll
+    for (int k = 0; k < 8; ++k) o[k] = join2(rv[k / 2], (k & 1) ? 0x4342u /* raw bytes 2, 3 */ : 0x4140u /* raw bytes 0, 1 */, sp[k]);
+    st16(d, u32x4{o[0], o[1], o[2], o[3]});
+    st16(d + 16, u32x4{o[4], o[5], o[6], o[7]});
+  }
+
+  // Byte symbols: codes, dequantized values, or (element by element) fp32 lossless.
+  TILECODEC_DEV void emit_narrow(std::uint32_t i0, const sym16& sym) {
+    std::uint8_t* d = p_;
     const u32x4& s = sym.a;
     switch (kind_) {
-      case emit_kind::lossless16: {
-        const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(raw_tile_) + 14u * (i0 / per_lane);
-        const std::uint32_t* p = reinterpret_cast<const std::uint32_t*>(a & ~std::uintptr_t(3));
-        const std::uint32_t sh = 8u * static_cast<std::uint32_t>(a & 3u);
-        const std::uint32_t w0 = p[0], w1 = p[1], w2 = p[2], w3 = p[3], w4 = p[4];
-        const std::uint32_t b0 = funnel(w0, w1, sh), b1 = funnel(w1, w2, sh);
-        const std::uint32_t b2 = funnel(w2, w3, sh), b3 = funnel(w3, w4, sh);
-        // group 0: bytes 0..6 = b0, b1[0..2]; group 1: bytes 7..13 = b1[3], b2, b3[0..1]
-        std::uint32_t r0, r1, r2, r3;
-        unpack7(b0, b1 & 0xffffffu, r0, r1);
-        unpack7(byte_perm(b1, b2, 0x6543), byte_perm(b2, b3, 0x0543) & 0xffffffu, r2, r3);
-        const std::uint32_t sp[8] = {sym.a.x, sym.a.y, sym.a.z, sym.a.w, sym.b.x, sym.b.y, sym.b.z, sym.b.w};
-        const std::uint32_t rv[4] = {r0, r1, r2, r3};
-        std::uint32_t o[8];
-#pragma unroll
-        for (int k = 0; k < 8; ++k) o[k] = join2(rv[k / 2], (k & 1) ? 0x4342u /* raw bytes 2, 3 */ : 0x4140u /* raw bytes 0, 1 */, sp[k]);
-        st16(d, u32x4{o[0], o[1], o[2], o[3]});
-        st16(d + 16, u32x4{o[4], o[5], o[6], o[7]});
-        return;
-      }
       case emit_kind::int8_codes:
         st16(d, u32x4{s.x ^ 0x80808080u, s.y ^ 0x80808080u, s.z ^ 0x80808080u, s.w ^ 0x80808080u});
         return;
@@ -222,9 +247,8 @@ class tile_writer {
         }
         return;
       }
-      case emit_kind::lossless32:
-      default:
-        emit_slow(i0, per_lane, sym, wide);
+      default:  // lossless32 (lossless16 never has byte symbols)
+        emit_slow(i0, per_lane, sym, false);
         return;
     }
   }
@@ -280,7 +304,9 @@ class tile_writer {
   std::uint64_t row0_, col0_;
   std::uint32_t w_, n_;
   std::uint32_t i_, r_, c_, step_r_, step_c_, stride_;  // this lane's next symbol, its row and column
-  bool fast_;
+  std::uint8_t* p_;                                      // where symbol i_ goes: dst(r_, c_)
+  std::uint64_t dp_;                                     // p_'s step when whole_rows_
+  bool fast_, whole_rows_;
 };
 
 }  // namespace detail

@@ -104,7 +104,7 @@ TILECODEC_DEV status rans_tile_to_writer(warp_window_storage& storage, const std
     __syncwarp();
     const sym16 sym = load_window<SymBytes>(storage.window);
     __syncwarp();
-    writer.emit(m, sym, SymBytes == 2);
+    writer.template emit<SymBytes == 2>(m, sym);
     ws += m;
   }
   return eng.finish();
@@ -154,7 +154,7 @@ TILECODEC_DEV status rans_lanes_tile_to_writer(Storage& storage, std::uint32_t t
     __syncwarp();
     const sym16 sym = load_window<SymBytes>(storage.window);
     __syncwarp();
-    writer.emit_next(sym, SymBytes == 2);
+    writer.template emit_next<SymBytes == 2>(sym);
     ws += team_window;
   }
   return eng.finish();
@@ -241,7 +241,7 @@ TILECODEC_DEV status stored_tile_to_writer(const device::tile_ref& tile, std::ui
     const std::uint32_t m = n - ws < tile_writer::window ? n - ws : tile_writer::window;
     const std::uint32_t i0 = ws + tile_writer::per_lane * lane_id();
     const sym16 sym = i0 < n ? load_stored16(tile.bytes, alphabet, i0, n) : sym16{u32x4{0, 0, 0, 0}, u32x4{0, 0, 0, 0}};
-    writer.emit(m, sym, alphabet == 512);
+    if (alphabet == 512) writer.emit<true>(m, sym); else writer.emit<false>(m, sym);
   }
   return status::success;
 }
