@@ -256,16 +256,35 @@ void add_workload(std::unique_ptr<workload> w) {
       ->ReportAggregatesOnly(true);
 }
 
-// "/lanesN": the shared-stream coder (coding 1) with N lanes; "/streamsN": lane streams (coding 3).
-void add_synthetic(bool int8, std::uint64_t rows, std::uint64_t cols, std::uint32_t tile, std::uint32_t lanes,
-                   bool lane_streams = false) {
+// A policy's coder: rANS with a shared stream (coding 1), with lane streams (coding 3), or the
+// fixed-length coder with escapes (coding 2, 32 lanes).
+enum class coding_kind { shared, lane_streams, fixed };
+
+format_params policy_params(bool int8, std::uint32_t tile, std::uint32_t lanes, coding_kind c) {
   format_params p = int8 ? int8_codec::params() : lossless_codec::params();
   p.tile_rows = p.tile_cols = tile;
-  p.lanes = lanes;
-  if (lane_streams) p.coder = coder::kind::rans_lanes;
+  p.lanes = c == coding_kind::fixed ? fixed_lanes : lanes;
+  if (c == coding_kind::lane_streams) p.coder = coder::kind::rans_lanes;
+  if (c == coding_kind::fixed) p.coder = coder::kind::fixed, p.prob_bits = 0;
+  return p;
+}
+
+// Workload-name suffix of a model or layer policy (nothing for the default 32-lane shared stream).
+std::string policy_suffix(std::uint32_t lanes, coding_kind c) {
+  if (c == coding_kind::fixed) return "/fixed";
+  if (c == coding_kind::lane_streams) return "/streams" + std::to_string(lanes);
+  return lanes == 32 ? std::string() : "/lanes" + std::to_string(lanes);
+}
+
+// "/lanesN": the shared-stream coder (coding 1) with N lanes; "/streamsN": lane streams (coding 3);
+// "/fixed": fixed-length codes.
+void add_synthetic(bool int8, std::uint64_t rows, std::uint64_t cols, std::uint32_t tile, std::uint32_t lanes,
+                   coding_kind c = coding_kind::shared) {
+  const format_params p = policy_params(int8, tile, lanes, c);
   auto w = std::make_unique<workload>();
   w->name = std::string(int8 ? "int8" : "bf16") + "/" + std::to_string(rows) + "x" + std::to_string(cols) + "/tile" +
-            std::to_string(tile) + (lane_streams ? "/streams" : "/lanes") + std::to_string(lanes);
+            std::to_string(tile) +
+            (c == coding_kind::fixed ? std::string("/fixed") : (c == coding_kind::lane_streams ? "/streams" : "/lanes") + std::to_string(lanes));
   if (!wanted(w->name)) return;
   w->tensors.push_back(encode_synthetic(rows, cols, p, dtype::bf16));
   w->out_types.push_back(int8 ? dtype::i8 : dtype::bf16);
@@ -273,17 +292,14 @@ void add_synthetic(bool int8, std::uint64_t rows, std::uint64_t cols, std::uint3
 }
 
 // A Llama-3-8B decoder layer (q, k, v, o, gate, up, down), synthetic weights.
-void add_llama_layer(bool int8, std::uint32_t tile = 256, std::uint32_t lanes = 32, bool lane_streams = false) {
+void add_llama_layer(bool int8, std::uint32_t tile = 256, std::uint32_t lanes = 32, coding_kind c = coding_kind::shared) {
   const std::uint64_t shapes[7][2] = {{4096, 4096}, {1024, 4096}, {1024, 4096}, {4096, 4096},
                                       {14336, 4096}, {14336, 4096}, {4096, 14336}};
   auto w = std::make_unique<workload>();
   w->name = std::string("layer/llama8b/") + (int8 ? "int8" : "bf16") + (tile == 256 ? "" : "/tile" + std::to_string(tile)) +
-            (lane_streams ? "/streams" + std::to_string(lanes) : lanes == 32 ? "" : "/lanes" + std::to_string(lanes));
+            policy_suffix(lanes, c);
   if (!wanted(w->name)) return;
-  format_params p = int8 ? int8_codec::params() : lossless_codec::params();
-  p.tile_rows = p.tile_cols = tile;
-  p.lanes = lanes;
-  if (lane_streams) p.coder = coder::kind::rans_lanes;
+  const format_params p = policy_params(int8, tile, lanes, c);
   for (const auto& s : shapes) {
     w->tensors.push_back(encode_synthetic(s[0], s[1], p, dtype::bf16));
     w->out_types.push_back(int8 ? dtype::i8 : dtype::bf16);
@@ -292,7 +308,7 @@ void add_llama_layer(bool int8, std::uint32_t tile = 256, std::uint32_t lanes = 
 }
 
 // The real model: every floating-point tensor, in one call; and its first layer alone.
-void add_model(bool int8, std::uint32_t tile = 256, std::uint32_t lanes = 32, bool lane_streams = false) {
+void add_model(bool int8, std::uint32_t tile = 256, std::uint32_t lanes = 32, coding_kind c = coding_kind::shared) {
   const std::string path = std::string(TILECODEC_DATA_DIR) + "/minilm/model.bf16.safetensors";
   if (!std::filesystem::exists(path)) {
     std::printf("bench_decode: %s not found, model benchmarks skipped\n", path.c_str());
@@ -301,16 +317,12 @@ void add_model(bool int8, std::uint32_t tile = 256, std::uint32_t lanes = 32, bo
   auto all = std::make_unique<workload>();
   auto layer = std::make_unique<workload>();
   const std::string suffix = (int8 ? "int8" : "bf16") + (tile == 256 ? std::string() : "/tile" + std::to_string(tile)) +
-                             (lane_streams ? "/streams" + std::to_string(lanes)
-                                           : lanes == 32 ? std::string() : "/lanes" + std::to_string(lanes));
+                             policy_suffix(lanes, c);
   all->name = "model/minilm/" + suffix;
   layer->name = "layer/minilm0/" + suffix;
   if (!wanted(all->name) && !wanted(layer->name)) return;
   safetensors::file model(path);
-  format_params p = int8 ? int8_codec::params() : lossless_codec::params();
-  p.tile_rows = p.tile_cols = tile;
-  p.lanes = lanes;
-  if (lane_streams) p.coder = coder::kind::rans_lanes;
+  const format_params p = policy_params(int8, tile, lanes, c);
   for (const safetensors::tensor_info& info : model.tensors()) {
     if (info.type != dtype::bf16) continue;
     const safetensors::byte_view b = model.data(info);
@@ -361,19 +373,21 @@ int main(int argc, char** argv) {
       for (std::uint32_t lanes : {32u, 64u, 128u})
         for (std::uint32_t tile : {128u, 256u, 512u}) {
           if (tile != 512 || lanes == 32) add_synthetic(int8, shapes[s][0], shapes[s][1], tile, lanes);
-          if (tile != 512 || lanes == 128) add_synthetic(int8, shapes[s][0], shapes[s][1], tile, lanes, true);
+          if (tile != 512 || lanes == 128) add_synthetic(int8, shapes[s][0], shapes[s][1], tile, lanes, coding_kind::lane_streams);
         }
+      for (std::uint32_t tile : {128u, 256u}) add_synthetic(int8, shapes[s][0], shapes[s][1], tile, 32, coding_kind::fixed);
     }
   }
   // Whole models and layers: the default, the fastest shared-stream policy (tile 128, 128 lanes)
   // and the lane-stream policies.
-  struct policy { std::uint32_t tile, lanes; bool streams; };
-  for (const policy& q : {policy{256, 32, false}, policy{128, 128, false}, policy{256, 64, true}, policy{256, 128, true},
-                          policy{128, 64, true}, policy{128, 128, true}}) {
-    add_model(false, q.tile, q.lanes, q.streams);
-    add_model(true, q.tile, q.lanes, q.streams);
-    add_llama_layer(true, q.tile, q.lanes, q.streams);
-    add_llama_layer(false, q.tile, q.lanes, q.streams);
+  struct policy { std::uint32_t tile, lanes; coding_kind c; };
+  constexpr coding_kind shared = coding_kind::shared, streams = coding_kind::lane_streams;
+  for (const policy& q : {policy{256, 32, shared}, policy{128, 128, shared}, policy{256, 64, streams}, policy{256, 128, streams},
+                          policy{128, 64, streams}, policy{128, 128, streams}, policy{256, 32, coding_kind::fixed}}) {
+    add_model(false, q.tile, q.lanes, q.c);
+    add_model(true, q.tile, q.lanes, q.c);
+    add_llama_layer(true, q.tile, q.lanes, q.c);
+    add_llama_layer(false, q.tile, q.lanes, q.c);
   }
   std::printf("workloads encoded in %.1f s\n",
               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());

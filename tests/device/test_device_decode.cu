@@ -402,6 +402,7 @@ TEST_CASE("device decode: every policy combination on random data, all in one ca
       for (std::uint32_t p = 8; p <= 12; ++p) combos.push_back(random_combo(k.q, k.source, coder::kind::rans, lanes, p, rng));
     for (std::uint32_t lanes : {32u, 64u, 128u})  // lane streams (coding 3)
       for (std::uint32_t p = 8; p <= 12; ++p) combos.push_back(random_combo(k.q, k.source, coder::kind::rans_lanes, lanes, p, rng));
+    for (int i = 0; i < 4; ++i) combos.push_back(random_combo(k.q, k.source, coder::kind::fixed, fixed_lanes, 0, rng));
     for (const combo& c : combos) {
       const std::uint64_t cols = c.shape.empty() ? 1 : c.shape.back();
       tensors.push_back(std::make_unique<gpu_tensor>(
@@ -412,14 +413,19 @@ TEST_CASE("device decode: every policy combination on random data, all in one ca
       }
     }
   }
-  std::size_t coded = 0, lane_coded = 0;
+  std::size_t coded = 0, lane_coded = 0, fixed_coded = 0, with_escapes = 0;
   for (auto& t : tensors) {
-    coded += t->enc.header().coding == plane_coding::rans;
-    lane_coded += t->enc.header().coding == plane_coding::rans_lanes;
+    const tensor_header& h = t->enc.header();
+    coded += h.coding == plane_coding::rans;
+    lane_coded += h.coding == plane_coding::rans_lanes;
+    fixed_coded += h.coding == plane_coding::fixed;
+    with_escapes += h.coding == plane_coding::fixed && h.params.prob_bits < fixed_symbol_bits(h.alphabet);
   }
-  MESSAGE(tensors.size() << " tensors (" << coded << " rANS-coded, " << lane_coded << " with lane streams), " << batch.size()
+  MESSAGE(tensors.size() << " tensors (" << coded << " rANS-coded, " << lane_coded << " with lane streams, " << fixed_coded
+                         << " fixed-coded of which " << with_escapes << " with escapes), " << batch.size()
                          << " decodes in one call");
   CHECK(lane_coded > 0);
+  CHECK(with_escapes > 0);
   check_batch(batch, outs);  // a large call: one warp per lane-stream tile
   for (std::uint32_t team : {2u, 4u}) {  // 2 or 4 warps share a 64- or 128-lane tile
     dv::decode_options options;
@@ -436,7 +442,7 @@ TEST_CASE("device decode: shapes at the edges" * doctest::test_suite("sanitize")
   std::vector<gpu_tensor*> batch;
   std::vector<dtype> outs;
   for (const auto& shape : shapes) {
-    for (int variant = 0; variant < 5; ++variant) {
+    for (int variant = 0; variant < 7; ++variant) {
       format_params p;
       p.tile_rows = 32;
       p.tile_cols = 64;
@@ -445,10 +451,12 @@ TEST_CASE("device decode: shapes at the edges" * doctest::test_suite("sanitize")
       if (variant == 2) p.quant = quant::kind::int4_group, p.group_size = 32, p.lanes = 64, src = dtype::f16;
       if (variant == 3) p.coder = coder::kind::rans_lanes, p.lanes = 128;                          // lane streams, bf16
       if (variant == 4) p.quant = quant::kind::int8_rowwise, p.coder = coder::kind::rans_lanes, src = dtype::f32;  // 32 lanes
+      if (variant == 5) p.coder = coder::kind::fixed;                                              // fixed codes, bf16
+      if (variant == 6) p.quant = quant::kind::int8_rowwise, p.coder = coder::kind::fixed, src = dtype::f32;
       tensors.push_back(std::make_unique<gpu_tensor>(
           encode_values(random_values(leading_rows(shape), shape.empty() ? 1 : shape.back(), src, rng), src, shape, p)));
       batch.push_back(tensors.back().get());
-      outs.push_back(variant == 0 || variant == 3 ? src : (variant == 1 ? dtype::i8 : dtype::bf16));
+      outs.push_back(variant == 0 || variant == 3 || variant == 5 ? src : (variant == 1 || variant == 6 ? dtype::i8 : dtype::bf16));
     }
   }
   for (std::uint32_t team : {0u, 1u, 2u, 4u}) {  // automatic, then 1, 2, 4 warps per lane-stream tile
@@ -545,23 +553,50 @@ TEST_CASE("device decode: corrupted input gives errors and stays inside its buff
   pl.lanes = 64;
   format_params pm = pq;  // lane streams, int8, 128 lanes
   pm.coder = coder::kind::rans_lanes;
+  format_params pf = pi;  // fixed codes with escapes, int8 and bf16 (escape entries of 2 and 4 bytes)
+  pf.coder = coder::kind::fixed;
+  pf.lanes = fixed_lanes;
+  format_params pg = pb;
+  pg.coder = coder::kind::fixed;
+  // Fixed codes: draws until the encoder picks a width with escapes (wide, light-tailed draws code
+  // every symbol, or are stored).
+  auto with_escapes = [&](std::uint64_t rows, std::uint64_t cols, dtype src, const format_params& p) {
+    encoded_tensor e;
+    for (int attempt = 0; attempt < 64; ++attempt) {
+      e = encode_values(random_values(rows, cols, src, rng), src, {rows, cols}, p);
+      const tensor_header& h = e.header();
+      if (h.coding == plane_coding::fixed && h.params.prob_bits < fixed_symbol_bits(h.alphabet)) break;
+    }
+    return e;
+  };
   const encoded_tensor originals[] = {encode_values(random_values(100, 130, dtype::bf16, rng), dtype::bf16, {100, 130}, pb),
                                       encode_values(random_values(70, 300, dtype::f32, rng), dtype::f32, {70, 300}, pi),
                                       encode_values(random_values(300, 520, dtype::f32, rng), dtype::f32, {300, 520}, pq),
                                       encode_values(random_values(150, 200, dtype::bf16, rng), dtype::bf16, {150, 200}, pl),
-                                      encode_values(random_values(300, 520, dtype::f32, rng), dtype::f32, {300, 520}, pm)};
+                                      encode_values(random_values(300, 520, dtype::f32, rng), dtype::f32, {300, 520}, pm),
+                                      with_escapes(200, 300, dtype::f32, pf),
+                                      with_escapes(100, 130, dtype::bf16, pg)};
+  constexpr int kinds = 7;
   for (int i = 2; i < 5; ++i) {  // the 128-lane and lane-stream tensors must be coded (the first two may store)
     INFO(describe(originals[i], dtype::f32));
     REQUIRE(has_rans_table(originals[i].header().coding));
   }
+  for (int i = 5; i < kinds; ++i) {  // the fixed-coded ones must have escapes to corrupt
+    const tensor_header& h = originals[i].header();
+    INFO(describe(originals[i], dtype::f32));
+    REQUIRE(h.coding == plane_coding::fixed);
+    REQUIRE(h.params.prob_bits < fixed_symbol_bits(h.alphabet));
+  }
   int detected = 0, trials = 0;
-  for (int trial = 0; trial < 60; ++trial) {
-    const encoded_tensor& e = originals[trial % 5];
+  for (int trial = 0; trial < 84; ++trial) {
+    const encoded_tensor& e = originals[trial % kinds];
     const tensor_header& h = e.header();
     std::vector<std::uint8_t> bytes = e.bytes();
     const int where = trial % 4;  // table, index, payload, truncated tile
     std::uint64_t lo = h.payload_offset, len = h.payload_bytes;
-    if (where == 0 && h.table_bytes > 0) lo = h.table_offset, len = h.table_bytes;  // (a stored plane has no table)
+    // (A stored plane has no table; a fixed code's window is read by the host parse, which the
+    // device view trusts like the header.)
+    if (where == 0 && h.table_bytes > 0 && h.coding != plane_coding::fixed) lo = h.table_offset, len = h.table_bytes;
     if (where == 1) lo = h.index_offset + 8, len = h.index_bytes - 16;
     for (int k = 0; k < 1 + int(rng() % 3); ++k) bytes[lo + rng() % len] ^= std::uint8_t(1u << (rng() % 8));
     if (where == 3) {  // a tile that claims fewer bytes than it has: its stream runs out
@@ -605,6 +640,10 @@ TEST_CASE("device building blocks: warp and block tile decoders in user kernels"
   check_building_blocks<codec<tile<64, 64>, quant::lossless, coder::rans_lanes<11, 128>>, 64>(dtype::bf16, {150, 130}, dtype::bf16, rng);
   check_building_blocks<codec<tile<16, 256>, quant::int4_group<32>, coder::rans<11, 8>>>(dtype::f32, {40, 600}, dtype::f16, rng);
   check_building_blocks<codec<tile<16, 64>, quant::lossless, coder::raw>>(dtype::bf16, {50, 100}, dtype::bf16, rng);
+  // Fixed codes: no table; block decode_tile() shares each tile's windows between the 4 warps.
+  check_building_blocks<codec<tile<32, 64>, quant::lossless, coder::fixed>>(dtype::bf16, {100, 150}, dtype::bf16, rng);
+  check_building_blocks<codec<tile<32, 64>, quant::int8_rowwise, coder::fixed>>(dtype::f32, {100, 200}, dtype::f32, rng);
+  check_building_blocks<codec<tile<16, 48>, quant::int4_group<32>, coder::fixed>>(dtype::f32, {40, 600}, dtype::f16, rng);
 }
 
 TEST_CASE("device decode: real weights (all-MiniLM-L6-v2, bf16), lossless, int8 and int4") {

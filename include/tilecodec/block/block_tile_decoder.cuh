@@ -17,8 +17,9 @@
 //
 // What the format allows: a shared-stream rANS tile (coding 1) is one warp's work, so (b) decodes
 // it with warp 0 while the other warps wait; a lane-stream tile (coding::rans_lanes) of L lanes
-// is shared by up to L / 32 warps (each decodes and writes its own lanes' symbols); stored tiles
-// are read by all threads. For throughput decode many tiles at once with (a).
+// is shared by up to L / 32 warps (each decodes and writes its own lanes' symbols); stored and
+// fixed-coded tiles (coder::fixed) are shared by all warps, window by window. For throughput
+// decode many tiles at once with (a).
 // All threads of the block must call every member (they contain __syncthreads()).
 #pragma once
 
@@ -55,6 +56,7 @@ class block_tile_decoder {
                 "block_tile_decoder needs whole warps (32..1024 threads, 1-D block)");
   using warp_decoder = warp_tile_decoder<Codec>;
   static constexpr bool is_rans = detail::is_rans_coder<typename Codec::coder_type>::value;
+  static constexpr bool is_fixed = std::is_same<typename Codec::coder_type, coder::fixed>::value;
   static constexpr int warp_count = BlockThreads / 32;
   // Warps that share one lane-stream tile in decode_tile(): one per 32 lanes, a power of two the
   // block has (1 for other coders).
@@ -72,6 +74,7 @@ class block_tile_decoder {
     table_type table;
     typename warp_decoder::TempStorage warp[warp_count];
     status team_status[tile_team];
+    status window_status[is_fixed ? warp_count : 1];  // fixed-coded tiles: each warp's windows
   };
 
   TILECODEC_DEV explicit block_tile_decoder(TempStorage& temp) : temp_(temp) {}
@@ -107,12 +110,19 @@ class block_tile_decoder {
                                                                                         : status::unsupported;
     if (s == status::success && (out == nullptr || ld < tr.box.width)) s = status::invalid_argument;
     const bool coded = s == status::success && has_rans_table(tensor.coding);  // the same in every thread
+    const bool fixed = s == status::success && tensor.coding == plane_coding::fixed;
     if (s == status::success && !has_rans_table(tensor.coding)) {
-      // Stored symbols: warp w writes windows w, w + warps, ...
+      // Stored symbols and fixed codes: warp w writes windows w, w + warps, ...
       detail::tile_writer writer;
       writer.set_tensor(tensor, out_type);
       writer.begin_tile(tr, out, ld, warp, warp_count);
-      detail::stored_tile_to_writer(tr, tensor.alphabet, writer, warp, warp_count);
+      if constexpr (is_fixed) {
+        if (fixed) {
+          const status mine = detail::fixed_tile_to_writer(tensor, tensor.fixed(), tr, writer, warp, warp_count);
+          if (detail::lane_id() == 0) temp_.window_status[warp] = mine;
+        }
+      }
+      if (!fixed) detail::stored_tile_to_writer(tr, tensor.alphabet, writer, warp, warp_count);
     } else if constexpr (is_rans) {
       if (coded && warp < std::uint32_t(tile_team)) {
         const status mine = make_warp().template decode_share<tile_team>(tensor, tile, out, out_type, ld, warp);
@@ -123,6 +133,11 @@ class block_tile_decoder {
     if (coded)
       for (int w = 0; w < tile_team; ++w)  // the largest status code, as device::decode_async reports
         if (static_cast<std::uint32_t>(temp_.team_status[w]) > static_cast<std::uint32_t>(s)) s = temp_.team_status[w];
+    if constexpr (is_fixed) {
+      if (fixed)
+        for (int w = 0; w < warp_count; ++w)
+          if (static_cast<std::uint32_t>(temp_.window_status[w]) > static_cast<std::uint32_t>(s)) s = temp_.window_status[w];
+    }
     __syncthreads();
     return s;
   }

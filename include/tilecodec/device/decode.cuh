@@ -12,18 +12,20 @@
 //
 // What happens: a one-block setup kernel checks every task (writes its status word: success or
 // invalid_argument/unsupported/overflow), picks how many warps share a lane-stream tile, counts
-// work groups (consecutive tiles of one task: 8, or 8 / W for lane-stream tensors decoded by
-// teams of W warps) and resets a work counter; then a persistent grid (one wave: SMs x resident
-// blocks of 256 threads, 93.6 KB of dynamic shared memory each) claims groups from the counter. A
-// block loads a tensor's frequency table into shared memory once and keeps it while it claims
-// groups of the same tensor; each warp decodes one tile of its group (warp/warp_window_decode.cuh):
-// shared-stream rANS (coding 1) through warp_rans_engine, stored tiles directly; lane-stream rANS
-// (coding 3, coder::rans_lanes, the faster one) through warp_rans_lanes_engine, by a team of
-// W = 1, 2 or 4 warps per tile (the largest that keeps the call in one wave of the grid), each
-// decoding and writing its own lanes' symbols. A tile that turns out corrupt raises its task's
-// status word to the error (atomicMax: the largest status code wins, deterministically); its
-// output values are then unspecified, every other tile is still decoded, and no read or write
-// leaves the tile's bytes or the task's output range.
+// work groups (consecutive tiles of one task: 8, or 8 / W for lane-stream and fixed-coded tensors
+// decoded by teams of W warps) and resets a work counter; then a persistent grid (one wave: SMs x
+// resident blocks of 256 threads, 93.6 KB of dynamic shared memory each) claims groups from the
+// counter. A block loads a tensor's frequency table into shared memory once and keeps it while it
+// claims groups of the same tensor; each warp decodes one tile of its group
+// (warp/warp_window_decode.cuh): shared-stream rANS (coding 1) through warp_rans_engine, stored
+// tiles directly; lane-stream rANS (coding 3, coder::rans_lanes, the faster one) through
+// warp_rans_lanes_engine, by a team of W = 1, 2 or 4 warps per tile (the largest that keeps the
+// call in one wave of the grid), each decoding and writing its own lanes' symbols; fixed-length
+// codes (coding 2, coder::fixed) window by window (warp/warp_fixed_decode.cuh), by a team of W
+// warps too. A tile that turns out corrupt raises its task's status word to the error (atomicMax:
+// the largest status code wins, deterministically); its output values are then unspecified, every
+// other tile is still decoded, and no read or write leaves the tile's bytes or the task's output
+// range.
 //
 // Output placement: tensor element (r, c) goes to out[(r - row_begin) * ld + c] (ld defaults to
 // the tensor's column count), so a task covering whole tensors writes a dense row-major array,
@@ -83,8 +85,9 @@ struct decode_options {
   // Blocks of the persistent grid; 0: one full wave (SMs x resident blocks). Fewer blocks can
   // lower the launch cost of small decodes.
   std::uint32_t max_blocks = 0;
-  // Warps that share one lane-stream tile (coding 3; each tensor takes at most one per 32 lanes):
-  // 1, 2 or 4; 0: automatic, the most that keep the whole call in one wave of the grid.
+  // Warps that share one lane-stream tile (coding 3; each tensor takes at most one per 32 lanes)
+  // or fixed-coded tile (coding 2): 1, 2 or 4; 0: automatic, the most that keep the whole call in
+  // one wave of the grid.
   std::uint32_t team_warps = 0;
 };
 
@@ -121,8 +124,9 @@ struct decode_block_storage {
 };
 
 // Most warps that can share one tile of the tensor: one per 32 lanes of a lane-stream tile (each
-// then keeps at least one chain per thread), else 1.
+// then keeps at least one chain per thread), 4 for fixed codes (windows decode alone), else 1.
 TILECODEC_HD std::uint32_t max_team_warps(const tensor_ref& t) {
+  if (t.coding == plane_coding::fixed) return 4u;
   return t.coding == plane_coding::rans_lanes && rans_lanes_supported(t.lanes) ? t.lanes / 32u : 1u;
 }
 
@@ -172,12 +176,12 @@ __device__ inline status check_task(const decode_task& task, std::uint64_t& tile
 
 // One block: checks tasks, writes their status words, picks the call's team size, prefix-sums the
 // tasks' work groups, resets the counters. Team size (`team`: 1, 2 or 4; 0: choose): lane-stream
-// tiles are shared by up to 4 warps (one per 32 lanes); the call takes the largest of 4, 2, 1
-// whose warps (tiles x team warps over all tasks) fit the decode grid's `grid_warps` at once, so
-// small calls get more warps per tile and large ones keep each warp's per-tile set-up (head,
-// prefix of the word counts, ring fill) spread over more symbols (H100, 4096 x 14336, 256 x 256
-// tiles of 128 lanes: teams of 2 7-17% faster than teams of 4, which need 1.7 waves, and 15-21%
-// faster than one warp; PERFORMANCE.md 3.1).
+// tiles are shared by up to 4 warps (one per 32 lanes), fixed-coded tiles by up to 4; the call
+// takes the largest of 4, 2, 1 whose warps (tiles x team warps over all tasks) fit the decode
+// grid's `grid_warps` at once, so small calls get more warps per tile and large ones keep each
+// warp's per-tile set-up (head, prefix of the word counts, ring fill) spread over more symbols
+// (H100, 4096 x 14336, 256 x 256 tiles of 128 lanes: teams of 2 7-17% faster than teams of 4, which
+// need 1.7 waves, and 15-21% faster than one warp; PERFORMANCE.md 3.1).
 // (Kernels are templates so that the header can be included by many translation units.)
 template <int Threads = setup_threads>
 __global__ void __launch_bounds__(Threads) decode_setup_kernel(const decode_task* tasks, std::uint32_t count,
@@ -283,9 +287,9 @@ TILECODEC_DECODE_TILE_FN status decode_task_tile(const decode_task& task, std::u
     writer.begin_tile_at(tr, out, ld, ::tilecodec::detail::lanes_window_first(tensor.lanes, team_size, team_warp),
                          team_size * ::tilecodec::detail::tile_writer::window);
     return ::tilecodec::detail::decode_lanes_team_tile(tensor, tr, table, storage.lanes, team_size, team_warp, writer);
-  } else {
-    writer.begin_tile(tr, out, ld);
-    return ::tilecodec::detail::decode_tile_any(tensor, tr, table, storage.shared_stream, writer);
+  } else {  // a team only for fixed codes: window by window
+    writer.begin_tile(tr, out, ld, team_warp, team_size);
+    return ::tilecodec::detail::decode_tile_any(tensor, tr, table, storage.shared_stream, writer, team_warp, team_size);
   }
 }
 
@@ -336,7 +340,7 @@ __global__ void __launch_bounds__(Threads, TILECODEC_DECODE_MIN_BLOCKS)
           task.tile_count == all_tiles ? tensor.tile_count - task.first_tile : task.tile_count;
       if (tile < task.first_tile + count_in_task) {
         const status s = lanes ? decode_task_tile<true>(task, tile, smem.table, smem.warp[warp], w, warp % w)
-                               : decode_task_tile<false>(task, tile, smem.table, smem.warp[warp], 1, 0);
+                               : decode_task_tile<false>(task, tile, smem.table, smem.warp[warp], w, warp % w);
         if (s != status::success && ::tilecodec::detail::lane_id() == 0) raise_status(statuses + ti, s);
       }
     }

@@ -20,6 +20,7 @@
 
 #include "../config.hpp"
 #include "../dtype.hpp"
+#include "../coder/fixed.hpp"
 #include "../coder/frequency_table.hpp"
 #include "../format/encoded_tensor.hpp"
 #include "../format/planes.hpp"
@@ -69,10 +70,14 @@ struct tensor_ref {
   quant::kind quant = quant::kind::lossless;
   plane_coding coding = plane_coding::stored;
   symbol_order order = symbol_order::row_major;
-  std::uint32_t prob_bits = 0;  // rANS only
+  std::uint32_t prob_bits = 0;  // rANS: probability bits; fixed: code bits k
   std::uint32_t lanes = 1;      // rANS only
   std::uint32_t alphabet = 256;  // 16 (int4), 512 (16-bit lossless) or 256
   std::uint32_t group_size = 0;  // int4_group only
+  std::uint32_t fixed_first = 0;  // fixed only: symbol of code 0 (from the host-parsed table section)
+
+  // Code width and window of a fixed-coded tensor.
+  [[nodiscard]] TILECODEC_HD fixed_code fixed() const { return fixed_code{prob_bits, fixed_first, alphabet}; }
 
   [[nodiscard]] TILECODEC_HD const std::uint8_t* table() const { return data + table_offset; }
   [[nodiscard]] TILECODEC_HD const std::uint8_t* scales() const { return data + scales_offset; }
@@ -80,9 +85,10 @@ struct tensor_ref {
   [[nodiscard]] TILECODEC_HD std::uint64_t elements() const { return layout.elements(); }
 
   // Finds tile t and checks the two index entries it reads: ordered, 16-byte aligned, inside the
-  // payload, large enough for the tile's states (rANS) or symbols (stored). A rANS tile with more
-  // words than its symbols can consume is reported here as corrupt_payload, the status the host
-  // decoder gives it after decoding.
+  // payload, large enough for the tile's states (rANS), code words and row table (fixed) or
+  // symbols (stored). A rANS tile with more words than its symbols can consume, and a fixed tile
+  // too small for its codes, are reported here as corrupt_payload, the status the host decoder
+  // gives them after decoding.
   [[nodiscard]] TILECODEC_HD status tile(std::uint64_t t, tile_ref& out) const {
     if (t >= tile_count) return status::invalid_argument;
     const std::uint8_t* index = data + index_offset;
@@ -97,6 +103,10 @@ struct tensor_ref {
       const std::uint64_t head = (coding == plane_coding::rans ? 4ull : 6ull) * lanes;
       if (bytes < head) return status::corrupt_header;
       if (bytes >= head + 2 * n + tile_alignment) return status::corrupt_payload;
+    } else if (coding == plane_coding::fixed) {
+      // Code words and row_start; the escape entries are checked against the tile's own count.
+      if (bytes < fixed_tile_bytes(fixed_shape(fixed(), box.height, box.width), 0) || bytes > 0xffffffffull)
+        return status::corrupt_payload;
     } else {
       const std::uint64_t need = stored_tile_bytes(alphabet, n);
       if (bytes < need) return status::corrupt_header;
@@ -104,7 +114,9 @@ struct tensor_ref {
     out.bytes = data + payload_offset + a;
     // Stored tiles never read past their symbols; keep the count small enough for 32 bits.
     out.byte_count = static_cast<std::uint32_t>(
-        has_rans_table(coding) ? bytes : (stored_tile_bytes(alphabet, n) + tile_alignment - 1) / tile_alignment * tile_alignment);
+        has_rans_table(coding) || coding == plane_coding::fixed
+            ? bytes
+            : (stored_tile_bytes(alphabet, n) + tile_alignment - 1) / tile_alignment * tile_alignment);
     out.box = box;
     out.element_start = layout.element_start(t);
     out.raw_start = quant != quant::kind::lossless ? 0
@@ -137,14 +149,17 @@ struct tensor_ref {
   r.lanes = h.params.lanes;
   r.alphabet = h.alphabet;
   r.group_size = h.params.group_size;
+  if (h.coding == plane_coding::fixed) r.fixed_first = ::tilecodec::detail::get_u16(view.table());
   return r;
 }
 
-// Does this build's device decoder handle the tensor's coding and symbol order? (stored, rANS or
-// lane-stream rANS planes in row-major tile order; other codings and orders are status::unsupported.)
+// Does this build's device decoder handle the tensor's coding and symbol order? (every coding in
+// row-major tile order; the mma order belongs to the fused kernels, fused/dequantize.cuh.)
 [[nodiscard]] TILECODEC_HD bool device_decodable(const tensor_ref& t) {
   return t.order == symbol_order::row_major &&
-         (t.coding == plane_coding::stored || t.coding == plane_coding::rans || t.coding == plane_coding::rans_lanes);
+         (t.coding == plane_coding::stored || t.coding == plane_coding::rans || t.coding == plane_coding::rans_lanes ||
+          (t.coding == plane_coding::fixed && t.prob_bits >= 1 && t.prob_bits <= fixed_symbol_bits(t.alphabet) &&
+           t.fixed_first + (1u << t.prob_bits) <= t.alphabet));
 }
 
 // Can a tensor of this kind decode to `out`? Lossless: only its source dtype, bit for bit.

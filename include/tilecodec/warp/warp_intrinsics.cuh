@@ -206,6 +206,13 @@ TILECODEC_DEV void prefetch_l1(const void* p) {
   (void)p;
 #endif
 }
+TILECODEC_DEV void prefetch_l2(const void* p) {
+#if defined(__CUDA_ARCH__)
+  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+#else
+  (void)p;
+#endif
+}
 
 // Generic 16-byte store (shared or global destination).
 TILECODEC_DEV void st16(void* p, const u32x4& v) { *static_cast<u32x4*>(p) = v; }

@@ -22,8 +22,9 @@
 //   //     its own TempStorage; warp w writes its own lanes' symbols
 //   s = dec.decode_share<W>(tensor, tile, out, tilecodec::dtype::f32, ld, /*team_warp=*/w);
 //
-// Codecs with coder::rans (shared word stream, coding 1) and coder::rans_lanes (one stream per
-// lane, coding 3; its TempStorage holds 64 or 128 bytes of ring per lane) both work.
+// Every coder works: coder::rans (shared word stream, coding 1), coder::rans_lanes (one stream per
+// lane, coding 3; its TempStorage holds 64 or 128 bytes of ring per lane), coder::fixed (coding 2;
+// no table, no TempStorage) and coder::raw.
 // All 32 lanes of the warp must call every member. The decoder's template codec fixes the
 // tile shape, quantization and lanes, and bounds the table precision (the encoder may record one
 // bit less than the policy's); a tensor with other parameters gives status::unsupported. Tensors
@@ -51,7 +52,7 @@ namespace tilecodec {
 template <class Codec>
 class warp_tile_decoder {
   static_assert(detail::dependent_false<Codec>,
-                "warp_tile_decoder needs a tilecodec::codec<Tile, Quant, Coder> with coder::rans or coder::raw");
+                "warp_tile_decoder needs a tilecodec::codec<Tile, Quant, Coder>");
 };
 
 namespace detail {
@@ -301,6 +302,132 @@ class warp_tile_decoder<codec<Tile, Quant, coder::rans_lanes<ProbBits, Lanes>>>
  public:
   using codec_type = codec<Tile, Quant, coder::rans_lanes<ProbBits, Lanes>>;
   using detail::rans_warp_tile_decoder<Tile, Quant, ProbBits, Lanes, detail::lane_streams_layout<Lanes>>::rans_warp_tile_decoder;
+};
+
+// ---- fixed-length codes with escapes (coding 2) ------------------------------------------------------
+// No table and no shared memory: every 512-symbol window decodes alone (warp/warp_fixed_decode.cuh),
+// so block_tile_decoder::decode_tile lets all its warps share a tile. The register interface reads
+// each symbol's code at random (coder/fixed.hpp) and looks escaped positions up in their row's
+// entries, which begin() has checked.
+template <class Tile, class Quant>
+class warp_tile_decoder<codec<Tile, Quant, coder::fixed>> {
+ public:
+  using codec_type = codec<Tile, Quant, coder::fixed>;
+  using table_type = detail::no_table;  // nothing to load
+  static constexpr int items_per_group = 1;
+  static constexpr std::uint32_t lane_stride = 32;
+  struct TempStorage {};
+
+  TILECODEC_DEV explicit warp_tile_decoder(TempStorage&) {}
+  TILECODEC_DEV warp_tile_decoder(TempStorage&, const table_type&) {}
+
+  [[nodiscard]] TILECODEC_DEV static bool accepts(const device::tensor_ref& t) {
+    return detail::same_tile_and_quant<Tile, Quant>(t) &&
+           (t.coding == plane_coding::stored || t.coding == plane_coding::fixed);
+  }
+
+  // Tile `tile` as values of out_type into out (tile element (r, c) at out[r * ld + c]); with
+  // first_window / window_stride, only this warp's windows (the rest by other warps).
+  TILECODEC_DEV status decode(const device::tensor_ref& tensor, std::uint64_t tile, void* out, dtype out_type,
+                              std::uint64_t ld, std::uint32_t first_window = 0, std::uint32_t window_stride = 1) {
+    if (!accepts(tensor) || !device::can_decode_to(tensor, out_type)) return status::unsupported;
+    device::tile_ref tr;
+    const status s = tensor.tile(tile, tr);
+    if (s != status::success) return s;
+    if (out == nullptr || ld < tr.box.width) return status::invalid_argument;
+    detail::tile_writer writer;
+    writer.set_tensor(tensor, out_type);
+    writer.begin_tile(tr, out, ld, first_window, window_stride);
+    if (tensor.coding == plane_coding::stored)
+      return detail::stored_tile_to_writer(tr, tensor.alphabet, writer, first_window, window_stride);
+    return detail::fixed_tile_to_writer(tensor, tensor.fixed(), tr, writer, first_window, window_stride);
+  }
+
+  // Starts a tile and checks all of it (row table, every escape entry) like the host decoder.
+  TILECODEC_DEV status begin(const device::tensor_ref& tensor, std::uint64_t tile) {
+    n_ = pos_ = 0;
+    if (!accepts(tensor)) return st_ = status::unsupported;
+    device::tile_ref tr;
+    st_ = tensor.tile(tile, tr);
+    if (st_ != status::success) return st_;
+    bytes_ = tr.bytes;
+    alphabet_ = tensor.alphabet;
+    stored_ = tensor.coding == plane_coding::stored;
+    w_ = tr.box.width;
+    code_ = tensor.fixed();
+    shape_ = fixed_shape(code_, tr.box.height, w_);
+    if (!stored_) st_ = check_tile(tr, tensor.raw_plane() + tr.raw_start);
+    if (st_ == status::success) n_ = tr.size();
+    return st_;
+  }
+  [[nodiscard]] TILECODEC_DEV std::uint32_t remaining() const { return n_ - pos_; }
+
+  // The next 32 * Items symbols: item k of lane t is symbol first + 32 k + t (0 past the end).
+  template <int Items>
+  TILECODEC_DEV std::uint32_t next(std::uint16_t (&sym)[Items]) {
+    const std::uint32_t first = pos_, t = detail::lane_id();
+#pragma unroll
+    for (int k = 0; k < Items; ++k) {
+      const std::uint32_t i = first + std::uint32_t(k) * 32u + t;
+      sym[k] = i < n_ ? static_cast<std::uint16_t>(stored_ ? stored_symbol(bytes_, alphabet_, i) : symbol(i)) : 0;
+    }
+    pos_ = n_ - first < std::uint32_t(Items) * 32u ? n_ : first + std::uint32_t(Items) * 32u;
+    return first;
+  }
+  TILECODEC_DEV status end() { return st_; }
+
+ private:
+  TILECODEC_DEV std::uint32_t symbol(std::uint32_t i) const {
+    const std::uint32_t c = fixed_code_at(bytes_, code_.bits, i);
+    if (c != 0 || !code_.has_escapes()) return code_.first + c;
+    const std::uint32_t r = i / w_, col = i % w_;  // an escape? its row's entries (checked in begin)
+    const std::uint16_t* row_start = reinterpret_cast<const std::uint16_t*>(bytes_ + shape_.code_bytes);
+    for (std::uint32_t e = row_start[r]; e < row_start[r + 1]; ++e) {
+      std::uint32_t ec, value;
+      detail::fixed_entry(bytes_, shape_, e, ec, value);
+      if (ec == col) return fixed_escape_symbol(value, alphabet_);
+    }
+    return code_.first;
+  }
+
+  // The whole tile's row table and entries, lanes taking rows t, t + 32, ...
+  TILECODEC_DEV status check_tile(const device::tile_ref& tr, const std::uint8_t* raw_tile) const {
+    const std::uint32_t h = tr.box.height;
+    std::uint32_t escapes = 0;
+    bool bad = false;
+    if (code_.has_escapes()) {
+      const std::uint16_t* row_start = reinterpret_cast<const std::uint16_t*>(bytes_ + shape_.code_bytes);
+      escapes = row_start[h];
+      bad = row_start[0] != 0;
+    }
+    if (bad || tr.byte_count != fixed_tile_bytes(shape_, escapes)) return status::corrupt_payload;
+    if (code_.has_escapes()) {
+      for (std::uint32_t r = detail::lane_id(); r < h && !bad; r += 32) {
+        const std::uint16_t* row_start = reinterpret_cast<const std::uint16_t*>(bytes_ + shape_.code_bytes);
+        const std::uint32_t e0 = row_start[r], e1 = row_start[r + 1];
+        bad = e1 < e0 || e1 > escapes;
+        std::uint32_t previous = 0;
+        for (std::uint32_t e = e0; e < e1 && !bad; ++e) {
+          std::uint32_t col, value;
+          detail::fixed_entry(bytes_, shape_, e, col, value);
+          const std::uint32_t i = r * w_ + col;
+          bad = col >= w_ || (e > e0 && col <= previous) || fixed_escape_symbol(value, alphabet_) >= alphabet_ ||
+                fixed_code_at(bytes_, code_.bits, i) != 0 ||
+                (alphabet_ == 512 && lossless16_raw(value) != raw7_unpack(raw_tile + raw7_group_bytes * (i / raw7_group), i % raw7_group));
+          previous = col;
+        }
+      }
+    }
+    return __any_sync(detail::full_warp_mask, bad) ? status::corrupt_payload : status::success;
+  }
+
+  const std::uint8_t* bytes_ = nullptr;
+  fixed_code code_{};
+  fixed_tile_shape shape_{};
+  std::uint32_t alphabet_ = 256, w_ = 1;
+  std::uint32_t n_ = 0, pos_ = 0;
+  bool stored_ = true;
+  status st_ = status::success;
 };
 
 // ---- raw (stored symbols) ----------------------------------------------------------------------------

@@ -13,6 +13,7 @@
 #include "../format/planes.hpp"
 #include "../status.hpp"
 #include "tile_writer.cuh"
+#include "warp_fixed_decode.cuh"
 #include "warp_intrinsics.cuh"
 #include "warp_rans_engine.cuh"
 #include "warp_rans_lanes_engine.cuh"
@@ -261,13 +262,17 @@ TILECODEC_DEV status shared_tile_of_width(warp_window_storage& storage, const st
   return rans_tile_to_writer<1, true, 0, SymBytes>(storage, e, p, sb, lanes, tile, writer);
 }
 
-// Decodes tile `tile` of `tensor` (any lanes and precision, rANS or stored) into the writer.
-// `table` must hold the tensor's table when it is rANS-coded.
+// Decodes tile `tile` of `tensor` (any lanes and precision, rANS, fixed or stored) into the
+// writer. `table` must hold the tensor's table when it is rANS-coded.
+// Fixed-coded tiles may be shared: this warp decodes windows first_window + k window_stride (the
+// writer started likewise); every other coding takes the whole tile (first_window 0, stride 1).
 template <int MaxProbBits, int MaxAlphabet>
 TILECODEC_DEV status decode_tile_any(const device::tensor_ref& tensor, const device::tile_ref& tile,
                                      const decode_table<MaxProbBits, MaxAlphabet>& table, warp_window_storage& storage,
-                                     tile_writer& writer) {
+                                     tile_writer& writer, std::uint32_t first_window = 0, std::uint32_t window_stride = 1) {
   if (tensor.coding == plane_coding::rans_lanes) return status::unsupported;  // decode_lanes_team_tile
+  if (tensor.coding == plane_coding::fixed)
+    return fixed_tile_to_writer(tensor, tensor.fixed(), tile, writer, first_window, window_stride);
   if (tensor.coding != plane_coding::rans) return stored_tile_to_writer(tile, tensor.alphabet, writer);
   const std::uint32_t p = tensor.prob_bits, sb = symbol_bits(tensor.alphabet), lanes = tensor.lanes;
   const std::uint32_t* e = table.entry;

@@ -1,0 +1,258 @@
+// tilecodec/warp/warp_fixed_decode.cuh: one warp decodes windows of a fixed-coded tile (coding 2,
+// coder/fixed.hpp) in the row-major symbol order into a tile_writer. Used by the warp and block
+// tile decoders and by device::decode_async.
+//
+// Every 512-symbol window decodes alone: lane t takes the 16 codes of window symbols
+// [16 t, 16 t + 16) (half of one coder lane's 32-code run; it loads the run's k words at once, and
+// the code width is a template parameter, so every code sits at a compile-time bit position),
+// adds the code window's first symbol, and replaces escaped positions with its row's escape
+// entries, found by binary search. So any number of warps can share a tile (window w to warp w
+// mod warps), and no shared memory is needed; code-word and row_start lines are prefetched (L2
+// some windows ahead, L1 one window ahead). The lanes check what they read the way the host
+// decoder does, each entry once (row_start ordered and inside the tile, columns increasing and
+// inside the row, code 0 at every escaped position, 16-bit lossless escape values equal to the raw
+// plane's bits; the tile's size against its escape count). A corrupt tile gives corrupt_payload
+// and never makes a lane read outside the tile, whose bytes tensor_ref::tile() bounds.
+#pragma once
+
+#include <cstdint>
+
+#include "../coder/fixed.hpp"
+#include "../device/tensor_ref.hpp"
+#include "../format/planes.hpp"
+#include "../status.hpp"
+#include "tile_writer.cuh"
+#include "warp_intrinsics.cuh"
+
+namespace tilecodec {
+namespace detail {
+
+// The 16 codes of tile symbols [i0, i0 + 16) (i0 a multiple of 16, inside the tile's code blocks)
+// for a compile-time code width K: the K words of the coder lane's block are loaded at once (all
+// in flight together, none past the block), then every code sits at a compile-time bit position.
+template <int K>
+TILECODEC_DEV void fixed_codes16(const std::uint8_t* tile, std::uint32_t i0, std::uint32_t (&c)[16]) {
+  static_assert(K >= 1 && K <= 9, "code widths 1..9");
+  // Word q of the block of coder lane l: u32 number 32 (K b + q) + l of the tile.
+  const std::uint32_t* block = reinterpret_cast<const std::uint32_t*>(tile) + 32u * K * (i0 >> 10) + fixed_lane_of(i0);
+  std::uint32_t wv[K + 1];
+#pragma unroll
+  for (int q = 0; q < K; ++q) wv[q] = __ldg(block + 32 * q);
+  wv[K] = 0;
+  // The run's second 16 codes start at bit 16 K: word K / 2, bit 16 (K odd) or 0. Align them to bit 0.
+  constexpr int words = (16 * K + 31) / 32;  // words holding 16 codes
+  constexpr int skip = 16 * K / 32, shift = 16 * K % 32;
+  const bool upper = (i0 & 16u) != 0;
+  std::uint32_t v[words + 1];
+#pragma unroll
+  for (int q = 0; q < words; ++q)
+    v[q] = upper ? (shift == 0 ? wv[skip + q] : funnel(wv[skip + q], wv[skip + q + 1], shift)) : wv[q];
+  v[words] = 0;
+  constexpr std::uint32_t mask = (1u << K) - 1u;
+#pragma unroll
+  for (int j = 0; j < 16; ++j) {
+    const int bit = j * K, q = bit >> 5, off = bit & 31;
+    c[j] = (off + K <= 32 ? v[q] >> off : funnel(v[q], v[q + 1], std::uint32_t(off))) & mask;
+  }
+}
+
+// Escape entry e: column and value (little-endian, entry_bytes 2, 4 or 8 at a 2-, 4- or 4-byte
+// aligned address: escapes_offset is a multiple of 4).
+TILECODEC_DEV void fixed_entry(const std::uint8_t* tile, const fixed_tile_shape& s, std::uint32_t e, std::uint32_t& col,
+                               std::uint32_t& value) {
+  const std::uint8_t* p = tile + s.escapes_offset + std::uint64_t(e) * s.entry_bytes;
+  std::uint64_t v;
+  if (s.entry_bytes == 2) v = *reinterpret_cast<const std::uint16_t*>(p);
+  else if (s.entry_bytes == 4) v = *reinterpret_cast<const std::uint32_t*>(p);
+  else v = *reinterpret_cast<const std::uint32_t*>(p) | (std::uint64_t(*reinterpret_cast<const std::uint32_t*>(p + 4)) << 32);
+  col = static_cast<std::uint32_t>(v >> s.value_bits);
+  value = static_cast<std::uint32_t>(v & ((1u << s.value_bits) - 1u));
+}
+
+// Applies row r's escapes to this lane's symbols [i0, i0 + cnt) of the tile (sym[j] = symbol
+// i0 + j, codes c[j]) and checks all of the row's entries. false: corrupt. For tiles whose width
+// is not a multiple of 16 (a lane's symbols may then span rows); see fixed_row_share.
+TILECODEC_DEV bool fixed_row_escapes(const std::uint8_t* tile, const fixed_tile_shape& s, const fixed_code& code,
+                                     std::uint32_t w, std::uint32_t r, std::uint32_t escapes, std::uint32_t i0,
+                                     std::uint32_t cnt, const std::uint32_t (&c)[16], std::uint32_t (&sym)[16],
+                                     const std::uint8_t* raw_tile) {
+  const std::uint16_t* row_start = reinterpret_cast<const std::uint16_t*>(tile + s.code_bytes);
+  const std::uint32_t e0 = row_start[r], e1 = row_start[r + 1];
+  if (e1 < e0 || e1 > escapes) return false;
+  std::uint32_t previous = 0;
+  for (std::uint32_t e = e0; e < e1; ++e) {
+    std::uint32_t col, value;
+    fixed_entry(tile, s, e, col, value);
+    const std::uint32_t symbol = fixed_escape_symbol(value, code.alphabet);
+    if (col >= w || (e > e0 && col <= previous) || symbol >= code.alphabet) return false;
+    previous = col;
+    const std::uint32_t j = r * w + col - i0;  // unsigned: outside this lane's symbols wraps high
+    if (j >= cnt) continue;
+    if (code.alphabet == 512 && lossless16_raw(value) != raw7_unpack(raw_tile + raw7_group_bytes * ((i0 + j) / raw7_group), (i0 + j) % raw7_group))
+      return false;  // the value's raw bits are the raw plane's
+    bool zero = false;
+#pragma unroll
+    for (std::uint32_t q = 0; q < 16; ++q) {  // registers cannot be indexed at run time
+      if (q == j) {
+        zero = c[q] == 0;
+        sym[q] = symbol;
+      }
+    }
+    if (!zero) return false;  // an escaped position holds code 0
+  }
+  return true;
+}
+
+// The same when the lane's 16 symbols are columns [c0, c0 + 16) of one row r (w a multiple of
+// 16), in O(log) per lane instead of a walk over the row: the row's entries are checked in shares,
+// entry e0 + j by the lane whose columns start at 16 (j mod (w / 16)) (in bounds, above the
+// previous entry's column, a valid symbol, code 0 at its position, raw bits), so every entry of
+// the row is checked once and a row that passes is sorted; then the lane finds its own entries by
+// binary search (at most 16 of them). false: corrupt.
+TILECODEC_DEV bool fixed_row_share(const std::uint8_t* tile, const fixed_tile_shape& s, const fixed_code& code,
+                                   std::uint32_t w, std::uint32_t r, std::uint32_t c0, std::uint32_t escapes,
+                                   std::uint32_t (&sym)[16], const std::uint8_t* raw_tile) {
+  const std::uint16_t* row_start = reinterpret_cast<const std::uint16_t*>(tile + s.code_bytes);
+  const std::uint32_t e0 = row_start[r], e1 = row_start[r + 1];
+  if (e1 < e0 || e1 > escapes) return false;
+  const std::uint32_t slots = w / 16u;
+  for (std::uint32_t e = e0 + c0 / 16u; e < e1; e += slots) {
+    std::uint32_t col, value, previous, unused;
+    fixed_entry(tile, s, e, col, value);
+    if (col >= w || fixed_escape_symbol(value, code.alphabet) >= code.alphabet) return false;
+    if (e > e0) {
+      fixed_entry(tile, s, e - 1, previous, unused);
+      if (col <= previous) return false;
+    }
+    const std::uint32_t i = r * w + col;
+    if (fixed_code_at(tile, code.bits, i) != 0) return false;  // an escaped position holds code 0
+    if (code.alphabet == 512 && lossless16_raw(value) != raw7_unpack(raw_tile + raw7_group_bytes * (i / raw7_group), i % raw7_group))
+      return false;  // the value's raw bits are the raw plane's
+  }
+  std::uint32_t lo = e0, hi = e1;  // first entry at column c0 or after
+  while (lo < hi) {
+    const std::uint32_t mid = (lo + hi) / 2;
+    std::uint32_t col, value;
+    fixed_entry(tile, s, mid, col, value);
+    if (col < c0) lo = mid + 1;
+    else hi = mid;
+  }
+  for (std::uint32_t e = lo; e < e1 && e < lo + 16u; ++e) {
+    std::uint32_t col, value;
+    fixed_entry(tile, s, e, col, value);
+    const std::uint32_t j = col - c0;  // unsigned: wraps high below c0
+    if (j >= 16u) break;
+    const std::uint32_t symbol = fixed_escape_symbol(value, code.alphabet);
+#pragma unroll
+    for (std::uint32_t q = 0; q < 16; ++q)  // registers cannot be indexed at run time
+      if (q == j) sym[q] = symbol;
+  }
+  return true;
+}
+
+// Lane t's 16 symbols of window symbols [i0, i0 + 16) (fewer at the tile's end; the rest 0).
+// false: corrupt.
+template <int K>
+TILECODEC_DEV bool fixed_symbols16(const std::uint8_t* tile, const fixed_tile_shape& s, const fixed_code& code,
+                                   std::uint32_t w, std::uint32_t n, std::uint32_t escapes, std::uint32_t i0,
+                                   const std::uint8_t* raw_tile, sym16& out) {
+  out = sym16{u32x4{0, 0, 0, 0}, u32x4{0, 0, 0, 0}};
+  if (i0 >= n) return true;
+  std::uint32_t c[16], sym[16];
+  fixed_codes16<K>(tile, i0, c);
+#pragma unroll
+  for (int j = 0; j < 16; ++j) sym[j] = code.first + c[j];
+  const std::uint32_t cnt = n - i0 < 16u ? n - i0 : 16u;
+  if (code.has_escapes()) {
+    if (w % 16u == 0) {  // the common shapes: one row's 16 columns
+      if (!fixed_row_share(tile, s, code, w, i0 / w, i0 % w, escapes, sym, raw_tile)) return false;
+    } else {
+      for (std::uint32_t r = i0 / w; r <= (i0 + cnt - 1) / w; ++r)
+        if (!fixed_row_escapes(tile, s, code, w, r, escapes, i0, cnt, c, sym, raw_tile)) return false;
+    }
+  }
+  std::uint32_t h[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  if (code.alphabet == 512) {
+#pragma unroll
+    for (int j = 0; j < 16; ++j) h[j / 2] |= (j < int(cnt) ? sym[j] : 0u) << (16 * (j & 1));
+  } else {
+#pragma unroll
+    for (int j = 0; j < 16; ++j) h[j / 4] |= (j < int(cnt) ? sym[j] : 0u) << (8 * (j & 3));
+  }
+  out.a = u32x4{h[0], h[1], h[2], h[3]};
+  out.b = u32x4{h[4], h[5], h[6], h[7]};
+  return true;
+}
+
+// Windows ahead of the one decoding whose code-word lines are prefetched into L2 (tuning only,
+// never changes the bits); the next window's lines go to L1.
+#ifndef TILECODEC_FIXED_L2_AHEAD
+#define TILECODEC_FIXED_L2_AHEAD 4
+#endif
+
+// Pulls the lines a warp reads for the window starting at tile symbol `first_symbol` into L1 (or
+// L2) ahead of use (a prefetch holds no register): lanes 0..K-1 one code-word line each (word q
+// of the 16 coder lanes the window uses), lane 31 the row_start line of the window's first row.
+template <int K, bool L2>
+TILECODEC_DEV void fixed_prefetch_window(const std::uint8_t* tile, const fixed_tile_shape& s, bool escapes,
+                                         std::uint32_t w, std::uint32_t first_symbol) {
+  const std::uint32_t t = lane_id();
+  const std::uint8_t* p = t < std::uint32_t(K) ? tile + 128u * (K * (first_symbol >> 10) + t) + 64u * ((first_symbol >> 9) & 1u)
+                          : escapes && t == 31 ? tile + s.code_bytes + 2u * (first_symbol / w)
+                                               : nullptr;
+  if (p == nullptr) return;
+  if constexpr (L2) prefetch_l2(p);
+  else prefetch_l1(p);
+}
+
+template <int K>
+TILECODEC_DEV status fixed_windows(const device::tensor_ref& tensor, const fixed_code& code, const device::tile_ref& tile,
+                                   tile_writer& writer, std::uint32_t first_window, std::uint32_t window_stride) {
+  const std::uint32_t h = tile.box.height, w = tile.box.width, n = tile.size();
+  const fixed_tile_shape s = fixed_shape(code, h, w);
+  // tensor_ref::tile() checked that the tile holds its code words and row_start table.
+  std::uint32_t escapes = 0;
+  if (code.has_escapes()) {
+    const std::uint16_t* row_start = reinterpret_cast<const std::uint16_t*>(tile.bytes + s.code_bytes);
+    escapes = row_start[h];
+    if (row_start[0] != 0) return status::corrupt_payload;
+  }
+  if (tile.byte_count != fixed_tile_bytes(s, escapes)) return status::corrupt_payload;
+  const std::uint8_t* raw_tile = tensor.raw_plane() + tile.raw_start;
+  const std::uint32_t step = window_stride * tile_writer::window;
+  bool bad = false;
+  for (std::uint32_t ws = first_window * tile_writer::window; ws < n; ws += step) {
+    if (ws + TILECODEC_FIXED_L2_AHEAD * step < n)
+      fixed_prefetch_window<K, true>(tile.bytes, s, code.has_escapes(), w, ws + TILECODEC_FIXED_L2_AHEAD * step);
+    if (ws + step < n) fixed_prefetch_window<K, false>(tile.bytes, s, code.has_escapes(), w, ws + step);
+    const std::uint32_t m = n - ws < tile_writer::window ? n - ws : tile_writer::window;
+    sym16 sym;
+    bad |= !fixed_symbols16<K>(tile.bytes, s, code, w, n, escapes, ws + tile_writer::per_lane * lane_id(), raw_tile, sym);
+    if (code.alphabet == 512) writer.emit<true>(m, sym); else writer.emit<false>(m, sym);
+  }
+  return __any_sync(full_warp_mask, bad) ? status::corrupt_payload : status::success;
+}
+
+// Decodes windows first_window, first_window + window_stride, ... of a fixed-coded tile (code
+// window `code`: tensor_ref::fixed()) into the writer, started there by the caller
+// (tile_writer::begin_tile with the same first_window and window_stride). Every lane of the warp
+// returns the same status.
+TILECODEC_DEV status fixed_tile_to_writer(const device::tensor_ref& tensor, const fixed_code& code,
+                                          const device::tile_ref& tile, tile_writer& writer,
+                                          std::uint32_t first_window = 0, std::uint32_t window_stride = 1) {
+  switch (code.bits) {  // compile-time widths: every code at a fixed bit position
+    case 1: return fixed_windows<1>(tensor, code, tile, writer, first_window, window_stride);
+    case 2: return fixed_windows<2>(tensor, code, tile, writer, first_window, window_stride);
+    case 3: return fixed_windows<3>(tensor, code, tile, writer, first_window, window_stride);
+    case 4: return fixed_windows<4>(tensor, code, tile, writer, first_window, window_stride);
+    case 5: return fixed_windows<5>(tensor, code, tile, writer, first_window, window_stride);
+    case 6: return fixed_windows<6>(tensor, code, tile, writer, first_window, window_stride);
+    case 7: return fixed_windows<7>(tensor, code, tile, writer, first_window, window_stride);
+    case 8: return fixed_windows<8>(tensor, code, tile, writer, first_window, window_stride);
+    case 9: return fixed_windows<9>(tensor, code, tile, writer, first_window, window_stride);
+    default: return status::unsupported;  // device_decodable() admits 1..symbol bits
+  }
+}
+
+}  // namespace detail
+}  // namespace tilecodec
