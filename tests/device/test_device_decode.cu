@@ -467,6 +467,73 @@ TEST_CASE("device decode: shapes at the edges" * doctest::test_suite("sanitize")
   }
 }
 
+// decode_async stages fixed codes through a per-warp ring of code-word windows and the tile's
+// escape section in shared memory (warp/warp_fixed_decode.cuh; a section larger than the buffer in
+// part); tiles whose width is not a multiple of 16 take the window path. Tiles of one half
+// window, one block, window counts that are not multiples of the ring depth (6 slots for 7-bit
+// codes, 12 for 4-bit), edge tiles of both kinds, tiles of the window path, and teams of 1, 2 and
+// 4 warps.
+TEST_CASE("device decode: fixed codes through the staged ring" * doctest::test_suite("sanitize")) {
+  std::mt19937_64 rng(run_seed() + 6);
+  struct spec { quant::kind q; dtype src, out; std::uint32_t tile_rows, tile_cols; std::uint64_t rows, cols; };
+  constexpr quant::kind lossless = quant::kind::lossless, int8 = quant::kind::int8_rowwise, int4 = quant::kind::int4_group;
+  const spec specs[] = {
+      {lossless, dtype::bf16, dtype::bf16, 16, 16, 40, 48},    // 256 symbols: half a window; edge tiles 8 x 16
+      {int8, dtype::f32, dtype::i8, 32, 32, 70, 96},           // one block (two windows); edge tiles 6 x 32
+      {lossless, dtype::bf16, dtype::bf16, 48, 64, 100, 176},  // 6 windows; edge tiles 48 wide, 4 high
+      {int8, dtype::bf16, dtype::f32, 80, 64, 170, 200},       // 10 windows; edge tiles 8 wide (window path), 10 high
+      {int8, dtype::f32, dtype::i8, 128, 128, 300, 272},       // 32 windows; edge tiles 16 wide, 44 high
+      {lossless, dtype::f16, dtype::f16, 128, 128, 130, 256},  // 32 windows, 16-bit lossless
+      {int4, dtype::f32, dtype::bf16, 64, 64, 130, 192},       // int4 groups of 32
+      {lossless, dtype::f32, dtype::f32, 64, 64, 100, 128},    // fp32 lossless (byte symbols, three raw bytes)
+      {lossless, dtype::bf16, dtype::bf16, 256, 512, 256, 528},  // large escape sections: staged in part
+      {lossless, dtype::bf16, dtype::bf16, 32, 40, 70, 100},   // 40 wide: the window path
+  };
+  std::vector<std::unique_ptr<gpu_tensor>> tensors;
+  std::vector<gpu_tensor*> batch;
+  std::vector<dtype> outs;
+  std::uint64_t staged = 0, window_path = 0, partial = 0, with_escapes = 0;
+  for (const spec& sp : specs) {
+    format_params p;
+    p.quant = sp.q;
+    p.coder = coder::kind::fixed;
+    p.lanes = fixed_lanes;
+    p.group_size = sp.q == int4 ? 32u : 0u;
+    p.tile_rows = sp.tile_rows;
+    p.tile_cols = sp.tile_cols;
+    encoded_tensor e;
+    for (int attempt = 0; attempt < 32; ++attempt) {  // wide, light-tailed draws may be stored
+      e = encode_values(random_values(sp.rows, sp.cols, sp.src, rng), sp.src, {sp.rows, sp.cols}, p);
+      if (e.header().coding == plane_coding::fixed) break;
+    }
+    tensors.push_back(std::make_unique<gpu_tensor>(std::move(e)));
+    batch.push_back(tensors.back().get());
+    outs.push_back(sp.out);
+    const encoded_tensor& enc = tensors.back()->enc;
+    if (enc.header().coding != plane_coding::fixed) continue;  // stored after every draw: decoded all the same
+    with_escapes += enc.header().params.prob_bits < fixed_symbol_bits(enc.header().alphabet);
+    const dv::tensor_ref host_ref = dv::make_tensor_ref(enc.view(), enc.bytes().data());  // tile() on the host
+    for (std::uint64_t t = 0; t < host_ref.tile_count; ++t) {
+      dv::tile_ref tr;
+      REQUIRE(host_ref.tile(t, tr) == status::success);
+      const std::uint64_t code_bytes = fixed_shape(host_ref.fixed(), tr.box.height, tr.box.width).code_bytes;
+      (tr.box.width % 16 == 0 ? staged : window_path) += 1;
+      partial += tr.box.width % 16 == 0 && tr.byte_count - code_bytes > detail::fixed_warp_storage::escape_bytes;
+    }
+  }
+  MESSAGE(staged << " fixed-coded tiles staged, " << window_path << " by the window path; " << with_escapes
+                 << " of " << tensors.size() << " tensors with escapes; escape sections larger than the buffer "
+                 << "(staged in part) in " << partial << " tiles");
+  CHECK(staged > 0);
+  WARN(window_path > 0);  // draws that the encoder stores leave no tile to the window path (the edge test has some)
+  for (std::uint32_t team : {0u, 1u, 2u, 4u}) {
+    CAPTURE(team);
+    dv::decode_options options;
+    options.team_warps = team;
+    check_batch(batch, outs, options);
+  }
+}
+
 TEST_CASE("device decode: tile ranges, row strides and row offsets" * doctest::test_suite("sanitize")) {
   std::mt19937_64 rng(run_seed() + 2);
   format_params p;

@@ -21,11 +21,12 @@
 // tiles directly; lane-stream rANS (coding 3, coder::rans_lanes, the faster one) through
 // warp_rans_lanes_engine, by a team of W = 1, 2 or 4 warps per tile (the largest that keeps the
 // call in one wave of the grid), each decoding and writing its own lanes' symbols; fixed-length
-// codes (coding 2, coder::fixed) window by window (warp/warp_fixed_decode.cuh), by a team of W
-// warps too. A tile that turns out corrupt raises its task's status word to the error (atomicMax:
-// the largest status code wins, deterministically); its output values are then unspecified, every
-// other tile is still decoded, and no read or write leaves the tile's bytes or the task's output
-// range.
+// codes (coding 2, coder::fixed) window by window, by a team of W warps too, each warp staging
+// its windows' code words and the tile's escape section through its shared memory with cp.async
+// several windows ahead (warp/warp_fixed_decode.cuh, fixed_tile_to_writer_staged). A tile that
+// turns out corrupt raises its task's status word to the error (atomicMax: the largest status
+// code wins, deterministically); its output values are then unspecified, every other tile is
+// still decoded, and no read or write leaves the tile's bytes or the task's output range.
 //
 // Output placement: tensor element (r, c) goes to out[(r - row_begin) * ld + c] (ld defaults to
 // the tensor's column count), so a task covering whole tensors writes a dense row-major array,
@@ -87,7 +88,7 @@ struct decode_options {
   std::uint32_t max_blocks = 0;
   // Warps that share one lane-stream tile (coding 3; each tensor takes at most one per 32 lanes)
   // or fixed-coded tile (coding 2): 1, 2 or 4; 0: automatic, the most that keep the whole call in
-  // one wave of the grid.
+  // one wave of the grid (fixed-coded tiles: always 4).
   std::uint32_t team_warps = 0;
 };
 
@@ -108,11 +109,15 @@ inline constexpr std::uint32_t sm_slots = 256;
 #define TILECODEC_DECODE_SPREAD_NS 1500
 #endif
 
-// Per warp: the shared-stream ring (coding 1) or its chains' rings (coding 3), and the window.
+// Per warp: the shared-stream ring (coding 1) or its chains' rings (coding 3), and the window; or
+// the fixed-code staging (coding 2).
 union decode_warp_storage {
   ::tilecodec::detail::warp_window_storage shared_stream;
   ::tilecodec::detail::warp_lanes_storage<128> lanes;
+  ::tilecodec::detail::fixed_warp_storage fixed;  // fixed codes: ring of code-word windows, escape section
 };
+static_assert(sizeof(::tilecodec::detail::fixed_warp_storage) <= sizeof(::tilecodec::detail::warp_lanes_storage<128>),
+              "the fixed-code staging fits in the lane-stream rings: the block's shared memory does not grow");
 
 // 93.6 KB (the table + 8 warps x 9.2 KB), above the 48 KB a kernel may declare statically: the kernel takes
 // it as dynamic shared memory, which decode_async opts in to.
@@ -130,10 +135,18 @@ TILECODEC_HD std::uint32_t max_team_warps(const tensor_ref& t) {
   return t.coding == plane_coding::rans_lanes && rans_lanes_supported(t.lanes) ? t.lanes / 32u : 1u;
 }
 
+// Set in the setup kernel's `call_warps` when the team size was chosen automatically: fixed-coded
+// tiles then always take teams of 4 warps (H100: 4 was the fastest of 1, 2, 4 for every fixed-code
+// workload of PERFORMANCE.md 3.4, also where the call needs more than one wave of the grid: the
+// warps' shares of a tile are small and even, so the last wave is short).
+inline constexpr std::uint32_t team_automatic = 8;
+
 // Warps that decode one tile of the tensor together when the call allows `call_warps` (the setup
-// kernel's choice, 1, 2 or 4).
+// kernel's choice, 1, 2 or 4, with team_automatic where it chose).
 TILECODEC_HD std::uint32_t team_warps(const tensor_ref& t, std::uint32_t call_warps) {
   const std::uint32_t m = max_team_warps(t);
+  if (t.coding == plane_coding::fixed && (call_warps & team_automatic) != 0) return m;
+  call_warps &= team_automatic - 1;
   return call_warps < m ? call_warps : m;
 }
 
@@ -176,12 +189,13 @@ __device__ inline status check_task(const decode_task& task, std::uint64_t& tile
 
 // One block: checks tasks, writes their status words, picks the call's team size, prefix-sums the
 // tasks' work groups, resets the counters. Team size (`team`: 1, 2 or 4; 0: choose): lane-stream
-// tiles are shared by up to 4 warps (one per 32 lanes), fixed-coded tiles by up to 4; the call
-// takes the largest of 4, 2, 1 whose warps (tiles x team warps over all tasks) fit the decode
-// grid's `grid_warps` at once, so small calls get more warps per tile and large ones keep each
-// warp's per-tile set-up (head, prefix of the word counts, ring fill) spread over more symbols
-// (H100, 4096 x 14336, 256 x 256 tiles of 128 lanes: teams of 2 7-17% faster than teams of 4, which
-// need 1.7 waves, and 15-21% faster than one warp; PERFORMANCE.md 3.1).
+// tiles are shared by up to 4 warps (one per 32 lanes), fixed-coded tiles by up to 4 (always 4
+// when the call chooses: team_automatic); the call takes the largest of 4, 2, 1 whose warps (tiles
+// x team warps over all tasks) fit the decode grid's `grid_warps` at once, so small calls get more
+// warps per tile and large ones keep each warp's per-tile set-up (head, prefix of the word
+// counts, ring fill) spread over more symbols (H100, 4096 x 14336, 256 x 256 tiles of 128 lanes:
+// teams of 2 7-17% faster than teams of 4, which need 1.7 waves, and 15-21% faster than one warp;
+// PERFORMANCE.md 3.1).
 // (Kernels are templates so that the header can be included by many translation units.)
 template <int Threads = setup_threads>
 __global__ void __launch_bounds__(Threads) decode_setup_kernel(const decode_task* tasks, std::uint32_t count,
@@ -195,13 +209,15 @@ __global__ void __launch_bounds__(Threads) decode_setup_kernel(const decode_task
   // Pass 1: check every task; its tile count waits in prefix[i + 1] (the same thread reads it
   // back). demand[k]: the warps the call needs with teams of 2^k warps.
   std::uint64_t demand[3] = {0, 0, 0};
+  const bool automatic = team == 0;
   for (std::uint32_t i = tid; i < count; i += Threads) {
     std::uint64_t tiles = 0;
     statuses[i] = check_task(tasks[i], tiles);
     prefix[i + 1] = tiles;
     const std::uint32_t most = max_team_warps(tasks[i].tensor);
+    const bool fixed = tasks[i].tensor.coding == plane_coding::fixed;  // always `most` when automatic
 #pragma unroll
-    for (std::uint32_t k = 0; k < 3; ++k) demand[k] += tiles * ((1u << k) < most ? (1u << k) : most);
+    for (std::uint32_t k = 0; k < 3; ++k) demand[k] += tiles * ((1u << k) < most && !fixed ? (1u << k) : most);
   }
   if (team == 0) {  // block sum: shuffles, one slot per warp (shared 64-bit atomics: 27 us, 103 tasks)
 #pragma unroll
@@ -220,6 +236,7 @@ __global__ void __launch_bounds__(Threads) decode_setup_kernel(const decode_task
       if (need <= grid_warps) break;
     }
   }
+  if (automatic) team |= team_automatic;
   // Pass 2: work groups (8 / team warps tiles each) and their prefix sums.
   std::uint64_t carry = 0;
   for (std::uint32_t base = 0; base < count; base += Threads) {
@@ -287,10 +304,29 @@ TILECODEC_DECODE_TILE_FN status decode_task_tile(const decode_task& task, std::u
     writer.begin_tile_at(tr, out, ld, ::tilecodec::detail::lanes_window_first(tensor.lanes, team_size, team_warp),
                          team_size * ::tilecodec::detail::tile_writer::window);
     return ::tilecodec::detail::decode_lanes_team_tile(tensor, tr, table, storage.lanes, team_size, team_warp, writer);
-  } else {  // a team only for fixed codes: window by window
-    writer.begin_tile(tr, out, ld, team_warp, team_size);
-    return ::tilecodec::detail::decode_tile_any(tensor, tr, table, storage.shared_stream, writer, team_warp, team_size);
+  } else {
+    writer.begin_tile(tr, out, ld);
+    return ::tilecodec::detail::decode_tile_any(tensor, tr, table, storage.shared_stream, writer);
   }
+}
+
+// The same for a fixed-coded tile (coding 2): windows team_warp, team_warp + team_size, ... staged
+// through this warp's shared ring (warp/warp_fixed_decode.cuh, fixed_tile_to_writer_staged).
+TILECODEC_DECODE_TILE_FN status decode_fixed_task_tile(const decode_task& task, std::uint64_t tile,
+                                                      decode_warp_storage& storage, std::uint32_t team_size,
+                                                      std::uint32_t team_warp) {
+  const tensor_ref& tensor = task.tensor;
+  tile_ref tr;
+  const status s = tensor.tile(tile, tr);
+  if (s != status::success) return s;
+  const std::uint64_t ld = task.ld == 0 ? tensor.layout.cols : task.ld;
+  std::uint8_t* out = static_cast<std::uint8_t*>(task.out) +
+                      ((tr.box.row0 - task.row_begin) * ld + tr.box.col0) * dtype_size(task.out_type);
+  ::tilecodec::detail::tile_writer writer;
+  writer.set_tensor(tensor, task.out_type);
+  writer.begin_tile(tr, out, ld, team_warp, team_size);
+  return ::tilecodec::detail::fixed_tile_to_writer_staged(tensor, tensor.fixed(), tr, writer, storage.fixed, team_warp,
+                                                          team_size);
 }
 
 template <int Threads = decode_block_threads>
@@ -340,7 +376,8 @@ __global__ void __launch_bounds__(Threads, TILECODEC_DECODE_MIN_BLOCKS)
           task.tile_count == all_tiles ? tensor.tile_count - task.first_tile : task.tile_count;
       if (tile < task.first_tile + count_in_task) {
         const status s = lanes ? decode_task_tile<true>(task, tile, smem.table, smem.warp[warp], w, warp % w)
-                               : decode_task_tile<false>(task, tile, smem.table, smem.warp[warp], w, warp % w);
+                         : tensor.coding == plane_coding::fixed ? decode_fixed_task_tile(task, tile, smem.warp[warp], w, warp % w)
+                                                                : decode_task_tile<false>(task, tile, smem.table, smem.warp[warp], 1, 0);
         if (s != status::success && ::tilecodec::detail::lane_id() == 0) raise_status(statuses + ti, s);
       }
     }

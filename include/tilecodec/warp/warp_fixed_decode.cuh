@@ -13,6 +13,9 @@
 // inside the row, code 0 at every escaped position, 16-bit lossless escape values equal to the raw
 // plane's bits; the tile's size against its escape count). A corrupt tile gives corrupt_payload
 // and never makes a lane read outside the tile, whose bytes tensor_ref::tile() bounds.
+// device::decode_async takes the staged path at the end of this file (fixed_tile_to_writer_staged:
+// code words and escapes copied into shared memory several windows ahead); the warp and block
+// tile decoders, which give fixed codes no TempStorage, keep the window path.
 #pragma once
 
 #include <cstdint>
@@ -30,19 +33,13 @@ namespace detail {
 // The 16 codes of tile symbols [i0, i0 + 16) (i0 a multiple of 16, inside the tile's code blocks)
 // for a compile-time code width K: the K words of the coder lane's block are loaded at once (all
 // in flight together, none past the block), then every code sits at a compile-time bit position.
+// The 16 codes of one half of a coder lane's 32-code run from the run's K words wv[0, K) (wv[K]
+// = 0): the first half, or the second (`upper`).
 template <int K>
-TILECODEC_DEV void fixed_codes16(const std::uint8_t* tile, std::uint32_t i0, std::uint32_t (&c)[16]) {
-  static_assert(K >= 1 && K <= 9, "code widths 1..9");
-  // Word q of the block of coder lane l: u32 number 32 (K b + q) + l of the tile.
-  const std::uint32_t* block = reinterpret_cast<const std::uint32_t*>(tile) + 32u * K * (i0 >> 10) + fixed_lane_of(i0);
-  std::uint32_t wv[K + 1];
-#pragma unroll
-  for (int q = 0; q < K; ++q) wv[q] = __ldg(block + 32 * q);
-  wv[K] = 0;
+TILECODEC_DEV void fixed_codes16_of_words(const std::uint32_t (&wv)[K + 1], bool upper, std::uint32_t (&c)[16]) {
   // The run's second 16 codes start at bit 16 K: word K / 2, bit 16 (K odd) or 0. Align them to bit 0.
   constexpr int words = (16 * K + 31) / 32;  // words holding 16 codes
   constexpr int skip = 16 * K / 32, shift = 16 * K % 32;
-  const bool upper = (i0 & 16u) != 0;
   std::uint32_t v[words + 1];
 #pragma unroll
   for (int q = 0; q < words; ++q)
@@ -54,6 +51,18 @@ TILECODEC_DEV void fixed_codes16(const std::uint8_t* tile, std::uint32_t i0, std
     const int bit = j * K, q = bit >> 5, off = bit & 31;
     c[j] = (off + K <= 32 ? v[q] >> off : funnel(v[q], v[q + 1], std::uint32_t(off))) & mask;
   }
+}
+
+template <int K>
+TILECODEC_DEV void fixed_codes16(const std::uint8_t* tile, std::uint32_t i0, std::uint32_t (&c)[16]) {
+  static_assert(K >= 1 && K <= 9, "code widths 1..9");
+  // Word q of the block of coder lane l: u32 number 32 (K b + q) + l of the tile.
+  const std::uint32_t* block = reinterpret_cast<const std::uint32_t*>(tile) + 32u * K * (i0 >> 10) + fixed_lane_of(i0);
+  std::uint32_t wv[K + 1];
+#pragma unroll
+  for (int q = 0; q < K; ++q) wv[q] = __ldg(block + 32 * q);
+  wv[K] = 0;
+  fixed_codes16_of_words<K>(wv, (i0 & 16u) != 0, c);
 }
 
 // Escape entry e: column and value (little-endian, entry_bytes 2, 4 or 8 at a 2-, 4- or 4-byte
@@ -251,6 +260,253 @@ TILECODEC_DEV status fixed_tile_to_writer(const device::tensor_ref& tensor, cons
     case 8: return fixed_windows<8>(tensor, code, tile, writer, first_window, window_stride);
     case 9: return fixed_windows<9>(tensor, code, tile, writer, first_window, window_stride);
     default: return status::unsupported;  // device_decodable() admits 1..symbol bits
+  }
+}
+
+
+// ---- the staged path (device::decode_async) ---------------------------------------------------
+//
+// The window path above waits on its own dependent loads window after window (codes, then the
+// row's row_start, then its entries). The staged path keeps many bytes in flight per warp instead:
+// a window's code words are K pieces of 64 contiguous bytes (word q of the window's 16 coder
+// lanes: tile bytes 128 (K b + q) + 64 h for window 2 b + h), which the warp copies with one
+// 16-byte cp.async per lane (two for K = 9) into a ring of D window slots, D - 1 windows ahead of
+// the one it decodes; the tile's whole escape section (row_start and entries: tile bytes
+// [code_bytes, byte_count), 16-byte aligned at both ends) is copied into shared memory once per
+// tile, with the first windows. Then a window decodes from shared memory only: lane t reads its
+// coder lane's K words from the slot, and finds its row's escapes by binary search in the staged
+// entries. Checks: the row's entries are checked in shares as in fixed_row_share (bounds, order,
+// symbol), and the lane that applies an entry checks that its code is 0 and (16-bit lossless)
+// that its raw bits are the raw plane's: once a row is known sorted and inside the tile, every
+// entry is applied by exactly one lane, so every entry is checked once. A section larger than the
+// buffer is staged in part (row_start and the first entries; the others are read from the tile).
+// Tiles whose width is not a multiple of 16, or whose row_start alone does not fit the buffer,
+// take the window path.
+
+// Shared-memory bytes of the staged path per warp (tuning only, never changes the bits): the ring
+// of code-word windows, and the buffer for a tile's escape section. 3 KB of ring keeps 4 (K = 9)
+// to 11 (K = 4) windows in flight, 2.2-2.8 KB per warp (4 KB of ring with 5 KB of escapes measured
+// no faster, H100); 6 KB of escapes holds a 256 x 256 tile's section up to about 1.4K escapes of
+// 4 bytes (82% of the synthetic bf16 tiles of PERFORMANCE.md 3.4), larger ones are staged in part.
+#ifndef TILECODEC_FIXED_RING_BYTES
+#define TILECODEC_FIXED_RING_BYTES 3072
+#endif
+#ifndef TILECODEC_FIXED_ESCAPE_BYTES
+#define TILECODEC_FIXED_ESCAPE_BYTES 6144
+#endif
+// Most window slots in the ring (tuning only).
+#ifndef TILECODEC_FIXED_MAX_SLOTS
+#define TILECODEC_FIXED_MAX_SLOTS 16
+#endif
+
+struct fixed_warp_storage {
+  static constexpr std::uint32_t ring_bytes = TILECODEC_FIXED_RING_BYTES;
+  static constexpr std::uint32_t escape_bytes = TILECODEC_FIXED_ESCAPE_BYTES;
+  static_assert(ring_bytes % 16 == 0 && ring_bytes >= 2 * 64 * 9, "the ring holds two windows of 9-bit codes");
+  static_assert(escape_bytes % 16 == 0, "16-byte copies");
+  alignas(16) std::uint8_t ring[ring_bytes];
+  alignas(16) std::uint8_t escapes[escape_bytes];
+};
+
+// Window slots of the ring for code width K (64 K bytes each).
+template <int K>
+inline constexpr int fixed_ring_slots =
+    int(fixed_warp_storage::ring_bytes / (64u * K)) < TILECODEC_FIXED_MAX_SLOTS ? int(fixed_warp_storage::ring_bytes / (64u * K))
+                                                                                 : TILECODEC_FIXED_MAX_SLOTS;
+
+// Copies the code words of the window starting at tile symbol ws (a multiple of 512, inside the
+// tile's code blocks) into `slot`: piece q (64 bytes) at slot + 64 q. All lanes call it.
+template <int K>
+TILECODEC_DEV void fixed_stage_window(saddr slot, const std::uint8_t* tile, std::uint32_t ws) {
+  const std::uint8_t* src = tile + 128u * K * (ws >> 10) + 64u * ((ws >> 9) & 1u);
+  const std::uint32_t t = lane_id();
+#pragma unroll
+  for (std::uint32_t c0 = 0; c0 < 4u * K; c0 += 32) {
+    const std::uint32_t c = c0 + t;
+    if (c0 + 32 <= 4u * K || c < 4u * K) cp_async16_to(slot + 16u * c, src + 128u * (c >> 2) + 16u * (c & 3u));
+  }
+}
+
+// Where a tile's escape entries are: the first `staged` in shared memory (at `entries`, 4-byte
+// aligned), the rest only in the tile (a section larger than the buffer).
+struct fixed_staged_entries {
+  saddr entries;
+  std::uint32_t staged;
+  const std::uint8_t* tile;
+};
+
+// Escape entry e (e below the tile's escape count, which the caller checked against its size).
+TILECODEC_DEV void fixed_entry_staged(const fixed_staged_entries& at, const fixed_tile_shape& s, std::uint32_t e,
+                                      std::uint32_t& col, std::uint32_t& value) {
+  if (e >= at.staged) return fixed_entry(at.tile, s, e, col, value);
+  const saddr p = at.entries + e * s.entry_bytes;
+  std::uint64_t v;
+  if (s.entry_bytes == 2) v = lds_u16(p);
+  else if (s.entry_bytes == 4) v = lds_u32(p);
+  else v = lds_u32(p) | (std::uint64_t(lds_u32(p + 4)) << 32);
+  col = static_cast<std::uint32_t>(v >> s.value_bits);
+  value = static_cast<std::uint32_t>(v & ((1u << s.value_bits) - 1u));
+}
+
+// fixed_row_share on the staged section: row r's escapes for this lane's 16 symbols, columns
+// [c0, c0 + 16) (tile symbols [i0, i0 + 16)), codes c[]. false: corrupt.
+TILECODEC_DEV bool fixed_row_share_staged(saddr section, const fixed_staged_entries& entries, const fixed_tile_shape& s,
+                                          const fixed_code& code,
+                                          std::uint32_t w, std::uint32_t r, std::uint32_t c0, std::uint32_t i0,
+                                          std::uint32_t escapes, const std::uint32_t (&c)[16], std::uint32_t (&sym)[16],
+                                          const std::uint8_t* raw_tile) {
+  const std::uint32_t e0 = lds_u16(section + 2u * r), e1 = lds_u16(section + 2u * r + 2u);
+  if (e1 < e0 || e1 > escapes) return false;
+  if (e0 == e1) return true;
+  const std::uint32_t slots = w / 16u;
+  for (std::uint32_t e = e0 + c0 / 16u; e < e1; e += slots) {  // this lane's share of the row's checks
+    std::uint32_t col, value, previous, unused;
+    fixed_entry_staged(entries, s, e, col, value);
+    if (col >= w || fixed_escape_symbol(value, code.alphabet) >= code.alphabet) return false;
+    if (e > e0) {
+      fixed_entry_staged(entries, s, e - 1, previous, unused);
+      if (col <= previous) return false;
+    }
+  }
+  std::uint32_t lo = e0, hi = e1;  // first entry at column c0 or after
+  while (lo < hi) {
+    const std::uint32_t mid = (lo + hi) / 2;
+    std::uint32_t col, value;
+    fixed_entry_staged(entries, s, mid, col, value);
+    if (col < c0) lo = mid + 1;
+    else hi = mid;
+  }
+  bool ok = true;
+  for (std::uint32_t e = lo; e < e1 && e < lo + 16u; ++e) {
+    std::uint32_t col, value;
+    fixed_entry_staged(entries, s, e, col, value);
+    const std::uint32_t j = col - c0;  // unsigned: wraps high below c0
+    if (j >= 16u) break;
+    const std::uint32_t symbol = fixed_escape_symbol(value, code.alphabet);
+    if (code.alphabet == 512 && lossless16_raw(value) != raw7_unpack(raw_tile + raw7_group_bytes * ((i0 + j) / raw7_group), (i0 + j) % raw7_group))
+      ok = false;  // the value's raw bits are the raw plane's
+    bool zero = false;
+#pragma unroll
+    for (std::uint32_t q = 0; q < 16; ++q) {  // registers cannot be indexed at run time
+      if (q == j) {
+        zero = c[q] == 0;
+        sym[q] = symbol;
+      }
+    }
+    ok &= zero;  // an escaped position holds code 0
+  }
+  return ok;
+}
+
+template <int K>
+TILECODEC_DEV status fixed_windows_staged(const device::tensor_ref& tensor, const fixed_code& code,
+                                          const device::tile_ref& tile, tile_writer& writer, fixed_warp_storage& storage,
+                                          std::uint32_t first_window, std::uint32_t window_stride) {
+  constexpr int D = fixed_ring_slots<K>;
+  static_assert(D >= 2, "the ring holds at least two windows");
+  constexpr std::uint32_t slot_bytes = 64u * K;
+  const std::uint32_t h = tile.box.height, w = tile.box.width, n = tile.size();
+  const fixed_tile_shape s = fixed_shape(code, h, w);
+  // tensor_ref::tile() checked code_bytes + row_start <= byte_count (both multiples of 16).
+  const std::uint32_t section = tile.byte_count - static_cast<std::uint32_t>(s.code_bytes);
+  const std::uint32_t entries_at = static_cast<std::uint32_t>(s.escapes_offset - s.code_bytes);  // row_start, padding
+  if (w % 16u != 0 || entries_at > fixed_warp_storage::escape_bytes)
+    return fixed_windows<K>(tensor, code, tile, writer, first_window, window_stride);
+  // As much of the section as the buffer holds: all of row_start, the first entries.
+  const std::uint32_t copied = section < fixed_warp_storage::escape_bytes ? section : fixed_warp_storage::escape_bytes;
+  const std::uint32_t t = lane_id();
+  const saddr ring = to_saddr(storage.ring), sec = to_saddr(storage.escapes);
+  const fixed_staged_entries entries{sec + entries_at, s.entry_bytes ? (copied - entries_at) / s.entry_bytes : 0u, tile.bytes};
+  const std::uint8_t* raw_tile = tensor.raw_plane() + tile.raw_start;
+  const bool lossless16 = code.alphabet == 512;
+  const std::uint32_t step = window_stride * tile_writer::window;
+  // Prologue: the escape section and the first D - 1 windows, one commit group per window (the
+  // section rides in the first).
+  for (std::uint32_t c = t; c < copied / 16u; c += 32)
+    cp_async16_to(sec + 16u * c, tile.bytes + s.code_bytes + 16u * c);
+  std::uint32_t fetch = first_window * tile_writer::window;
+#pragma unroll
+  for (int j = 0; j < D - 1; ++j) {
+    if (fetch < n) fixed_stage_window<K>(ring + slot_bytes * j, tile.bytes, fetch);
+    cp_async_commit();
+    fetch += step;
+  }
+  cp_async_wait<D - 2>();  // the first group: the section and window 0
+  __syncwarp();
+  std::uint32_t escapes = 0;
+  if (code.has_escapes()) {
+    escapes = lds_u16(sec + 2u * h);
+    if (lds_u16(sec) != 0) escapes = ~0u;  // row_start[0] must be 0
+  }
+  if (escapes == ~0u || tile.byte_count != fixed_tile_bytes(s, escapes)) {
+    cp_async_wait<0>();
+    __syncwarp();
+    return status::corrupt_payload;
+  }
+  bool bad = false;
+  std::uint32_t slot = 0, fslot = D - 1;
+  // This lane's row and column, moved on by `step` symbols per window (no division in the loop).
+  const std::uint32_t step_r = step / w, step_c = step % w;
+  std::uint32_t row = (first_window * tile_writer::window + tile_writer::per_lane * t) / w;
+  std::uint32_t col = (first_window * tile_writer::window + tile_writer::per_lane * t) % w;
+  for (std::uint32_t ws = first_window * tile_writer::window; ws < n; ws += step) {
+    __syncwarp();  // every lane is done with the slot decoded last (fslot)
+    if (fetch < n) fixed_stage_window<K>(ring + slot_bytes * fslot, tile.bytes, fetch);
+    cp_async_commit();
+    fetch += step;
+    fslot = fslot + 1 == D ? 0 : fslot + 1;
+    cp_async_wait<D - 1>();  // this window's group
+    __syncwarp();
+    const std::uint32_t m = n - ws < tile_writer::window ? n - ws : tile_writer::window;
+    const std::uint32_t i0 = ws + tile_writer::per_lane * t;
+    sym16 out{u32x4{0, 0, 0, 0}, u32x4{0, 0, 0, 0}};
+    if (i0 < n) {  // w % 16 == 0: all 16 symbols are the tile's, in one row
+      std::uint32_t wv[K + 1], c[16], sym[16];
+      const saddr a = ring + slot_bytes * slot + 4u * (t >> 1);
+#pragma unroll
+      for (int q = 0; q < K; ++q) wv[q] = lds_u32(a + 64u * q);
+      wv[K] = 0;
+      fixed_codes16_of_words<K>(wv, (t & 1u) != 0, c);
+#pragma unroll
+      for (int j = 0; j < 16; ++j) sym[j] = code.first + c[j];
+      if (code.has_escapes()) bad |= !fixed_row_share_staged(sec, entries, s, code, w, row, col, i0, escapes, c, sym, raw_tile);
+      std::uint32_t hw[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      if (lossless16) {
+#pragma unroll
+        for (int j = 0; j < 16; ++j) hw[j / 2] |= sym[j] << (16 * (j & 1));
+      } else {
+#pragma unroll
+        for (int j = 0; j < 16; ++j) hw[j / 4] |= sym[j] << (8 * (j & 3));
+      }
+      out.a = u32x4{hw[0], hw[1], hw[2], hw[3]};
+      out.b = u32x4{hw[4], hw[5], hw[6], hw[7]};
+    }
+    slot = slot + 1 == D ? 0 : slot + 1;
+    row += step_r;
+    col += step_c;
+    if (col >= w) col -= w, ++row;
+    if (lossless16) writer.emit<true>(m, out); else writer.emit<false>(m, out);
+  }
+  cp_async_wait<0>();  // nothing is left in flight into the storage
+  __syncwarp();
+  return __any_sync(full_warp_mask, bad) ? status::corrupt_payload : status::success;
+}
+
+// fixed_tile_to_writer through the staged path: `storage` is this warp's (shared memory).
+TILECODEC_DEV status fixed_tile_to_writer_staged(const device::tensor_ref& tensor, const fixed_code& code,
+                                                 const device::tile_ref& tile, tile_writer& writer, fixed_warp_storage& storage,
+                                                 std::uint32_t first_window = 0, std::uint32_t window_stride = 1) {
+  switch (code.bits) {
+    case 1: return fixed_windows_staged<1>(tensor, code, tile, writer, storage, first_window, window_stride);
+    case 2: return fixed_windows_staged<2>(tensor, code, tile, writer, storage, first_window, window_stride);
+    case 3: return fixed_windows_staged<3>(tensor, code, tile, writer, storage, first_window, window_stride);
+    case 4: return fixed_windows_staged<4>(tensor, code, tile, writer, storage, first_window, window_stride);
+    case 5: return fixed_windows_staged<5>(tensor, code, tile, writer, storage, first_window, window_stride);
+    case 6: return fixed_windows_staged<6>(tensor, code, tile, writer, storage, first_window, window_stride);
+    case 7: return fixed_windows_staged<7>(tensor, code, tile, writer, storage, first_window, window_stride);
+    case 8: return fixed_windows_staged<8>(tensor, code, tile, writer, storage, first_window, window_stride);
+    case 9: return fixed_windows_staged<9>(tensor, code, tile, writer, storage, first_window, window_stride);
+    default: return status::unsupported;
   }
 }
 
