@@ -1,7 +1,8 @@
 // tilecodec/warp/warp_intrinsics.cuh: the few warp and memory primitives the device decoders use,
-// in one place. On the device they are CUDA intrinsics and inline PTX (cp.async, lane masks);
-// compiled by a plain host compiler (the project's CPU warp emulator, used to test decoder logic
-// without a GPU) they fall back to portable code. Users never need to name these.
+// in one place. On the device they are CUDA intrinsics and inline PTX (cp.async, lane masks); in
+// a host compilation pass they fall back to portable code, which host-side reference models and
+// tests call for the TILECODEC_HD ones (byte_perm, funnel; there is no CPU warp emulator for the
+// lane-dependent ones). Users never need to name these.
 #pragma once
 
 #include <cstdint>
@@ -87,7 +88,7 @@ TILECODEC_DEV std::uint32_t warp_inclusive_sum(std::uint32_t v) {
 
 // ---- shared-memory addresses ---------------------------------------------------------------------
 // On the device a 32-bit shared-window address (so address arithmetic stays 32-bit and folds into
-// the load), on the host emulator a plain pointer value.
+// the load); in the host pass a plain pointer value.
 #if defined(__CUDA_ARCH__)
 using saddr = std::uint32_t;
 TILECODEC_DEV saddr to_saddr(const void* p) { return static_cast<saddr>(__cvta_generic_to_shared(p)); }
