@@ -38,13 +38,6 @@ struct sym16 {
   u32x4 b;  // 16-bit symbols 8..15 (512-symbol alphabets only)
 };
 
-TILECODEC_DEV std::uint32_t symbol_at(const sym16& s, bool wide, std::uint32_t k) {
-  if (!wide) return byte_of(s.a, k);
-  const u32x4& v = k < 8 ? s.a : s.b;
-  const std::uint32_t w = byte_of(v, 2 * (k & 7u)) | (byte_of(v, 2 * (k & 7u) + 1) << 8);
-  return w & 0x1ffu;
-}
-
 // Writes a tile's values, window by window (a window: up to 512 consecutive symbols of the tile,
 // lane t taking symbols [16t, 16t + 16) of it). Destination element (r, c) of the tile is
 // out[r * ld + c], where `out` is any generic pointer (global or shared memory).
@@ -253,11 +246,24 @@ class tile_writer {
     }
   }
 
-  // Any shape and alignment: element by element, following rows.
+  // Any shape and alignment: element by element, following rows. The symbols leave from the low
+  // end of a register copy of `sym`, shifted down one symbol a step: symbol_at() with a run-time
+  // index made the compiler keep every window's sym16 in local memory (two STL.128 a window on the
+  // fast paths too, and an LDL per symbol here).
   TILECODEC_DEV void emit_slow(std::uint32_t i0, std::uint32_t cnt, const sym16& sym, bool wide) {
     std::uint32_t r = r_, c = c_;
+    u32x4 a = sym.a, b = sym.b;
+    const std::uint32_t bits = wide ? 16u : 8u;
     for (std::uint32_t k = 0; k < cnt; ++k) {
-      const std::uint32_t symbol = symbol_at(sym, wide, k);
+      const std::uint32_t symbol = wide ? a.x & 0x1ffu : a.x & 0xffu;
+      a.x = funnel(a.x, a.y, bits);
+      a.y = funnel(a.y, a.z, bits);
+      a.z = funnel(a.z, a.w, bits);
+      a.w = funnel(a.w, b.x, bits);
+      b.x = funnel(b.x, b.y, bits);
+      b.y = funnel(b.y, b.z, bits);
+      b.z = funnel(b.z, b.w, bits);
+      b.w >>= bits;
       const std::uint32_t i = i0 + k;
       std::uint8_t* d = dst(r, c);
       switch (kind_) {

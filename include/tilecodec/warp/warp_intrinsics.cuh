@@ -182,13 +182,6 @@ TILECODEC_DEV void stg16(void* p, const u32x4& v) {
 #endif
 }
 
-// Byte k (0..15, run-time) of a 16-byte vector, without indexing an array (which would put it
-// in local memory).
-TILECODEC_DEV std::uint32_t byte_of(const u32x4& v, std::uint32_t k) {
-  const std::uint32_t w = k < 8 ? (k < 4 ? v.x : v.y) : (k < 12 ? v.z : v.w);
-  return (w >> (8u * (k & 3u))) & 0xffu;
-}
-
 // Sets byte k (0..15, run-time) of a zero-initialised 16-byte vector to b (< 256).
 TILECODEC_DEV void or_byte(u32x4& v, std::uint32_t k, std::uint32_t b) {
   const std::uint32_t bits = b << (8u * (k & 3u));
