@@ -63,6 +63,8 @@ enum class variant {
   fused_lossless_rans,
   decode_cublas_int8,      // fused::dequantize_async to fp16, then cuBLAS
   decode_cublas_lossless,  // to bf16, then cuBLAS
+  fused_int8_pdl,          // fused_int8 launched to overlap the call before (gemm_launch::overlap_previous)
+  fused_lossless_pdl,
 };
 
 const char* name_of(variant v) {
@@ -76,13 +78,15 @@ const char* name_of(variant v) {
     case variant::fused_lossless_rans: return "fused_bf16_lossless_rans";
     case variant::decode_cublas_int8: return "decode_then_cublas_int8";
     case variant::decode_cublas_lossless: return "decode_then_cublas_bf16_lossless";
+    case variant::fused_int8_pdl: return "fused_int8_fixed_pdl";
+    case variant::fused_lossless_pdl: return "fused_bf16_lossless_fixed_pdl";
   }
   return "?";
 }
 
 bool is_bf16_path(variant v) {
   return v == variant::cublas_bf16 || v == variant::fused_lossless_bf16 || v == variant::fused_lossless_rans ||
-         v == variant::decode_cublas_lossless;
+         v == variant::decode_cublas_lossless || v == variant::fused_lossless_pdl;
 }
 
 // Host weights of the shape being benchmarked (one shape kept at a time).
@@ -160,9 +164,13 @@ device_state& state_for(const shape& s, variant v) {
   } else {
     format_params p;
     switch (v) {
-      case variant::fused_int8: case variant::decode_cublas_int8: p = fused::int8_codec::params(); break;
+      case variant::fused_int8: case variant::decode_cublas_int8: case variant::fused_int8_pdl:
+        p = fused::int8_codec::params();
+        break;
       case variant::fused_int4: p = fused::int4_codec::params(); break;
-      case variant::fused_lossless_bf16: case variant::decode_cublas_lossless: p = fused::lossless_codec::params(); break;
+      case variant::fused_lossless_bf16: case variant::decode_cublas_lossless: case variant::fused_lossless_pdl:
+        p = fused::lossless_codec::params();
+        break;
       case variant::fused_int8_rans: p = fused::int8_rans_codec::params(); break;
       default: p = fused::lossless_rans_codec::params(); break;
     }
@@ -236,8 +244,10 @@ void enqueue(device_state& st, std::size_t copy, std::uint32_t batch) {
       dense_gemm(st, st.dense, bf16, batch);
       return;
     default:
+      fused::gemm_launch launch;
+      launch.overlap_previous = st.v == variant::fused_int8_pdl || st.v == variant::fused_lossless_pdl;
       if (fused::gemm_async(st.refs[copy], st.x, xt, st.s.k, batch, st.y, xt, st.s.n, st.workspace, st.workspace_bytes,
-                            st.status, st.stream) != status::success) {
+                            st.status, st.stream, launch) != status::success) {
         std::fprintf(stderr, "bench_gemv: gemm_async failed\n");
         std::exit(1);
       }
@@ -308,7 +318,8 @@ int main(int argc, char** argv) {
   const shape shapes[] = {{4096, 4096}, {14336, 4096}, {4096, 14336}, {8192, 8192}, {28672, 8192}};
   const variant variants[] = {variant::cublas_f16,        variant::cublas_bf16,         variant::fused_int8,
                               variant::fused_int4,        variant::fused_lossless_bf16, variant::fused_int8_rans,
-                              variant::fused_lossless_rans, variant::decode_cublas_int8,  variant::decode_cublas_lossless};
+                              variant::fused_lossless_rans, variant::decode_cublas_int8,  variant::decode_cublas_lossless,
+                              variant::fused_int8_pdl,    variant::fused_lossless_pdl};
   const std::uint32_t batches[] = {1, 4, 16};
   for (const shape& s : shapes)
     for (variant v : variants)

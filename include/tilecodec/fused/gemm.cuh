@@ -52,6 +52,17 @@ struct gemm_plan {
   std::size_t workspace_bytes = 0;
 };
 
+// How gemm_async launches its kernel.
+struct gemm_launch {
+  // Programmatic dependent launch (sm_90): the kernel may start while the previous kernel in the
+  // stream still runs, and read its weights meanwhile (tile index, first code words, rANS table);
+  // each thread waits for that kernel to finish before it reads the activations or writes y or
+  // the workspace. So layer after layer, one call's start overlaps the end of the one before. The
+  // previous kernel must not write this call's weights, and the status word may be raised before
+  // it has finished. Off: an ordinary launch.
+  bool overlap_previous = false;
+};
+
 namespace detail {
 
 inline int current_sm_count() {
@@ -99,7 +110,7 @@ inline std::size_t align256(std::size_t v) { return (v + 255) / 256 * 256; }
 namespace detail {
 
 template <quant::kind Q, int NG, bool XBF16, path P, int K>
-status launch_gemm(const gemm_args& args, dim3 grid, cudaStream_t stream) {
+status launch_gemm(const gemm_args& args, dim3 grid, cudaStream_t stream, const gemm_launch& launch) {
   constexpr std::size_t smem = gemm_smem_bytes<NG, P>();
   const auto kernel = gemm_kernel<Q, NG, XBF16, P, K>;
   if constexpr (smem > 48 * 1024) {
@@ -107,44 +118,57 @@ status launch_gemm(const gemm_args& args, dim3 grid, cudaStream_t stream) {
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (configured != cudaSuccess) return status::cuda_error;
   }
-  kernel<<<grid, cta_threads, smem, stream>>>(args);
-  return cudaGetLastError() == cudaSuccess ? status::success : status::cuda_error;
+  if (!launch.overlap_previous) {
+    kernel<<<grid, cta_threads, smem, stream>>>(args);
+    return cudaGetLastError() == cudaSuccess ? status::success : status::cuda_error;
+  }
+  cudaLaunchAttribute overlap[1];
+  overlap[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  overlap[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = grid;
+  config.blockDim = dim3(cta_threads);
+  config.dynamicSmemBytes = smem;
+  config.stream = stream;
+  config.attrs = overlap;
+  config.numAttrs = 1;
+  return cudaLaunchKernelEx(&config, kernel, args) == cudaSuccess ? status::success : status::cuda_error;
 }
 
 // Fast code widths compiled per quantization (the encoder's usual choices); other widths take
 // the per-element path.
 template <quant::kind Q, int NG, bool XBF16>
-status select_path(const gemm_args& args, dim3 grid, cudaStream_t stream) {
+status select_path(const gemm_args& args, dim3 grid, cudaStream_t stream, const gemm_launch& launch) {
   const matrix_ref& w = args.w;
-  if (w.coding == plane_coding::rans) return launch_gemm<Q, NG, XBF16, path::rans, 0>(args, grid, stream);
+  if (w.coding == plane_coding::rans) return launch_gemm<Q, NG, XBF16, path::rans, 0>(args, grid, stream, launch);
   if (w.coding == plane_coding::fixed && w.order == symbol_order::mma) {
     if constexpr (Q == quant::kind::int8_rowwise) {
       switch (w.code_bits) {
-        case 6: return launch_gemm<Q, NG, XBF16, path::fixed_fast, 6>(args, grid, stream);
-        case 7: return launch_gemm<Q, NG, XBF16, path::fixed_fast, 7>(args, grid, stream);
-        case 8: return launch_gemm<Q, NG, XBF16, path::fixed_fast, 8>(args, grid, stream);
+        case 6: return launch_gemm<Q, NG, XBF16, path::fixed_fast, 6>(args, grid, stream, launch);
+        case 7: return launch_gemm<Q, NG, XBF16, path::fixed_fast, 7>(args, grid, stream, launch);
+        case 8: return launch_gemm<Q, NG, XBF16, path::fixed_fast, 8>(args, grid, stream, launch);
         default: break;
       }
     } else if constexpr (Q == quant::kind::int4_group) {
-      if (w.code_bits == 4) return launch_gemm<Q, NG, XBF16, path::fixed_fast, 4>(args, grid, stream);
+      if (w.code_bits == 4) return launch_gemm<Q, NG, XBF16, path::fixed_fast, 4>(args, grid, stream, launch);
     } else {
       switch (w.code_bits) {
-        case 4: return launch_gemm<Q, NG, XBF16, path::fixed_fast, 4>(args, grid, stream);
-        case 5: return launch_gemm<Q, NG, XBF16, path::fixed_fast, 5>(args, grid, stream);
-        case 7: return launch_gemm<Q, NG, XBF16, path::fixed_fast, 7>(args, grid, stream);  // fp16 weights
+        case 4: return launch_gemm<Q, NG, XBF16, path::fixed_fast, 4>(args, grid, stream, launch);
+        case 5: return launch_gemm<Q, NG, XBF16, path::fixed_fast, 5>(args, grid, stream, launch);
+        case 7: return launch_gemm<Q, NG, XBF16, path::fixed_fast, 7>(args, grid, stream, launch);  // fp16 weights
         default: break;
       }
     }
   }
-  return launch_gemm<Q, NG, XBF16, path::element, 0>(args, grid, stream);
+  return launch_gemm<Q, NG, XBF16, path::element, 0>(args, grid, stream, launch);
 }
 
 template <int NG, bool XBF16>
-status select_quant(const gemm_args& args, dim3 grid, cudaStream_t stream) {
+status select_quant(const gemm_args& args, dim3 grid, cudaStream_t stream, const gemm_launch& launch) {
   switch (args.w.quant) {
-    case quant::kind::int8_rowwise: return select_path<quant::kind::int8_rowwise, NG, XBF16>(args, grid, stream);
-    case quant::kind::int4_group: return select_path<quant::kind::int4_group, NG, XBF16>(args, grid, stream);
-    default: return select_path<quant::kind::lossless, NG, XBF16>(args, grid, stream);
+    case quant::kind::int8_rowwise: return select_path<quant::kind::int8_rowwise, NG, XBF16>(args, grid, stream, launch);
+    case quant::kind::int4_group: return select_path<quant::kind::int4_group, NG, XBF16>(args, grid, stream, launch);
+    default: return select_path<quant::kind::lossless, NG, XBF16>(args, grid, stream, launch);
   }
 }
 
@@ -152,7 +176,8 @@ status select_quant(const gemm_args& args, dim3 grid, cudaStream_t stream) {
 
 [[nodiscard]] inline status gemm_async(const matrix_ref& w, const void* x, dtype x_type, std::uint64_t ldx,
                                        std::uint32_t batch, void* y, dtype y_type, std::uint64_t ldy, void* workspace,
-                                       std::size_t workspace_bytes, std::uint32_t* status_word, cudaStream_t stream) {
+                                       std::size_t workspace_bytes, std::uint32_t* status_word, cudaStream_t stream,
+                                       const gemm_launch& launch = {}) {
   if (batch == 0) return status::success;
   if (w.data == nullptr || x == nullptr || y == nullptr) return status::invalid_argument;
   if (w.coding != plane_coding::stored && w.coding != plane_coding::rans && w.coding != plane_coding::fixed)
@@ -194,8 +219,10 @@ status select_quant(const gemm_args& args, dim3 grid, cudaStream_t stream) {
   args.int_sub = bf16 ? int_pair_sub<true>(zero, first) : int_pair_sub<false>(zero, first);
   const dim3 grid(plan.strips, plan.splits, plan.chunks);
   if (plan.ngroups == 1)
-    return bf16 ? detail::select_quant<1, true>(args, grid, stream) : detail::select_quant<1, false>(args, grid, stream);
-  return bf16 ? detail::select_quant<2, true>(args, grid, stream) : detail::select_quant<2, false>(args, grid, stream);
+    return bf16 ? detail::select_quant<1, true>(args, grid, stream, launch)
+                : detail::select_quant<1, false>(args, grid, stream, launch);
+  return bf16 ? detail::select_quant<2, true>(args, grid, stream, launch)
+              : detail::select_quant<2, false>(args, grid, stream, launch);
 }
 
 }  // namespace fused

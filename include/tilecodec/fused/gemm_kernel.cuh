@@ -198,6 +198,21 @@ __device__ __forceinline__ void cp_async4_or_zero(void* smem, const void* gmem, 
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(gmem), "r"(src_bytes) : "memory");
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+
+// Programmatic dependent launch (sm_90; both are no-ops in a kernel launched without it). The
+// wait returns once the previous kernel in the stream has finished and its writes are visible to
+// this thread; every thread that reads the activations or writes anything global passes it first.
+// The trigger lets the next kernel (if it was launched to overlap this one) start its own prologue.
+__device__ __forceinline__ void wait_for_previous_grid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void allow_next_grid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
 template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
 
@@ -929,6 +944,9 @@ struct warp_gemm {
 #pragma unroll
       for (int d = 0; d < DS; ++d)
         if (std::uint32_t(d) < nq) prefetch(d);
+      // The weights' prologue (tile table, first code words) may overlap the previous kernel; the
+      // activations may be its output.
+      wait_for_previous_grid();
       std::uint32_t xn[NG][2];
       const std::uint64_t col0 = 16u * pa;
       const std::uint16_t* xr[NG];  // the lane's x row of each batch group (row 0 past nb), from column col0 + 2t
@@ -1058,6 +1076,7 @@ struct warp_gemm {
     const std::uint64_t* index = reinterpret_cast<const std::uint64_t*>(W.data + W.index_offset);
     const std::uint64_t kt = L.tile_cols / 16u;
     if constexpr (P == path::rans) {
+      wait_for_previous_grid();  // rans_tile reads the activations
       for (std::uint64_t u = u0; u < u1; ++u) {
         const std::uint64_t tt = gr * L.grid_cols + u;
         const std::uint64_t ta = index[tt], tb = index[tt + 1];
@@ -1072,6 +1091,7 @@ struct warp_gemm {
     } else if (STREAMED && stream_applies(u0, u1)) {
       if constexpr (STREAMED) stream(u0, u1);
     } else {
+      wait_for_previous_grid();  // the chunks stage the activations
       // The next tile's index entries load while the current tile is worked on.
       std::uint64_t tc = u0 / kt;
       std::uint64_t ta = 0, tb = 0;
@@ -1123,6 +1143,7 @@ __global__ void __launch_bounds__(cta_threads, 2) gemm_kernel(const gemm_args ar
   const std::uint32_t b0 = chunk * BC;
   const std::uint32_t nb = args.batch - b0 < std::uint32_t(BC) ? args.batch - b0 : std::uint32_t(BC);
   unsigned char* mine = smem + table_bytes + warp * stride;
+  allow_next_grid();
 
   rans_table_storage* table = nullptr;
   if constexpr (P == path::rans) {
@@ -1137,6 +1158,7 @@ __global__ void __launch_bounds__(cta_threads, 2) gemm_kernel(const gemm_args ar
   const std::uint64_t units = P == path::rans ? L.grid_cols : (L.cols + 15u) / 16u;
   const std::uint64_t parts = std::uint64_t(args.splits) * cta_warps, part = std::uint64_t(split) * cta_warps + warp;
   wg.run(units * part / parts, units * (part + 1) / parts, reinterpret_cast<rans_warp_storage*>(mine), table);
+  wait_for_previous_grid();  // warps without work too: the epilogue writes y, partials, counters
   wg.store_accumulators(reinterpret_cast<float*>(mine));
   __syncthreads();
 

@@ -65,9 +65,9 @@ class linear {
   // One stream per layer at a time (the workspace is the layer's).
   [[nodiscard]] status forward_async(const void* x, dtype x_type, std::uint32_t batch, void* y, dtype y_type,
                                      cudaStream_t stream, std::uint32_t* status_word = nullptr, std::uint64_t ldx = 0,
-                                     std::uint64_t ldy = 0) const {
+                                     std::uint64_t ldy = 0, const gemm_launch& launch = {}) const {
     return gemm_async(ref_, x, x_type, ldx ? ldx : in_features(), batch, y, y_type, ldy ? ldy : out_features(),
-                      workspace_, workspace_bytes_, status_word, stream);
+                      workspace_, workspace_bytes_, status_word, stream, launch);
   }
 
   [[nodiscard]] const matrix_ref& ref() const { return ref_; }

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "../coder/fixed.hpp"
 #include "../device/tensor_ref.hpp"
@@ -29,6 +30,25 @@
 
 namespace tilecodec {
 namespace detail {
+
+// f(std::integral_constant<int, K>{}) for code width K = bits (1..9; compile-time widths put every
+// code at a fixed bit position); unsupported for other widths (device_decodable() admits 1..symbol
+// bits).
+template <class F>
+TILECODEC_DEV status with_code_width(std::uint32_t bits, F&& f) {
+  switch (bits) {
+    case 1: return f(std::integral_constant<int, 1>{});
+    case 2: return f(std::integral_constant<int, 2>{});
+    case 3: return f(std::integral_constant<int, 3>{});
+    case 4: return f(std::integral_constant<int, 4>{});
+    case 5: return f(std::integral_constant<int, 5>{});
+    case 6: return f(std::integral_constant<int, 6>{});
+    case 7: return f(std::integral_constant<int, 7>{});
+    case 8: return f(std::integral_constant<int, 8>{});
+    case 9: return f(std::integral_constant<int, 9>{});
+    default: return status::unsupported;
+  }
+}
 
 // The 16 codes of tile symbols [i0, i0 + 16) (i0 a multiple of 16, inside the tile's code blocks)
 // for a compile-time code width K: the K words of the coder lane's block are loaded at once (all
@@ -159,6 +179,20 @@ TILECODEC_DEV bool fixed_row_share(const std::uint8_t* tile, const fixed_tile_sh
   return true;
 }
 
+// A lane's 16 symbols (sym[j] for j < cnt, the rest 0) as the writer takes them: bytes, or 16-bit
+// symbols for the 512-symbol (lossless16) alphabet.
+TILECODEC_DEV sym16 pack_symbols16(const std::uint32_t (&sym)[16], bool wide, std::uint32_t cnt = 16) {
+  std::uint32_t h[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  if (wide) {
+#pragma unroll
+    for (int j = 0; j < 16; ++j) h[j / 2] |= (j < int(cnt) ? sym[j] : 0u) << (16 * (j & 1));
+  } else {
+#pragma unroll
+    for (int j = 0; j < 16; ++j) h[j / 4] |= (j < int(cnt) ? sym[j] : 0u) << (8 * (j & 3));
+  }
+  return sym16{u32x4{h[0], h[1], h[2], h[3]}, u32x4{h[4], h[5], h[6], h[7]}};
+}
+
 // Lane t's 16 symbols of window symbols [i0, i0 + 16) (fewer at the tile's end; the rest 0).
 // false: corrupt.
 template <int K>
@@ -180,16 +214,7 @@ TILECODEC_DEV bool fixed_symbols16(const std::uint8_t* tile, const fixed_tile_sh
         if (!fixed_row_escapes(tile, s, code, w, r, escapes, i0, cnt, c, sym, raw_tile)) return false;
     }
   }
-  std::uint32_t h[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  if (code.alphabet == 512) {
-#pragma unroll
-    for (int j = 0; j < 16; ++j) h[j / 2] |= (j < int(cnt) ? sym[j] : 0u) << (16 * (j & 1));
-  } else {
-#pragma unroll
-    for (int j = 0; j < 16; ++j) h[j / 4] |= (j < int(cnt) ? sym[j] : 0u) << (8 * (j & 3));
-  }
-  out.a = u32x4{h[0], h[1], h[2], h[3]};
-  out.b = u32x4{h[4], h[5], h[6], h[7]};
+  out = pack_symbols16(sym, code.alphabet == 512, cnt);
   return true;
 }
 
@@ -249,18 +274,9 @@ TILECODEC_DEV status fixed_windows(const device::tensor_ref& tensor, const fixed
 TILECODEC_DEV status fixed_tile_to_writer(const device::tensor_ref& tensor, const fixed_code& code,
                                           const device::tile_ref& tile, tile_writer& writer,
                                           std::uint32_t first_window = 0, std::uint32_t window_stride = 1) {
-  switch (code.bits) {  // compile-time widths: every code at a fixed bit position
-    case 1: return fixed_windows<1>(tensor, code, tile, writer, first_window, window_stride);
-    case 2: return fixed_windows<2>(tensor, code, tile, writer, first_window, window_stride);
-    case 3: return fixed_windows<3>(tensor, code, tile, writer, first_window, window_stride);
-    case 4: return fixed_windows<4>(tensor, code, tile, writer, first_window, window_stride);
-    case 5: return fixed_windows<5>(tensor, code, tile, writer, first_window, window_stride);
-    case 6: return fixed_windows<6>(tensor, code, tile, writer, first_window, window_stride);
-    case 7: return fixed_windows<7>(tensor, code, tile, writer, first_window, window_stride);
-    case 8: return fixed_windows<8>(tensor, code, tile, writer, first_window, window_stride);
-    case 9: return fixed_windows<9>(tensor, code, tile, writer, first_window, window_stride);
-    default: return status::unsupported;  // device_decodable() admits 1..symbol bits
-  }
+  return with_code_width(code.bits, [&](auto k) {
+    return fixed_windows<decltype(k)::value>(tensor, code, tile, writer, first_window, window_stride);
+  });
 }
 
 
@@ -470,16 +486,7 @@ TILECODEC_DEV status fixed_windows_staged(const device::tensor_ref& tensor, cons
 #pragma unroll
       for (int j = 0; j < 16; ++j) sym[j] = code.first + c[j];
       if (code.has_escapes()) bad |= !fixed_row_share_staged(sec, entries, s, code, w, row, col, i0, escapes, c, sym, raw_tile);
-      std::uint32_t hw[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      if (lossless16) {
-#pragma unroll
-        for (int j = 0; j < 16; ++j) hw[j / 2] |= sym[j] << (16 * (j & 1));
-      } else {
-#pragma unroll
-        for (int j = 0; j < 16; ++j) hw[j / 4] |= sym[j] << (8 * (j & 3));
-      }
-      out.a = u32x4{hw[0], hw[1], hw[2], hw[3]};
-      out.b = u32x4{hw[4], hw[5], hw[6], hw[7]};
+      out = pack_symbols16(sym, lossless16);
     }
     slot = slot + 1 == D ? 0 : slot + 1;
     row += step_r;
@@ -496,18 +503,9 @@ TILECODEC_DEV status fixed_windows_staged(const device::tensor_ref& tensor, cons
 TILECODEC_DEV status fixed_tile_to_writer_staged(const device::tensor_ref& tensor, const fixed_code& code,
                                                  const device::tile_ref& tile, tile_writer& writer, fixed_warp_storage& storage,
                                                  std::uint32_t first_window = 0, std::uint32_t window_stride = 1) {
-  switch (code.bits) {
-    case 1: return fixed_windows_staged<1>(tensor, code, tile, writer, storage, first_window, window_stride);
-    case 2: return fixed_windows_staged<2>(tensor, code, tile, writer, storage, first_window, window_stride);
-    case 3: return fixed_windows_staged<3>(tensor, code, tile, writer, storage, first_window, window_stride);
-    case 4: return fixed_windows_staged<4>(tensor, code, tile, writer, storage, first_window, window_stride);
-    case 5: return fixed_windows_staged<5>(tensor, code, tile, writer, storage, first_window, window_stride);
-    case 6: return fixed_windows_staged<6>(tensor, code, tile, writer, storage, first_window, window_stride);
-    case 7: return fixed_windows_staged<7>(tensor, code, tile, writer, storage, first_window, window_stride);
-    case 8: return fixed_windows_staged<8>(tensor, code, tile, writer, storage, first_window, window_stride);
-    case 9: return fixed_windows_staged<9>(tensor, code, tile, writer, storage, first_window, window_stride);
-    default: return status::unsupported;
-  }
+  return with_code_width(code.bits, [&](auto k) {
+    return fixed_windows_staged<decltype(k)::value>(tensor, code, tile, writer, storage, first_window, window_stride);
+  });
 }
 
 }  // namespace detail
