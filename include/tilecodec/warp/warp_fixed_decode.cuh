@@ -364,13 +364,34 @@ TILECODEC_DEV void fixed_entry_staged(const fixed_staged_entries& at, const fixe
   value = static_cast<std::uint32_t>(v & ((1u << s.value_bits) - 1u));
 }
 
+// Symbol j (< 16) of a lane's packed symbols (bytes, or 16-bit fields when `wide`) becomes
+// `symbol`; returns the field it replaced. Registers cannot be indexed at run time: one select per
+// word to read it and one to write it back (about 20 instructions, against 16 compares and 32
+// selects for an array of 16 symbols, the form of fixed_row_share).
+TILECODEC_DEV std::uint32_t swap_symbol16(sym16& out, std::uint32_t j, std::uint32_t symbol, bool wide) {
+  const std::uint32_t word = wide ? j >> 1 : j >> 2;
+  const std::uint32_t shift = wide ? 16u * (j & 1u) : 8u * (j & 3u);
+  const std::uint32_t field = (wide ? 0xffffu : 0xffu) << shift;
+  std::uint32_t h[8] = {out.a.x, out.a.y, out.a.z, out.a.w, out.b.x, out.b.y, out.b.z, out.b.w};
+  std::uint32_t v = h[0];
+#pragma unroll
+  for (std::uint32_t q = 1; q < 8; ++q) v = q == word ? h[q] : v;
+  const std::uint32_t replaced = (v & field) >> shift;
+  v = (v & ~field) | (symbol << shift);
+#pragma unroll
+  for (std::uint32_t q = 0; q < 8; ++q) h[q] = q == word ? v : h[q];
+  out = sym16{u32x4{h[0], h[1], h[2], h[3]}, u32x4{h[4], h[5], h[6], h[7]}};
+  return replaced;
+}
+
 // fixed_row_share on the staged section: row r's escapes for this lane's 16 symbols, columns
-// [c0, c0 + 16) (tile symbols [i0, i0 + 16)), codes c[]. false: corrupt.
+// [c0, c0 + 16) (tile symbols [i0, i0 + 16)), already packed in `out` as code.first + code (so a
+// field equal to code.first held code 0: the parse keeps first + 2^k within the alphabet).
+// false: corrupt.
 TILECODEC_DEV bool fixed_row_share_staged(saddr section, const fixed_staged_entries& entries, const fixed_tile_shape& s,
                                           const fixed_code& code,
                                           std::uint32_t w, std::uint32_t r, std::uint32_t c0, std::uint32_t i0,
-                                          std::uint32_t escapes, const std::uint32_t (&c)[16], std::uint32_t (&sym)[16],
-                                          const std::uint8_t* raw_tile) {
+                                          std::uint32_t escapes, sym16& out, const std::uint8_t* raw_tile) {
   const std::uint32_t e0 = lds_u16(section + 2u * r), e1 = lds_u16(section + 2u * r + 2u);
   if (e1 < e0 || e1 > escapes) return false;
   if (e0 == e1) return true;
@@ -401,15 +422,7 @@ TILECODEC_DEV bool fixed_row_share_staged(saddr section, const fixed_staged_entr
     const std::uint32_t symbol = fixed_escape_symbol(value, code.alphabet);
     if (code.alphabet == 512 && lossless16_raw(value) != raw7_unpack(raw_tile + raw7_group_bytes * ((i0 + j) / raw7_group), (i0 + j) % raw7_group))
       ok = false;  // the value's raw bits are the raw plane's
-    bool zero = false;
-#pragma unroll
-    for (std::uint32_t q = 0; q < 16; ++q) {  // registers cannot be indexed at run time
-      if (q == j) {
-        zero = c[q] == 0;
-        sym[q] = symbol;
-      }
-    }
-    ok &= zero;  // an escaped position holds code 0
+    ok &= swap_symbol16(out, j, symbol, code.alphabet == 512) == code.first;  // an escaped position holds code 0
   }
   return ok;
 }
@@ -477,16 +490,16 @@ TILECODEC_DEV status fixed_windows_staged(const device::tensor_ref& tensor, cons
     const std::uint32_t i0 = ws + tile_writer::per_lane * t;
     sym16 out{u32x4{0, 0, 0, 0}, u32x4{0, 0, 0, 0}};
     if (i0 < n) {  // w % 16 == 0: all 16 symbols are the tile's, in one row
-      std::uint32_t wv[K + 1], c[16], sym[16];
+      std::uint32_t wv[K + 1], sym[16];
       const saddr a = ring + slot_bytes * slot + 4u * (t >> 1);
 #pragma unroll
       for (int q = 0; q < K; ++q) wv[q] = lds_u32(a + 64u * q);
       wv[K] = 0;
-      fixed_codes16_of_words<K>(wv, (t & 1u) != 0, c);
+      fixed_codes16_of_words<K>(wv, (t & 1u) != 0, sym);
 #pragma unroll
-      for (int j = 0; j < 16; ++j) sym[j] = code.first + c[j];
-      if (code.has_escapes()) bad |= !fixed_row_share_staged(sec, entries, s, code, w, row, col, i0, escapes, c, sym, raw_tile);
+      for (int j = 0; j < 16; ++j) sym[j] += code.first;
       out = pack_symbols16(sym, lossless16);
+      if (code.has_escapes()) bad |= !fixed_row_share_staged(sec, entries, s, code, w, row, col, i0, escapes, out, raw_tile);
     }
     slot = slot + 1 == D ? 0 : slot + 1;
     row += step_r;
