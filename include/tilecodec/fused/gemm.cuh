@@ -111,7 +111,7 @@ namespace detail {
 
 template <quant::kind Q, int NG, bool XBF16, path P, int K>
 status launch_gemm(const gemm_args& args, dim3 grid, cudaStream_t stream, const gemm_launch& launch) {
-  constexpr std::size_t smem = gemm_smem_bytes<NG, P>();
+  constexpr std::size_t smem = gemm_smem_bytes<NG, P>() + cta_warps * warp_gemm<Q, NG, XBF16, P, K>::stage_bytes;
   const auto kernel = gemm_kernel<Q, NG, XBF16, P, K>;
   if constexpr (smem > 48 * 1024) {
     static const cudaError_t configured =

@@ -74,6 +74,14 @@
 #ifndef TILECODEC_FUSED_STREAM_SMEM_B
 #define TILECODEC_FUSED_STREAM_SMEM_B 2
 #endif
+// int8 stream path, batch <= 8: a quad's code words (896 bytes) copied into a per-warp shared ring
+// with 16-byte cp.async (two per lane) and read from there, instead of seven 4-byte loads per lane
+// into registers: wide loads stream better (PERFORMANCE.md 6.7; H100: batch 1 and 4 2-13% faster
+// from 4096x14336 up, 2% slower at 4096x4096). 0: the register ring. Only these kernels take the
+// ring's shared memory (3 quads x 896 bytes per warp, after the block's warp storage).
+#ifndef TILECODEC_FUSED_STREAM_STAGE_WORDS
+#define TILECODEC_FUSED_STREAM_STAGE_WORDS 1
+#endif
 // Escapes on the stream path: 1 = each lane corrects its own two rows entry by entry (no
 // shuffles, no search; the row's corrections summed in entry order), 0 = the chunk path's shuffle
 // pass over all of the strip's entries (one entry per lane, segmented scan per row). Both are
@@ -666,6 +674,12 @@ struct warp_gemm {
   static constexpr std::uint32_t ring_offset = (sizeof(stream_storage) + 15u) / 16u * 16u;
   static_assert(!SMEM_B || ring_offset + RS * ring_slot <= sizeof(std::uint16_t) * 8u * NG * x_stride,
                 "the B ring does not fit in the staged-x area");
+  // Code words through a shared ring (int8, batch <= 8): DS quads of 896 bytes per warp, after the
+  // block's warp storage (only these kernels ask for the extra shared memory).
+  static constexpr bool STAGE_WORDS = TILECODEC_FUSED_STREAM_STAGE_WORDS != 0 && STREAMED &&
+                                      Q == quant::kind::int8_rowwise && NG == 1 && !SMEM_B && K > 0;
+  static constexpr std::uint32_t stage_bytes = STAGE_WORDS ? DS * 128u * std::uint32_t(K) : 0u;
+  unsigned char* words_smem = nullptr;  // this warp's ring (STAGE_WORDS), set by the kernel
 
   __device__ bool stream_applies(std::uint64_t u0, std::uint64_t u1) const {
     if constexpr (P != path::fixed_fast) {
@@ -929,9 +943,21 @@ struct warp_gemm {
         pleft = kt - k;
       };
       std::uint32_t wb[DS][K > 0 ? K : 1], rb[DS][LOSSLESS ? 7 : 1];
+      // STAGE: slot d of the shared ring takes the quad prefetch(d) asks for (one commit group).
+      constexpr bool STAGE = STAGE_WORDS;
+      const std::uint32_t words_ring = STAGE ? static_cast<std::uint32_t>(__cvta_generic_to_shared(words_smem)) : 0u;
       auto prefetch = [&](int d) {
+        if constexpr (STAGE) {
+          const unsigned char* quad = reinterpret_cast<const unsigned char*>(pw - lane);
+          const std::uint32_t slot = words_ring + std::uint32_t(d) * (128u * K);
 #pragma unroll
-        for (int j = 0; j < K; ++j) wb[d][j] = ldg_stream_u32(pw + 32 * j);
+          for (std::uint32_t c = lane; c < 8u * K; c += 32)
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(slot + 16u * c), "l"(quad + 16u * c) : "memory");
+          cp_async_commit();
+        } else {
+#pragma unroll
+          for (int j = 0; j < K; ++j) wb[d][j] = ldg_stream_u32(pw + 32 * j);
+        }
         if constexpr (LOSSLESS) {
 #pragma unroll
           for (int j = 0; j < 7; ++j) rb[d][j] = pvalid ? ldg_u32(pr + 4 * j) : 0u;
@@ -942,8 +968,10 @@ struct warp_gemm {
       };
       seek(k0);
 #pragma unroll
-      for (int d = 0; d < DS; ++d)
+      for (int d = 0; d < DS; ++d) {
         if (std::uint32_t(d) < nq) prefetch(d);
+        else if constexpr (STAGE) cp_async_commit();  // DS groups: quad q's is always DS - 1 behind the newest
+      }
       // The weights' prologue (tile table, first code words) may overlap the previous kernel; the
       // activations may be its output.
       wait_for_previous_grid();
@@ -1019,6 +1047,13 @@ struct warp_gemm {
               if (idx + 1 < nq) stream_b(xr, idx + 1, xn);
             }
             std::uint32_t af[4][4];
+            if constexpr (STAGE) {  // quad idx's group and those before it have landed
+              cp_async_wait<DS - 1>();
+              __syncwarp();
+#pragma unroll
+              for (int jw = 0; jw < K; ++jw)
+                asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(wb[d][jw]) : "r"(words_ring + std::uint32_t(d) * (128u * K) + 4u * (32u * jw + lane)));
+            }
             if constexpr (Q == quant::kind::int8_rowwise) {
               int_quad_fragments<K, XBF16>(wb[d], a.int_sub, af);
             } else {
@@ -1027,7 +1062,9 @@ struct warp_gemm {
               if constexpr (LOSSLESS) lossless_fragments<XBF16>(pairs, first2, rb[d], af);
               else int_fragments<XBF16, (K > 7)>(pairs, a.int_sub, af);
             }
+            if constexpr (STAGE) __syncwarp();  // every lane has read slot d before it is refilled
             if (idx + DS < nq) prefetch(d);
+            else if constexpr (STAGE) cp_async_commit();  // an empty group keeps the count of groups in flight
             enter_group(col0 + 16u * idx);
             mma_quad(af, xb);
           }
@@ -1154,6 +1191,8 @@ __global__ void __launch_bounds__(cta_threads, 2) gemm_kernel(const gemm_args ar
   }
 
   warp_gemm<Q, NG, XBF16, P, K> wg(args, args.x + std::uint64_t(b0) * args.ldx, mine, nb, strip);
+  using gemm_t = warp_gemm<Q, NG, XBF16, P, K>;
+  if constexpr (gemm_t::stage_bytes > 0) wg.words_smem = smem + table_bytes + cta_warps * stride + warp * gemm_t::stage_bytes;
   const tile_layout& L = args.w.layout;
   const std::uint64_t units = P == path::rans ? L.grid_cols : (L.cols + 15u) / 16u;
   const std::uint64_t parts = std::uint64_t(args.splits) * cta_warps, part = std::uint64_t(split) * cta_warps + warp;
