@@ -76,9 +76,9 @@
 #endif
 // int8 stream path, batch <= 8: a quad's code words (896 bytes) copied into a per-warp shared ring
 // with 16-byte cp.async (two per lane) and read from there, instead of seven 4-byte loads per lane
-// into registers: wide loads stream better (PERFORMANCE.md 6.7; H100: batch 1 and 4 2-13% faster
-// from 4096x14336 up, 2% slower at 4096x4096). 0: the register ring. Only these kernels take the
-// ring's shared memory (3 quads x 896 bytes per warp, after the block's warp storage).
+// into registers: wide loads stream better (PERFORMANCE.md 6.7-6.8; H100: batch 1 and 4 2-13%
+// faster from 14336x4096 up, 0.5-1.9% slower at 4096x4096). 0: the register ring. Only these
+// kernels take the ring's shared memory (3 quads x 896 bytes per warp, after the warp storage).
 #ifndef TILECODEC_FUSED_STREAM_STAGE_WORDS
 #define TILECODEC_FUSED_STREAM_STAGE_WORDS 1
 #endif
