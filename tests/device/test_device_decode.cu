@@ -698,6 +698,112 @@ TEST_CASE("device decode: corrupted input gives errors and stays inside its buff
   MESSAGE(detected << " of " << trials << " corruptions detected");
 }
 
+// The staged fixed path's escape checks (warp/warp_fixed_decode.cuh) on escape sections corrupted
+// in the ways that matter to them: a row_start entry, an entry's column or value, two neighbouring
+// entries swapped; tiles 128, 256 and 64 wide. Many corrupt copies in one call, teams of 1 and 4
+// warps; each must agree with the host decoder on success or failure and, where both succeed (a
+// changed value that is still a valid escape), on every output byte.
+TEST_CASE("device decode: corrupted fixed-code escape sections agree with the host" * doctest::test_suite("sanitize")) {
+  std::mt19937_64 rng(run_seed() + 7);
+  struct spec { dtype src; std::uint32_t tile_rows, tile_cols; std::uint64_t rows, cols; };
+  const spec specs[] = {{dtype::f32, 64, 128, 150, 256}, {dtype::bf16, 32, 256, 70, 512}, {dtype::bf16, 48, 64, 100, 128}};
+  for (const spec& sp : specs) {
+    format_params p;
+    p.quant = sp.src == dtype::f32 ? quant::kind::int8_rowwise : quant::kind::lossless;
+    p.coder = coder::kind::fixed;
+    p.lanes = fixed_lanes;
+    p.tile_rows = sp.tile_rows;
+    p.tile_cols = sp.tile_cols;
+    // Tiles with two escapes or more (a tensor of the encoder's choice may have none: drawn again).
+    auto escapes_of = [](const dv::tensor_ref& ref, const dv::tile_ref& tr) {
+      std::uint16_t n;
+      std::memcpy(&n, tr.bytes + fixed_shape(ref.fixed(), tr.box.height, tr.box.width).code_bytes + 2u * tr.box.height, 2);
+      return std::uint32_t(n);
+    };
+    auto candidates_of = [&](const encoded_tensor& e) {
+      std::vector<std::uint64_t> found;
+      const tensor_header& h = e.header();
+      if (h.coding != plane_coding::fixed || h.params.prob_bits >= fixed_symbol_bits(h.alphabet)) return found;
+      const dv::tensor_ref ref = dv::make_tensor_ref(e.view(), e.bytes().data());
+      for (std::uint64_t t = 0; t < ref.tile_count; ++t) {
+        dv::tile_ref tr;
+        if (ref.tile(t, tr) == status::success && escapes_of(ref, tr) >= 2) found.push_back(t);
+      }
+      return found;
+    };
+    encoded_tensor e;
+    std::vector<std::uint64_t> candidates;
+    for (int attempt = 0; attempt < 64 && candidates.empty(); ++attempt) {  // heavy tails (see the test above)
+      e = encode_values(random_values(sp.rows, sp.cols, sp.src, rng, 2.5), sp.src, {sp.rows, sp.cols}, p);
+      candidates = candidates_of(e);
+    }
+    INFO(describe(e, dtype::f32) << " seed " << run_seed());
+    REQUIRE(!candidates.empty());
+    const dtype out_type = p.quant == quant::kind::lossless ? dtype::bf16 : dtype::i8;
+    const dv::tensor_ref host_ref = dv::make_tensor_ref(e.view(), e.bytes().data());
+    const fixed_code code = host_ref.fixed();
+    constexpr int copies = 48;
+    std::vector<std::vector<std::uint8_t>> corrupt;
+    for (int c = 0; c < copies; ++c) {
+      std::vector<std::uint8_t> bytes = e.bytes();
+      dv::tile_ref tr;
+      REQUIRE(host_ref.tile(candidates[rng() % candidates.size()], tr) == status::success);
+      const std::uint32_t escapes = escapes_of(host_ref, tr);
+      const fixed_tile_shape fs = fixed_shape(code, tr.box.height, tr.box.width);
+      const std::size_t at = static_cast<std::size_t>(tr.bytes - e.bytes().data());
+      const std::size_t rows_at = at + fs.code_bytes, entries_at = at + fs.escapes_offset;
+      const std::uint32_t e0 = static_cast<std::uint32_t>(rng() % (escapes - 1));
+      switch (c % 4) {
+        case 0:  // a row_start entry (not the count: that is checked against the tile's size)
+          bytes[rows_at + 2u * (rng() % tr.box.height) + rng() % 2] ^= std::uint8_t(1u << (rng() % 8));
+          break;
+        case 1:  // a bit of an entry's column (high bits) or value (low bits)
+        case 2:
+          bytes[entries_at + std::size_t(e0) * fs.entry_bytes + rng() % fs.entry_bytes] ^= std::uint8_t(1u << (rng() % 8));
+          break;
+        default:  // two neighbouring entries swapped
+          std::swap_ranges(bytes.begin() + std::ptrdiff_t(entries_at + std::size_t(e0) * fs.entry_bytes),
+                           bytes.begin() + std::ptrdiff_t(entries_at + std::size_t(e0 + 1) * fs.entry_bytes),
+                           bytes.begin() + std::ptrdiff_t(entries_at + std::size_t(e0 + 1) * fs.entry_bytes));
+      }
+      corrupt.push_back(std::move(bytes));
+    }
+    std::vector<std::unique_ptr<device_buffer>> inputs;
+    std::vector<output> outs;
+    std::vector<dv::decode_task> tasks;
+    outs.reserve(copies);
+    for (const auto& bytes : corrupt) {
+      inputs.push_back(std::make_unique<device_buffer>(bytes.size()));
+      inputs.back()->upload(bytes.data(), bytes.size());
+      outs.emplace_back(e.view().elements() * dtype_size(out_type));
+      tasks.push_back(dv::make_decode_task(dv::make_tensor_ref(e.view(), inputs.back()->get()), outs.back().data(), out_type,
+                                           outs.back().bytes));
+    }
+    for (std::uint32_t team : {1u, 4u}) {
+      CAPTURE(team);
+      dv::decode_options options;
+      options.team_warps = team;
+      const std::vector<status> st = run_decode(tasks, options);
+      int detected = 0, equal = 0;
+      for (int c = 0; c < copies; ++c) {
+        encoded_tensor_view v;
+        status hs = encoded_tensor_view::parse(corrupt[c].data(), corrupt[c].size(), v);
+        std::vector<std::uint8_t> hout(outs[c].bytes);
+        if (hs == status::success) hs = host::decode(v, hout.data(), out_type, hout.size());
+        INFO("copy " << c << " kind " << c % 4 << " host " << to_string(hs) << " device " << to_string(st[c]));
+        CHECK((hs == status::success) == (st[c] == status::success));
+        const std::vector<std::uint8_t> got = outs[c].fetch();  // guards intact
+        if (hs == status::success && st[c] == status::success) {
+          CHECK(first_difference(got, hout) == hout.size());
+          ++equal;
+        }
+        detected += st[c] != status::success;
+      }
+      MESSAGE(detected << " of " << copies << " corrupt sections detected, " << equal << " decoded alike");
+    }
+  }
+}
+
 TEST_CASE("device building blocks: warp and block tile decoders in user kernels" * doctest::test_suite("sanitize")) {
   std::mt19937_64 rng(run_seed() + 5);
   check_building_blocks<codec<tile<32, 64>, quant::lossless, coder::rans<12, 32>>>(dtype::bf16, {100, 150}, dtype::bf16, rng);
