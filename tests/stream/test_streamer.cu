@@ -89,6 +89,8 @@ struct scoped_stream {
   operator cudaStream_t() const { return s; }
 };
 
+// Free device memory, card-wide: the leak checks below assume no other process allocates on the
+// card meanwhile (scripts/gpu_verify.sh runs these tests after the other checks, not beside them).
 std::size_t free_vram() {
   std::size_t free_bytes = 0, total = 0;
   TILECODEC_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total));
