@@ -952,7 +952,7 @@ struct warp_gemm {
           const std::uint32_t slot = words_ring + std::uint32_t(d) * (128u * K);
 #pragma unroll
           for (std::uint32_t c = lane; c < 8u * K; c += 32)
-            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(slot + 16u * c), "l"(quad + 16u * c) : "memory");
+            ::tilecodec::detail::cp_async16_to(slot + 16u * c, quad + 16u * c);
           cp_async_commit();
         } else {
 #pragma unroll
@@ -1052,7 +1052,7 @@ struct warp_gemm {
               __syncwarp();
 #pragma unroll
               for (int jw = 0; jw < K; ++jw)
-                asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(wb[d][jw]) : "r"(words_ring + std::uint32_t(d) * (128u * K) + 4u * (32u * jw + lane)));
+                wb[d][jw] = ::tilecodec::detail::lds_u32(words_ring + std::uint32_t(d) * (128u * K) + 4u * (32u * jw + lane));
             }
             if constexpr (Q == quant::kind::int8_rowwise) {
               int_quad_fragments<K, XBF16>(wb[d], a.int_sub, af);
