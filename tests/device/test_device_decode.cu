@@ -529,10 +529,16 @@ TEST_CASE("device decode: fixed codes through the staged ring" * doctest::test_s
                  << "(staged in part) in " << partial << " tiles");
   CHECK(staged > 0);
   WARN(window_path > 0);  // draws that the encoder stores leave no tile to the window path (the edge test has some)
-  for (std::uint32_t team : {0u, 1u, 2u, 4u}) {
-    CAPTURE(team);
+  // Teams of 1, 2 and 4 warps, and the call's own choice of fixed-code units (8 to 32 windows, the
+  // longest that give every warp of the grid three): the full grid takes 8-window units for these
+  // tensors, a grid of one block 32, of four blocks 16 when every draw above is fixed-coded.
+  struct call { std::uint32_t team, max_blocks; };
+  for (const call c : {call{0, 0}, call{1, 0}, call{2, 0}, call{4, 0}, call{0, 1}, call{0, 4}}) {
+    CAPTURE(c.team);
+    CAPTURE(c.max_blocks);
     dv::decode_options options;
-    options.team_warps = team;
+    options.team_warps = c.team;
+    options.max_blocks = c.max_blocks;
     check_batch(batch, outs, options);
   }
 }

@@ -12,18 +12,21 @@
 //
 // What happens: a one-block setup kernel checks every task (writes its status word: success or
 // invalid_argument/unsupported/overflow), picks how many warps share a lane-stream tile, counts
-// work groups (consecutive tiles of one task: 8, or 8 / W for lane-stream and fixed-coded tensors
-// decoded by teams of W warps) and resets a work counter; then a persistent grid (one wave: SMs x
-// resident blocks of 256 threads, 93.6 KB of dynamic shared memory each) claims groups from the
-// counter. A block loads a tensor's frequency table into shared memory once and keeps it while it
-// claims groups of the same tensor; each warp decodes one tile of its group
-// (warp/warp_window_decode.cuh): shared-stream rANS (coding 1) through warp_rans_engine, stored
-// tiles directly; lane-stream rANS (coding 3, coder::rans_lanes, the faster one) through
-// warp_rans_lanes_engine, by a team of W = 1, 2 or 4 warps per tile (the largest that keeps the
-// call in one wave of the grid), each decoding and writing its own lanes' symbols; fixed-length
-// codes (coding 2, coder::fixed) window by window, by a team of W warps too, each warp staging
-// its windows' code words and the tile's escape section through its shared memory with cp.async
-// several windows ahead (warp/warp_fixed_decode.cuh, fixed_tile_to_writer_staged). A tile that
+// work groups (consecutive tiles of one task: 8, or 8 / W for lane-stream tensors decoded by
+// teams of W warps) and the fixed-coded tensors' work units (one warp's share of one tile), and
+// resets two work counters; then a persistent grid (one wave: SMs x resident blocks of 256
+// threads, 93.6 KB of dynamic shared memory each) claims groups from the first counter. A block
+// loads a tensor's frequency table into shared memory once and keeps it while it claims groups of
+// the same tensor; each warp decodes one tile of its group (warp/warp_window_decode.cuh):
+// shared-stream rANS (coding 1) through warp_rans_engine, stored tiles directly; lane-stream rANS
+// (coding 3, coder::rans_lanes, the faster one) through warp_rans_lanes_engine, by a team of W =
+// 1, 2 or 4 warps per tile (the largest that keeps the call in one wave of the grid), each
+// decoding and writing its own lanes' symbols. When the groups run out, every warp claims
+// fixed-code units (coding 2, coder::fixed) from the second counter on its own, with no block
+// barrier: a unit is windows p, p + W, p + 2W, ... of one tile (W warps per tile, 8 to 32 windows
+// each, chosen per call: fixed_team), which the warp stages, code words and the tile's escape
+// section, through its shared memory with cp.async several windows ahead
+// (warp/warp_fixed_decode.cuh, fixed_tile_to_writer_staged). A tile that
 // turns out corrupt raises its task's status word to the error (atomicMax: the largest status
 // code wins, deterministically); its output values are then unspecified, every other tile is
 // still decoded, and no read or write leaves the tile's bytes or the task's output range.
@@ -88,7 +91,8 @@ struct decode_options {
   std::uint32_t max_blocks = 0;
   // Warps that share one lane-stream tile (coding 3; each tensor takes at most one per 32 lanes)
   // or fixed-coded tile (coding 2): 1, 2 or 4; 0: automatic, the most that keep the whole call in
-  // one wave of the grid (fixed-coded tiles: always 4).
+  // one wave of the grid (fixed-coded tiles: 1 to 16 warps, units of 8 to 32 windows of 512
+  // symbols by the call's size: fixed_team).
   std::uint32_t team_warps = 0;
 };
 
@@ -128,24 +132,48 @@ struct decode_block_storage {
   std::uint32_t task;
 };
 
-// Most warps that can share one tile of the tensor: one per 32 lanes of a lane-stream tile (each
-// then keeps at least one chain per thread), 4 for fixed codes (windows decode alone), else 1.
+// Most warps that can share one tile of the tensor in a team of the call's choosing (1, 2 or 4):
+// one per 32 lanes of a lane-stream tile (each then keeps at least one chain per thread), 4 for
+// fixed codes (windows decode alone), else 1.
 TILECODEC_HD std::uint32_t max_team_warps(const tensor_ref& t) {
   if (t.coding == plane_coding::fixed) return 4u;
   return t.coding == plane_coding::rans_lanes && rans_lanes_supported(t.lanes) ? t.lanes / 32u : 1u;
 }
 
-// Set in the setup kernel's `call_warps` when the team size was chosen automatically: fixed-coded
-// tiles then always take teams of 4 warps (H100: 4 was the fastest of 1, 2, 4 for every fixed-code
-// workload of PERFORMANCE.md 3.4, also where the call needs more than one wave of the grid: the
-// warps' shares of a tile are small and even, so the last wave is short).
-inline constexpr std::uint32_t team_automatic = 8;
+// Fixed-coded tiles (coding 2) are decoded in units: windows p, p + W, p + 2W, ... of one tile,
+// claimed by single warps. When the call chooses W, it picks the windows per unit, 8 << j (j =
+// 0..2, the same for every tensor of the call), and each tensor's W is its tile's windows over
+// that, 1 to 16: the longest units that still give every warp of the grid
+// TILECODEC_FIXED_UNITS_PER_WARP of them (tuning only, never changes the bits). Longer units pay
+// the per-unit set-up (tile lookup, escape-section copy, ring fill) over more windows; more units
+// spread a small call over the grid and shorten the wait for the last ones. H100
+// (PERFORMANCE.md 3.7): a MiniLM layer 1.9x faster in 8-window units than in 32; a 4096 x 14336
+// int8 matrix in 128 x 128 tiles 7% faster in 16-window units than in 8; a Llama-3-8B layer 2-5%
+// slower in 64-window units than in 32 (3.2 units per warp: the last ones leave warps idle).
+#ifndef TILECODEC_FIXED_UNITS_PER_WARP
+#define TILECODEC_FIXED_UNITS_PER_WARP 3
+#endif
+inline constexpr std::uint32_t max_fixed_team = 16;
+inline constexpr std::uint32_t fixed_unit_choices = 3;
 
-// Warps that decode one tile of the tensor together when the call allows `call_warps` (the setup
-// kernel's choice, 1, 2 or 4, with team_automatic where it chose).
+// W for a fixed-coded tensor in units of `unit_windows` windows.
+TILECODEC_HD std::uint32_t fixed_team(const tensor_ref& t, std::uint32_t unit_windows) {
+  const std::uint64_t windows = (std::uint64_t(t.layout.tile_rows) * t.layout.tile_cols + 511) / 512;
+  const std::uint64_t team = (windows + unit_windows - 1) / unit_windows;
+  return team < 1 ? 1u : team > max_fixed_team ? max_fixed_team : static_cast<std::uint32_t>(team);
+}
+
+// The setup kernel's `call_warps`: the team size the call allows (1, 2 or 4) in bits 0-2; set when
+// the call chose it (team_automatic), then also the choice j of fixed-code unit windows (8 << j)
+// from bit fixed_unit_shift on.
+inline constexpr std::uint32_t team_automatic = 8;
+inline constexpr std::uint32_t fixed_unit_shift = 4;
+
+// Warps that decode one tile of the tensor together under the call's `call_warps`.
 TILECODEC_HD std::uint32_t team_warps(const tensor_ref& t, std::uint32_t call_warps) {
+  if (t.coding == plane_coding::fixed && (call_warps & team_automatic) != 0)
+    return fixed_team(t, 8u << (call_warps >> fixed_unit_shift));
   const std::uint32_t m = max_team_warps(t);
-  if (t.coding == plane_coding::fixed && (call_warps & team_automatic) != 0) return m;
   call_warps &= team_automatic - 1;
   return call_warps < m ? call_warps : m;
 }
@@ -187,88 +215,161 @@ __device__ inline status check_task(const decode_task& task, std::uint64_t& tile
   return status::success;
 }
 
+// The workspace (decode_temp_bytes): the group counter, the fixed-unit counter, the call's team
+// size, then per task the prefix sums of its work groups and of its fixed-code units (task_count +
+// 1 each), then (256-byte aligned) the per-SM block counters.
+struct decode_temp {
+  unsigned long long* group_counter;
+  unsigned long long* unit_counter;
+  std::uint32_t* call_warps;
+  std::uint64_t* group_prefix;
+  std::uint64_t* unit_prefix;
+  std::uint32_t* sm_blocks;
+};
+
+inline std::size_t align_temp(std::size_t v) { return (v + 255) / 256 * 256; }
+
+inline std::size_t decode_temp_head_bytes(std::uint32_t task_count) {
+  return align_temp(32 + 16 * (std::size_t(task_count) + 1));
+}
+
+inline decode_temp decode_temp_at(void* d_temp, std::uint32_t task_count) {
+  auto* base = static_cast<std::uint8_t*>(d_temp);
+  decode_temp t;
+  t.group_counter = reinterpret_cast<unsigned long long*>(base);
+  t.unit_counter = reinterpret_cast<unsigned long long*>(base + 8);
+  t.call_warps = reinterpret_cast<std::uint32_t*>(base + 16);
+  t.group_prefix = reinterpret_cast<std::uint64_t*>(base + 32);
+  t.unit_prefix = t.group_prefix + (std::size_t(task_count) + 1);
+  t.sm_blocks = reinterpret_cast<std::uint32_t*>(base + decode_temp_head_bytes(task_count));
+  return t;
+}
+
+// The sum of a block's per-warp slots (Warps <= 32), in every lane of the calling warp.
+template <int Warps>
+__device__ std::uint64_t sum_warp_slots(const std::uint64_t* slots, std::uint32_t lane) {
+  static_assert(Warps <= 32, "one slot per lane");
+  std::uint64_t v = lane < Warps ? slots[lane] : 0;
+#pragma unroll
+  for (std::uint32_t d = 16; d > 0; d >>= 1) v += __shfl_xor_sync(0xffffffffu, v, d);
+  return v;
+}
+
+// The sum of the slots before slot `warp` and of all of them, in every lane of the calling warp.
+template <int Warps>
+__device__ void scan_warp_slots(const std::uint64_t* slots, std::uint32_t lane, std::uint32_t warp,
+                                std::uint64_t& before, std::uint64_t& total) {
+  static_assert(Warps <= 32, "one slot per lane");
+  std::uint64_t v = lane < Warps ? slots[lane] : 0;
+#pragma unroll
+  for (std::uint32_t d = 1; d < 32; d <<= 1) {
+    const std::uint64_t o = __shfl_up_sync(0xffffffffu, v, d);
+    if (lane >= d) v += o;
+  }
+  total = __shfl_sync(0xffffffffu, v, 31);
+  const std::uint64_t through = __shfl_sync(0xffffffffu, v, warp == 0 ? 0 : warp - 1);
+  before = warp == 0 ? 0 : through;
+}
+
 // One block: checks tasks, writes their status words, picks the call's team size, prefix-sums the
-// tasks' work groups, resets the counters. Team size (`team`: 1, 2 or 4; 0: choose): lane-stream
-// tiles are shared by up to 4 warps (one per 32 lanes), fixed-coded tiles by up to 4 (always 4
-// when the call chooses: team_automatic); the call takes the largest of 4, 2, 1 whose warps (tiles
-// x team warps over all tasks) fit the decode grid's `grid_warps` at once, so small calls get more
-// warps per tile and large ones keep each warp's per-tile set-up (head, prefix of the word
-// counts, ring fill) spread over more symbols (H100, 4096 x 14336, 256 x 256 tiles of 128 lanes:
-// teams of 2 7-17% faster than teams of 4, which need 1.7 waves, and 15-21% faster than one warp;
-// PERFORMANCE.md 3.1).
+// tasks' work groups and fixed-code units, resets the counters. Team size (`team`: 1, 2 or 4; 0:
+// choose): lane-stream tiles are shared by up to 4 warps (one per 32 lanes); the call takes the
+// largest of 4, 2, 1 whose warps (tiles x team warps over the tasks decoded in groups) fit the
+// decode grid's `grid_warps` at once, so small calls get more warps per tile and large ones keep
+// each warp's per-tile set-up (head, prefix of the word counts, ring fill) spread over more
+// symbols (H100, 4096 x 14336, 256 x 256 tiles of 128 lanes: teams of 2 7-17% faster than teams
+// of 4, which need 1.7 waves, and 15-21% faster than one warp; PERFORMANCE.md 3.1). Fixed-coded
+// tiles are not in groups: each takes `team_warps` units, claimed by single warps.
 // (Kernels are templates so that the header can be included by many translation units.)
 template <int Threads = setup_threads>
 __global__ void __launch_bounds__(Threads) decode_setup_kernel(const decode_task* tasks, std::uint32_t count,
-                                                                      status* statuses, std::uint64_t* prefix,
-                                                                      unsigned long long* counter,
-                                                                      std::uint32_t* sm_blocks, std::uint32_t* call_warps,
+                                                                      status* statuses, decode_temp temp,
                                                                       std::uint64_t grid_warps, std::uint32_t team) {
-  __shared__ std::uint64_t warp_sums[Threads / 32];
-  __shared__ std::uint64_t warp_demand[3][Threads / 32];
+  __shared__ std::uint64_t warp_sums[2][Threads / 32];
+  __shared__ std::uint64_t warp_demand[3 + fixed_unit_choices][Threads / 32];
   const std::uint32_t tid = threadIdx.x, lane = tid & 31u, warp = tid / 32;
-  // Pass 1: check every task; its tile count waits in prefix[i + 1] (the same thread reads it
-  // back). demand[k]: the warps the call needs with teams of 2^k warps.
-  std::uint64_t demand[3] = {0, 0, 0};
+  // Pass 1: check every task; its tile count waits in group_prefix[i + 1] (the same thread reads it
+  // back). demand[k]: the warps the call's groups need with teams of 2^k warps; demand[3 + j]: the
+  // fixed-code units with units of 8 << j windows.
+  constexpr std::uint32_t demands = 3 + fixed_unit_choices;
+  std::uint64_t demand[demands] = {};
   const bool automatic = team == 0;
   for (std::uint32_t i = tid; i < count; i += Threads) {
     std::uint64_t tiles = 0;
     statuses[i] = check_task(tasks[i], tiles);
-    prefix[i + 1] = tiles;
-    const std::uint32_t most = max_team_warps(tasks[i].tensor);
-    const bool fixed = tasks[i].tensor.coding == plane_coding::fixed;  // always `most` when automatic
+    temp.group_prefix[i + 1] = tiles;
+    const tensor_ref& t = tasks[i].tensor;
+    if (t.coding == plane_coding::fixed) {  // claimed per warp, after the groups
 #pragma unroll
-    for (std::uint32_t k = 0; k < 3; ++k) demand[k] += tiles * ((1u << k) < most && !fixed ? (1u << k) : most);
+      for (std::uint32_t j = 0; j < fixed_unit_choices; ++j) demand[3 + j] += tiles * fixed_team(t, 8u << j);
+      continue;
+    }
+    const std::uint32_t most = max_team_warps(t);
+#pragma unroll
+    for (std::uint32_t k = 0; k < 3; ++k) demand[k] += tiles * ((1u << k) < most ? (1u << k) : most);
   }
   if (team == 0) {  // block sum: shuffles, one slot per warp (shared 64-bit atomics: 27 us, 103 tasks)
 #pragma unroll
-    for (std::uint32_t k = 0; k < 3; ++k) {
+    for (std::uint32_t k = 0; k < demands; ++k) {
 #pragma unroll
       for (std::uint32_t d = 16; d > 0; d >>= 1) demand[k] += __shfl_down_sync(0xffffffffu, demand[k], d);
       if (lane == 0) warp_demand[k][warp] = demand[k];
     }
   }
   __syncthreads();
-  if (team == 0) {
-    team = 4;
-    for (; team > 1; team /= 2) {
-      std::uint64_t need = 0;
-      for (std::uint32_t w = 0; w < Threads / 32; ++w) need += warp_demand[team == 4 ? 2 : 1][w];
-      if (need <= grid_warps) break;
-    }
+  if (automatic) {
+    // Every warp sums the slots at once (shuffles: a loop over the 32 slots is a chain of shared loads).
+    std::uint64_t sum[demands];
+#pragma unroll
+    for (std::uint32_t k = 0; k < demands; ++k) sum[k] = sum_warp_slots<Threads / 32>(warp_demand[k], lane);
+    team = sum[2] <= grid_warps ? 4 : sum[1] <= grid_warps ? 2 : 1;
+    std::uint32_t j = fixed_unit_choices - 1;  // the longest units that still give each warp enough
+    while (j > 0 && sum[3 + j] < TILECODEC_FIXED_UNITS_PER_WARP * grid_warps) --j;
+    team |= team_automatic | (j << fixed_unit_shift);
   }
-  if (automatic) team |= team_automatic;
-  // Pass 2: work groups (8 / team warps tiles each) and their prefix sums.
-  std::uint64_t carry = 0;
+  // Pass 2: work groups (8 / team warps tiles each) of the other tasks, units (tiles x team warps)
+  // of the fixed-coded ones, and their prefix sums.
+  std::uint64_t carry[2] = {0, 0};
   for (std::uint32_t base = 0; base < count; base += Threads) {
     const std::uint32_t i = base + tid;
-    std::uint64_t groups = 0;
+    std::uint64_t v[2] = {0, 0};  // groups, units
     if (i < count) {
-      const std::uint64_t per_group = decode_block_warps / team_warps(tasks[i].tensor, team);
-      groups = (prefix[i + 1] + per_group - 1) / per_group;
+      const tensor_ref& t = tasks[i].tensor;
+      const std::uint64_t tiles = temp.group_prefix[i + 1];
+      if (t.coding == plane_coding::fixed) {
+        v[1] = tiles * team_warps(t, team);
+      } else {
+        const std::uint64_t per_group = decode_block_warps / team_warps(t, team);
+        v[0] = (tiles + per_group - 1) / per_group;
+      }
     }
-    std::uint64_t v = groups;
 #pragma unroll
-    for (std::uint32_t d = 1; d < 32; d <<= 1) {
-      const std::uint64_t o = __shfl_up_sync(0xffffffffu, v, d);
-      if (lane >= d) v += o;
+    for (std::uint32_t k = 0; k < 2; ++k) {
+#pragma unroll
+      for (std::uint32_t d = 1; d < 32; d <<= 1) {
+        const std::uint64_t o = __shfl_up_sync(0xffffffffu, v[k], d);
+        if (lane >= d) v[k] += o;
+      }
+      if (lane == 31) warp_sums[k][warp] = v[k];
     }
-    if (lane == 31) warp_sums[warp] = v;
     __syncthreads();
-    std::uint64_t before = 0, total = 0;
-    for (std::uint32_t w = 0; w < Threads / 32; ++w) {
-      before += w < warp ? warp_sums[w] : 0;
-      total += warp_sums[w];
+#pragma unroll
+    for (std::uint32_t k = 0; k < 2; ++k) {
+      std::uint64_t before, total;
+      scan_warp_slots<Threads / 32>(warp_sums[k], lane, warp, before, total);
+      if (i < count) (k == 0 ? temp.group_prefix : temp.unit_prefix)[i + 1] = carry[k] + before + v[k];
+      carry[k] += total;
     }
-    if (i < count) prefix[i + 1] = carry + before + v;
-    carry += total;
     __syncthreads();
   }
   if (tid == 0) {
-    prefix[0] = 0;
-    *counter = 0;
-    *call_warps = team;
+    temp.group_prefix[0] = 0;
+    temp.unit_prefix[0] = 0;
+    *temp.group_counter = 0;
+    *temp.unit_counter = 0;
+    *temp.call_warps = team;
   }
-  for (std::uint32_t i = tid; i < sm_slots; i += Threads) sm_blocks[i] = 0;
+  for (std::uint32_t i = tid; i < sm_slots; i += Threads) temp.sm_blocks[i] = 0;
 }
 
 __device__ inline void raise_status(status* s, status value) {
@@ -315,8 +416,8 @@ TILECODEC_DECODE_TILE_FN status decode_task_tile(const decode_task& task, std::u
 // The same for a fixed-coded tile (coding 2): windows team_warp, team_warp + team_size, ... staged
 // through this warp's shared ring (warp/warp_fixed_decode.cuh, fixed_tile_to_writer_staged).
 TILECODEC_DECODE_TILE_FN status decode_fixed_task_tile(const decode_task& task, std::uint64_t tile,
-                                                      decode_warp_storage& storage, std::uint32_t team_size,
-                                                      std::uint32_t team_warp) {
+                                                      ::tilecodec::detail::fixed_warp_storage& storage,
+                                                      std::uint32_t team_size, std::uint32_t team_warp) {
   const tensor_ref& tensor = task.tensor;
   tile_ref tr;
   const status s = tensor.tile(tile, tr);
@@ -327,33 +428,55 @@ TILECODEC_DECODE_TILE_FN status decode_fixed_task_tile(const decode_task& task, 
   ::tilecodec::detail::tile_writer writer;
   writer.set_tensor(tensor, task.out_type);
   writer.begin_tile(tr, out, ld, team_warp, team_size);
-  return ::tilecodec::detail::fixed_tile_to_writer_staged(tensor, tensor.fixed(), tr, writer, storage.fixed, team_warp,
+  return ::tilecodec::detail::fixed_tile_to_writer_staged(tensor, tensor.fixed(), tr, writer, storage, team_warp,
                                                           team_size);
+}
+
+// Fixed-code units, once the groups have run out: each warp claims units on its own (no block
+// barrier) and decodes them one after another. A function of its own, not inlined, so that the
+// group loop of the kernel keeps its registers.
+TILECODEC_DECODE_TILE_FN void decode_fixed_units(const decode_task* tasks, std::uint32_t count, status* statuses,
+                                                 const std::uint64_t* unit_prefix, unsigned long long* unit_counter,
+                                                 std::uint32_t call_team, ::tilecodec::detail::fixed_warp_storage& storage) {
+  const std::uint64_t units = unit_prefix[count];
+  std::uint32_t unit_task = 0;  // this warp's cursor into unit_prefix (its claims only grow)
+  while (units > 0) {
+    unsigned long long u = 0;
+    if (::tilecodec::detail::lane_id() == 0) u = atomicAdd(unit_counter, 1ull);
+    u = __shfl_sync(::tilecodec::detail::full_warp_mask, u, 0);
+    if (u >= units) break;
+    while (unit_prefix[unit_task + 1] <= u) ++unit_task;
+    const decode_task& task = tasks[unit_task];
+    const std::uint32_t w = team_warps(task.tensor, call_team);
+    const std::uint64_t local = u - unit_prefix[unit_task];
+    const status s = decode_fixed_task_tile(task, task.first_tile + local / w, storage, w, static_cast<std::uint32_t>(local % w));
+    if (s != status::success && ::tilecodec::detail::lane_id() == 0) raise_status(statuses + unit_task, s);
+  }
 }
 
 template <int Threads = decode_block_threads>
 __global__ void __launch_bounds__(Threads, TILECODEC_DECODE_MIN_BLOCKS)
-    decode_kernel(const decode_task* tasks, std::uint32_t count, status* statuses, const std::uint64_t* prefix,
-                  unsigned long long* counter, std::uint32_t* sm_blocks, const std::uint32_t* call_warps) {
+    decode_kernel(const decode_task* tasks, std::uint32_t count, status* statuses, decode_temp temp) {
   static_assert(Threads == decode_block_threads, "the decode kernel's tile groups assume 256 threads");
   extern __shared__ __align__(128) std::uint8_t smem_bytes[];
   decode_block_storage& smem = *reinterpret_cast<decode_block_storage*>(smem_bytes);
   const std::uint32_t warp = threadIdx.x / 32;
-  const std::uint64_t total = prefix[count];
-  const std::uint32_t call_team = *call_warps;
-  std::uint32_t task_index = 0;  // thread 0's cursor into prefix
+  const std::uint32_t call_team = *temp.call_warps;
   if (TILECODEC_DECODE_SPREAD_NS > 0 && threadIdx.x == 0) {
     std::uint32_t sm;
     asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
-    if (atomicAdd(sm_blocks + sm % sm_slots, 1u) > 0) __nanosleep(TILECODEC_DECODE_SPREAD_NS);
+    if (atomicAdd(temp.sm_blocks + sm % sm_slots, 1u) > 0) __nanosleep(TILECODEC_DECODE_SPREAD_NS);
   }
+  // Groups: claimed by the block, one tile per warp (or per team of warps).
+  const std::uint64_t total = temp.group_prefix[count];
+  std::uint32_t task_index = 0;  // thread 0's cursor into group_prefix
   const std::uint8_t* loaded = nullptr;  // table in shared memory: this tensor's
   status table_status = status::success;
   for (;;) {
     if (threadIdx.x == 0) {
-      const unsigned long long g = atomicAdd(counter, 1ull);
+      const unsigned long long g = atomicAdd(temp.group_counter, 1ull);
       if (g < total)
-        while (prefix[task_index + 1] <= g) ++task_index;
+        while (temp.group_prefix[task_index + 1] <= g) ++task_index;
       smem.group = g;
       smem.task = task_index;
     }
@@ -373,21 +496,19 @@ __global__ void __launch_bounds__(Threads, TILECODEC_DECODE_MIN_BLOCKS)
     } else {
       const bool lanes = tensor.coding == plane_coding::rans_lanes;
       const std::uint32_t w = team_warps(tensor, call_team);
-      const std::uint64_t tile = task.first_tile + (g - prefix[ti]) * (decode_block_warps / w) + warp / w;
+      const std::uint64_t tile = task.first_tile + (g - temp.group_prefix[ti]) * (decode_block_warps / w) + warp / w;
       const std::uint64_t count_in_task =
           task.tile_count == all_tiles ? tensor.tile_count - task.first_tile : task.tile_count;
       if (tile < task.first_tile + count_in_task) {
         const status s = lanes ? decode_task_tile<true>(task, tile, smem.table, smem.warp[warp], w, warp % w)
-                         : tensor.coding == plane_coding::fixed ? decode_fixed_task_tile(task, tile, smem.warp[warp], w, warp % w)
-                                                                : decode_task_tile<false>(task, tile, smem.table, smem.warp[warp], 1, 0);
+                               : decode_task_tile<false>(task, tile, smem.table, smem.warp[warp], 1, 0);
         if (s != status::success && ::tilecodec::detail::lane_id() == 0) raise_status(statuses + ti, s);
       }
     }
     __syncthreads();
   }
+  decode_fixed_units(tasks, count, statuses, temp.unit_prefix, temp.unit_counter, call_team, smem.warp[warp].fixed);
 }
-
-inline std::size_t align_temp(std::size_t v) { return (v + 255) / 256 * 256; }
 
 #if defined(__CUDACC__)
 // The decode grid on `device`: SMs x resident blocks, after opting the kernel in to its dynamic
@@ -417,7 +538,7 @@ inline std::uint32_t decode_grid_blocks(int device) {
 
 // Bytes of device workspace decode_async needs for task_count tasks.
 [[nodiscard]] inline std::size_t decode_temp_bytes(std::uint32_t task_count) {
-  return detail::align_temp(16 + 8 * (std::size_t(task_count) + 1)) + 4 * detail::sm_slots;
+  return detail::decode_temp_head_bytes(task_count) + 4 * detail::sm_slots;
 }
 
 #if defined(__CUDACC__)
@@ -440,10 +561,7 @@ inline std::uint32_t decode_grid_blocks(int device) {
     return status::invalid_argument;
   if (task_count == 0) return status::success;
   if (d_tasks == nullptr || d_status == nullptr) return status::invalid_argument;
-  auto* counter = static_cast<unsigned long long*>(d_temp);
-  auto* call_warps = reinterpret_cast<std::uint32_t*>(static_cast<std::uint8_t*>(d_temp) + 8);
-  auto* prefix = reinterpret_cast<std::uint64_t*>(static_cast<std::uint8_t*>(d_temp) + 16);
-  auto* sm_blocks = reinterpret_cast<std::uint32_t*>(static_cast<std::uint8_t*>(d_temp) + need - 4 * detail::sm_slots);
+  const detail::decode_temp temp = detail::decode_temp_at(d_temp, task_count);
 
   int device = 0;
   if (cudaGetDevice(&device) != cudaSuccess) return status::cuda_error;
@@ -453,11 +571,9 @@ inline std::uint32_t decode_grid_blocks(int device) {
   constexpr int smem = static_cast<int>(sizeof(detail::decode_block_storage));
 
   detail::decode_setup_kernel<><<<1, detail::setup_threads, 0, stream>>>(
-      d_tasks, task_count, d_status, prefix, counter, sm_blocks, call_warps,
-      std::uint64_t(blocks) * detail::decode_block_warps, options.team_warps);
+      d_tasks, task_count, d_status, temp, std::uint64_t(blocks) * detail::decode_block_warps, options.team_warps);
   if (cudaPeekAtLastError() != cudaSuccess) return status::cuda_error;
-  detail::decode_kernel<><<<blocks, detail::decode_block_threads, smem, stream>>>(d_tasks, task_count, d_status, prefix,
-                                                                              counter, sm_blocks, call_warps);
+  detail::decode_kernel<><<<blocks, detail::decode_block_threads, smem, stream>>>(d_tasks, task_count, d_status, temp);
   if (cudaPeekAtLastError() != cudaSuccess) return status::cuda_error;
   return status::success;
 }
