@@ -148,7 +148,7 @@ TILECODEC_HD std::uint32_t max_team_warps(const tensor_ref& t) {
 // the per-unit set-up (tile lookup, escape-section copy, ring fill) over more windows; more units
 // spread a small call over the grid and shorten the wait for the last ones. H100
 // (PERFORMANCE.md 3.7): a MiniLM layer 1.9x faster in 8-window units than in 32; a 4096 x 14336
-// int8 matrix in 128 x 128 tiles 7% faster in 16-window units than in 8; a Llama-3-8B layer 2-5%
+// int8 matrix in 128 x 128 tiles 7% faster in 16-window units than in 8; a Llama-3-8B layer 4-8%
 // slower in 64-window units than in 32 (3.2 units per warp: the last ones leave warps idle).
 #ifndef TILECODEC_FIXED_UNITS_PER_WARP
 #define TILECODEC_FIXED_UNITS_PER_WARP 3
