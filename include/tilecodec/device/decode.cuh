@@ -260,12 +260,7 @@ template <int Warps>
 __device__ void scan_warp_slots(const std::uint64_t* slots, std::uint32_t lane, std::uint32_t warp,
                                 std::uint64_t& before, std::uint64_t& total) {
   static_assert(Warps <= 32, "one slot per lane");
-  std::uint64_t v = lane < Warps ? slots[lane] : 0;
-#pragma unroll
-  for (std::uint32_t d = 1; d < 32; d <<= 1) {
-    const std::uint64_t o = __shfl_up_sync(0xffffffffu, v, d);
-    if (lane >= d) v += o;
-  }
+  const std::uint64_t v = ::tilecodec::detail::warp_inclusive_sum(lane < Warps ? slots[lane] : std::uint64_t(0), lane);
   total = __shfl_sync(0xffffffffu, v, 31);
   const std::uint64_t through = __shfl_sync(0xffffffffu, v, warp == 0 ? 0 : warp - 1);
   before = warp == 0 ? 0 : through;
@@ -345,11 +340,7 @@ __global__ void __launch_bounds__(Threads) decode_setup_kernel(const decode_task
     }
 #pragma unroll
     for (std::uint32_t k = 0; k < 2; ++k) {
-#pragma unroll
-      for (std::uint32_t d = 1; d < 32; d <<= 1) {
-        const std::uint64_t o = __shfl_up_sync(0xffffffffu, v[k], d);
-        if (lane >= d) v[k] += o;
-      }
+      v[k] = ::tilecodec::detail::warp_inclusive_sum(v[k], lane);
       if (lane == 31) warp_sums[k][warp] = v[k];
     }
     __syncthreads();

@@ -74,16 +74,18 @@ TILECODEC_HD std::uint32_t funnel(std::uint32_t lo, std::uint32_t hi, std::uint3
 }
 
 #if defined(__CUDACC__)
-// Sum of v over this lane and the lanes below it (all 32 lanes call it).
-TILECODEC_DEV std::uint32_t warp_inclusive_sum(std::uint32_t v) {
-  const std::uint32_t lane = lane_id();
+// Sum of v over this lane (`lane`, the caller's lane id) and the lanes below it (all 32 lanes call
+// it); T is a 32- or 64-bit unsigned integer.
+template <class T>
+TILECODEC_DEV T warp_inclusive_sum(T v, std::uint32_t lane) {
 #pragma unroll
   for (std::uint32_t d = 1; d < 32; d <<= 1) {
-    const std::uint32_t o = __shfl_up_sync(full_warp_mask, v, d);
+    const T o = __shfl_up_sync(full_warp_mask, v, d);
     if (lane >= d) v += o;
   }
   return v;
 }
+TILECODEC_DEV std::uint32_t warp_inclusive_sum(std::uint32_t v) { return warp_inclusive_sum(v, lane_id()); }
 #endif
 
 // ---- shared-memory addresses ---------------------------------------------------------------------
