@@ -21,6 +21,7 @@
 #include "../config.hpp"
 #include "../dtype.hpp"
 #include "../coder/fixed.hpp"
+#include "../coder/fixed_marked.hpp"
 #include "../coder/frequency_table.hpp"
 #include "../format/encoded_tensor.hpp"
 #include "../format/planes.hpp"
@@ -85,10 +86,10 @@ struct tensor_ref {
   [[nodiscard]] TILECODEC_HD std::uint64_t elements() const { return layout.elements(); }
 
   // Finds tile t and checks the two index entries it reads: ordered, 16-byte aligned, inside the
-  // payload, large enough for the tile's states (rANS), code words and row table (fixed) or
-  // symbols (stored). A rANS tile with more words than its symbols can consume, and a fixed tile
-  // too small for its codes, are reported here as corrupt_payload, the status the host decoder
-  // gives them after decoding.
+  // payload, large enough for the tile's states (rANS), code words and row or window table
+  // (fixed, fixed_marked) or symbols (stored). A rANS tile with more words than its symbols can
+  // consume, and a fixed tile too small for its codes, are reported here as corrupt_payload, the
+  // status the host decoder gives them after decoding.
   [[nodiscard]] TILECODEC_HD status tile(std::uint64_t t, tile_ref& out) const {
     if (t >= tile_count) return status::invalid_argument;
     const std::uint8_t* index = data + index_offset;
@@ -107,6 +108,10 @@ struct tensor_ref {
       // Code words and row_start; the escape entries are checked against the tile's own count.
       if (bytes < fixed_tile_bytes(fixed_shape(fixed(), box.height, box.width), 0) || bytes > 0xffffffffull)
         return status::corrupt_payload;
+    } else if (coding == plane_coding::fixed_marked) {
+      // Code words and window_start; the values are checked against the tile's own count.
+      if (bytes < fixed_marked_tile_bytes(fixed_marked_shape_of(fixed(), n), 0) || bytes > 0xffffffffull)
+        return status::corrupt_payload;
     } else {
       const std::uint64_t need = stored_tile_bytes(alphabet, n);
       if (bytes < need) return status::corrupt_header;
@@ -114,7 +119,7 @@ struct tensor_ref {
     out.bytes = data + payload_offset + a;
     // Stored tiles never read past their symbols; keep the count small enough for 32 bits.
     out.byte_count = static_cast<std::uint32_t>(
-        has_rans_table(coding) || coding == plane_coding::fixed
+        has_rans_table(coding) || is_fixed_coding(coding)
             ? bytes
             : (stored_tile_bytes(alphabet, n) + tile_alignment - 1) / tile_alignment * tile_alignment);
     out.box = box;
@@ -149,7 +154,7 @@ struct tensor_ref {
   r.lanes = h.params.lanes;
   r.alphabet = h.alphabet;
   r.group_size = h.params.group_size;
-  if (h.coding == plane_coding::fixed) r.fixed_first = ::tilecodec::detail::get_u16(view.table());
+  if (is_fixed_coding(h.coding)) r.fixed_first = ::tilecodec::detail::get_u16(view.table());
   return r;
 }
 
@@ -159,7 +164,10 @@ struct tensor_ref {
   return t.order == symbol_order::row_major &&
          (t.coding == plane_coding::stored || t.coding == plane_coding::rans || t.coding == plane_coding::rans_lanes ||
           (t.coding == plane_coding::fixed && t.prob_bits >= 1 && t.prob_bits <= fixed_symbol_bits(t.alphabet) &&
-           t.fixed_first + (1u << t.prob_bits) <= t.alphabet));
+           t.fixed_first + (1u << t.prob_bits) <= t.alphabet) ||
+          (t.coding == plane_coding::fixed_marked && t.prob_bits >= 1 && t.prob_bits <= fixed_symbol_bits(t.alphabet) &&
+           t.fixed_first + fixed_marked_count(t.fixed()) <= t.alphabet &&
+           (fixed_marked_escapes(t.fixed()) || t.fixed_first == 0)));
 }
 
 // Can a tensor of this kind decode to `out`? Lossless: only its source dtype, bit for bit.

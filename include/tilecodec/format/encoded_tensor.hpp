@@ -21,6 +21,7 @@
 #include "../dtype.hpp"
 #include "../policy/codec.hpp"
 #include "../coder/fixed.hpp"
+#include "../coder/fixed_marked.hpp"
 #include "../coder/frequency_table.hpp"
 #include "../status.hpp"
 #include "planes.hpp"
@@ -39,10 +40,13 @@ enum class plane_coding : std::uint8_t {
   rans = 1,    // interleaved rANS with the tensor's frequency table
   fixed = 2,   // fixed-length codes with escapes (coder/fixed.hpp)
   rans_lanes = 3,  // interleaved rANS, one word stream per lane (coder/rans_lanes.hpp)
+  fixed_marked = 4,  // fixed-length codes, code 0 marks an escape (coder/fixed_marked.hpp)
 };
 
 // Codings whose tensor has a rANS frequency table (section 3.1 of docs/format.md).
 TILECODEC_HD constexpr bool has_rans_table(plane_coding c) { return c == plane_coding::rans || c == plane_coding::rans_lanes; }
+// Codings of fixed-length codes: a code width k in header byte 13 and a 4-byte table (u16 first, u16 count).
+TILECODEC_HD constexpr bool is_fixed_coding(plane_coding c) { return c == plane_coding::fixed || c == plane_coding::fixed_marked; }
 
 struct tensor_header {
   dtype source = dtype::f32;  // dtype of the values that were encoded
@@ -104,7 +108,7 @@ inline std::uint64_t align_up(std::uint64_t v, std::uint64_t a) { return (v + a 
   if (p.quant != quant::kind::lossless && p.quant != quant::kind::int8_rowwise && p.quant != quant::kind::int4_group)
     return fail("unknown quantization policy id");
   if (p.coder != coder::kind::raw && p.coder != coder::kind::rans && p.coder != coder::kind::fixed &&
-      p.coder != coder::kind::rans_lanes)
+      p.coder != coder::kind::rans_lanes && p.coder != coder::kind::fixed_marked)
     return fail("unknown coder policy id");
   if (p.order != symbol_order::row_major && p.order != symbol_order::mma) return fail("unknown symbol order");
   if (p.tile_rows < 1 || p.tile_cols < 1 || p.tile_rows > 4096 || p.tile_cols > 4096 ||
@@ -127,6 +131,8 @@ inline std::uint64_t align_up(std::uint64_t v, std::uint64_t a) { return (v + a 
       return fail("rans_lanes: a tile may hold at most 65535 symbols per lane");
   }
   if (p.coder == coder::kind::fixed && p.lanes != fixed_lanes) return fail("fixed coder: 32 lanes");
+  if (p.coder == coder::kind::fixed_marked && p.lanes != fixed_lanes) return fail("fixed_marked coder: 32 lanes");
+  if (p.coder == coder::kind::fixed_marked && p.prob_bits > 9) return fail("fixed_marked code bits: 0 (chosen) or 1..9");
   return status::success;
 }
 
@@ -250,7 +256,7 @@ inline status encoded_tensor_view::parse(const std::uint8_t* data, std::uint64_t
   h.params.quant = static_cast<quant::kind>(data[9]);
   h.params.coder = static_cast<coder::kind>(data[10]);
   h.params.order = static_cast<symbol_order>(data[11]);
-  if (data[12] > 3) return fail(status::corrupt_header, "plane coding");
+  if (data[12] > 4) return fail(status::corrupt_header, "plane coding");
   h.coding = static_cast<plane_coding>(data[12]);
   h.params.prob_bits = data[13];
   h.params.lanes = data[14];
@@ -272,11 +278,12 @@ inline status encoded_tensor_view::parse(const std::uint8_t* data, std::uint64_t
     return fail(status::corrupt_header, "plane coding (raw coder must store)");
   if ((h.coding == plane_coding::rans && h.params.coder != coder::kind::rans) ||
       (h.coding == plane_coding::rans_lanes && h.params.coder != coder::kind::rans_lanes) ||
-      (h.coding == plane_coding::fixed && h.params.coder != coder::kind::fixed))
+      (h.coding == plane_coding::fixed && h.params.coder != coder::kind::fixed) ||
+      (h.coding == plane_coding::fixed_marked && h.params.coder != coder::kind::fixed_marked))
     return fail(status::corrupt_header, "plane coding (not the coder's)");
-  if (h.params.coder == coder::kind::fixed &&
-      (h.coding == plane_coding::fixed ? h.params.prob_bits < 1 || h.params.prob_bits > fixed_symbol_bits(h.alphabet)
-                                       : h.params.prob_bits != 0))
+  if ((h.params.coder == coder::kind::fixed || h.params.coder == coder::kind::fixed_marked) &&
+      (is_fixed_coding(h.coding) ? h.params.prob_bits < 1 || h.params.prob_bits > fixed_symbol_bits(h.alphabet)
+                                 : h.params.prob_bits != 0))
     return fail(status::corrupt_header, "fixed code bits");
   if (h.rank > max_rank) return fail(status::corrupt_header, "rank");
   for (int i = 0; i < max_rank; ++i) {
@@ -297,7 +304,7 @@ inline status encoded_tensor_view::parse(const std::uint8_t* data, std::uint64_t
   // Sections: exact sizes, in order, aligned, inside the buffer.
   if (h.total_bytes != size) return fail(status::truncated, "total_bytes (does not match the buffer size)");
   if (h.coding == plane_coding::stored   ? h.table_bytes != 0
-      : h.coding == plane_coding::fixed  ? h.table_bytes != 4
+      : is_fixed_coding(h.coding)        ? h.table_bytes != 4
                                          : (h.table_bytes < 8 || h.table_bytes > 4 + 2ull * h.alphabet))
     return fail(status::corrupt_header, "table_bytes");
   if (h.scales_bytes != scale_count(h, l) * scale_bytes_per_entry(h)) return fail(status::corrupt_header, "scales_bytes");
@@ -329,6 +336,13 @@ inline status encoded_tensor_view::parse(const std::uint8_t* data, std::uint64_t
     if (detail::get_u16(data + h.table_offset + 2) != (1u << fixed.bits) || fixed.first + (1u << fixed.bits) > h.alphabet)
       return fail(status::corrupt_table, "table (fixed code window)");
   }
+  if (h.coding == plane_coding::fixed_marked) {
+    // count is 2^k - 1 below the symbol width, else 2^k, which is the alphabet: first is then 0.
+    fixed.first = detail::get_u16(data + h.table_offset);
+    const std::uint32_t count = detail::get_u16(data + h.table_offset + 2);
+    if (count != fixed_marked_count(fixed) || fixed.first + count > h.alphabet)
+      return fail(status::corrupt_table, "table (fixed_marked code window)");
+  }
 
   // Tile index: starts at 0, aligned, non-decreasing, ends at payload_bytes, each tile large enough.
   const std::uint8_t* index = data + h.index_offset;
@@ -339,10 +353,11 @@ inline status encoded_tensor_view::parse(const std::uint8_t* data, std::uint64_t
       return fail(status::corrupt_header, "tile index[" + std::to_string(t + 1) + "]");
     const tile_box box = l.box(t);
     const std::uint64_t n = box.size();
-    const std::uint64_t need = h.coding == plane_coding::rans         ? 4ull * h.params.lanes
-                               : h.coding == plane_coding::rans_lanes ? 6ull * h.params.lanes
-                               : h.coding == plane_coding::fixed      ? fixed_tile_bytes(fixed_shape(fixed, box.height, box.width), 0)
-                                                                      : stored_tile_bytes(h.alphabet, n);
+    const std::uint64_t need = h.coding == plane_coding::rans           ? 4ull * h.params.lanes
+                               : h.coding == plane_coding::rans_lanes   ? 6ull * h.params.lanes
+                               : h.coding == plane_coding::fixed        ? fixed_tile_bytes(fixed_shape(fixed, box.height, box.width), 0)
+                               : h.coding == plane_coding::fixed_marked ? fixed_marked_tile_bytes(fixed_marked_shape_of(fixed, n), 0)
+                                                                        : stored_tile_bytes(h.alphabet, n);
     if (b - a < need) return fail(status::corrupt_header, "tile index[" + std::to_string(t) + "] (tile too small)");
   }
   if (detail::get_u64(index + 8 * h.tile_count) != h.payload_bytes) return fail(status::corrupt_header, "tile index end");

@@ -7,7 +7,8 @@
 //   int8         symmetric per-row int8, entropy-coded
 //   int4-g128    symmetric int4 per group of 128 columns (also int4-g64, int4-g32; int4 = int4-g128)
 // optionally followed by ":tile=RxC" (tile shape, default 256x256), ":coder=raw" (store symbols
-// uncoded instead of rANS), ":coder=fixed" (fixed-length codes, for fused kernels) or
+// uncoded instead of rANS), ":coder=fixed" (fixed-length codes, for fused kernels),
+// ":coder=fixed-marked" (fixed-length codes with marked escapes, for device-wide decode) or
 // ":coder=rans-lanes" (rANS with one stream per lane, for GPU decode; lanes 32, 64, 128), ":order=mma"
 // (symbols in MMA fragment order), ":lanes=N" and ":prob-bits=P" (rANS parameters). A choice this
 // build's format cannot encode is refused when the policy is parsed.
@@ -94,6 +95,7 @@ struct tensor_policy {
   if (coder_id == 0) name += ":coder=raw";
   else if (coder_id == 2) name += ":coder=fixed";
   else if (coder_id == 3) name += ":coder=rans-lanes";
+  else if (coder_id == 4) name += ":coder=fixed-marked";
   else if (coder_id != 1) name += ":coder=" + std::to_string(coder_id);
   if ((coder_id == 1 || coder_id == 3) && p.params.lanes != 32) name += ":lanes=" + std::to_string(p.params.lanes);
   if (order_id == 1) name += ":order=mma";
@@ -229,7 +231,8 @@ inline std::size_t glob_class(std::string_view p, std::size_t i, char c, bool& m
       else if (v == "rans") p.params.coder = coder::kind::rans;
       else if (v == "fixed") p.params.coder = static_cast<coder::kind>(2), p.params.prob_bits = 0, p.params.lanes = 32;
       else if (v == "rans-lanes") p.params.coder = coder::kind::rans_lanes;
-      else return fail("coder must be rans, raw, fixed or rans-lanes");
+      else if (v == "fixed-marked") p.params.coder = coder::kind::fixed_marked, p.params.prob_bits = 0, p.params.lanes = 32;
+      else return fail("coder must be rans, raw, fixed, rans-lanes or fixed-marked");
     } else if (key == "order") {
       const std::string v = detail::lowercase(value);
       if (v == "row_major" || v == "row-major") p.params.order = static_cast<symbol_order>(0);

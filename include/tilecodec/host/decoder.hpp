@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "../coder/fixed.hpp"
+#include "../coder/fixed_marked.hpp"
 #include "../coder/frequency_table.hpp"
 #include "../coder/rans.hpp"
 #include "../coder/rans_avx2.hpp"
@@ -136,6 +137,10 @@ class tensor_decoder {
       const fixed_code code{h.params.prob_bits, ::tilecodec::detail::get_u16(view_.table()), h.alphabet};
       const std::uint8_t* raw = h.alphabet == 512 ? view_.raw_tile(t) : nullptr;  // escape values are checked against it
       const status s = fixed_decode_tile(code, h.params.order, b.height, b.width, tile, view_.tile_bytes(t), symbols, raw);
+      if (s != status::success) return s;
+    } else if (h.coding == plane_coding::fixed_marked) {  // coder/fixed_marked.hpp
+      const fixed_code code{h.params.prob_bits, ::tilecodec::detail::get_u16(view_.table()), h.alphabet};
+      const status s = fixed_marked_decode_tile(code, n, tile, view_.tile_bytes(t), symbols);
       if (s != status::success) return s;
     } else {
       for (std::uint32_t i = 0; i < n; ++i) symbols[i] = static_cast<std::uint16_t>(stored_symbol(tile, h.alphabet, i));

@@ -21,6 +21,7 @@
 #endif
 
 #include "../coder/fixed.hpp"
+#include "../coder/fixed_marked.hpp"
 #include "../coder/frequency_table.hpp"
 #include "../coder/rans.hpp"
 #include "../coder/rans_avx2.hpp"
@@ -340,7 +341,8 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
   h.source = type;
   h.params = params;
   if (params.coder == coder::kind::raw) h.params.prob_bits = 0, h.params.lanes = 1;
-  if (params.coder == coder::kind::fixed) h.params.prob_bits = 0;  // the code width, once chosen
+  const bool fixed_coder = params.coder == coder::kind::fixed || params.coder == coder::kind::fixed_marked;
+  if (fixed_coder) h.params.prob_bits = 0;  // the code width, once chosen
   h.alphabet = alphabet_size(params.quant, type);
   h.rank = static_cast<int>(shape.size());
   for (std::size_t i = 0; i < shape.size(); ++i) h.dims[i] = shape[i];
@@ -486,11 +488,20 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
     }
   }
 
-  // The fixed coder (coder/fixed.hpp): code width and window from the histogram.
+  // The fixed coders (coder/fixed.hpp, coder/fixed_marked.hpp): code width and window from the histogram.
   fixed_code fixed{};
   if (params.coder == coder::kind::fixed && elements > 0) {
     fixed = choose_fixed_code(counts.data(), h.alphabet, h.tile_count, layout.tile_rows, layout.tile_cols);
     h.coding = plane_coding::fixed;
+    h.params.prob_bits = fixed.bits;
+  }
+  if (params.coder == coder::kind::fixed_marked && elements > 0) {
+    // prob_bits, when set, pins the code width (the window is still the histogram's best).
+    fixed = params.prob_bits != 0 ? fixed_marked_code_of_width(counts.data(), h.alphabet, params.prob_bits)
+                                  : fixed_marked_choose_code(counts.data(), h.alphabet, h.tile_count,
+                                                             std::uint64_t(layout.tile_rows) * layout.tile_cols,
+                                                             8.0 * double(h.raw_bytes) / double(elements));
+    h.coding = plane_coding::fixed_marked;
     h.params.prob_bits = fixed.bits;
   }
 
@@ -506,7 +517,7 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
         if (freq[s]) first = std::min(first, s), last = s;
       count = last - first + 1;
     }
-    h.table_bytes = has_rans_table(h.coding) ? 4ull + 2ull * count : (h.coding == plane_coding::fixed ? 4ull : 0);
+    h.table_bytes = has_rans_table(h.coding) ? 4ull + 2ull * count : (is_fixed_coding(h.coding) ? 4ull : 0);
     h.table_offset = align_up(h.raw_offset + h.raw_bytes, section_alignment);
     h.index_offset = align_up(h.table_offset + h.table_bytes, section_alignment);
     h.payload_offset = align_up(h.index_offset + h.index_bytes, section_alignment);
@@ -546,6 +557,8 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
           const std::uint8_t* raw_tile =
               raw7 ? bytes.data() + h.raw_offset + raw7_group_bytes * layout.groups8_before(t) : nullptr;
           if (!fixed_encode_tile(fixed, params.order, b.height, b.width, sym, raw_tile, out)) too_many_escapes = true;
+        } else if (coding == plane_coding::fixed_marked) {
+          if (!fixed_marked_encode_tile(fixed, n, sym, out)) too_many_escapes = true;
         } else if (coding == plane_coding::rans) {
           rans_encode_tile(params.lanes, enc_table.data(), h.params.prob_bits, sym, n, words, out);
         } else if (coding == plane_coding::rans_lanes) {
@@ -571,9 +584,9 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
     payload = encode_tiles(h.coding);
   }
   if ((has_rans_table(h.coding) && payload >= stored_payload) ||
-      (h.coding == plane_coding::fixed && payload > stored_payload)) {
+      (is_fixed_coding(h.coding) && payload > stored_payload)) {
     h.coding = plane_coding::stored;  // the estimate was optimistic: store instead of expanding
-    if (params.coder == coder::kind::fixed) h.params.prob_bits = 0;
+    if (fixed_coder) h.params.prob_bits = 0;
     payload = encode_tiles(h.coding);
   }
 
@@ -587,9 +600,10 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
     for (std::uint32_t s = 0; s < count; ++s)
       ::tilecodec::detail::put_u16(bytes.data() + h.table_offset + 4 + 2 * s, freq[first + s]);
   }
-  if (h.coding == plane_coding::fixed) {
+  if (is_fixed_coding(h.coding)) {
+    const std::uint32_t window = h.coding == plane_coding::fixed ? 1u << fixed.bits : fixed_marked_count(fixed);
     ::tilecodec::detail::put_u16(bytes.data() + h.table_offset, static_cast<std::uint16_t>(fixed.first));
-    ::tilecodec::detail::put_u16(bytes.data() + h.table_offset + 2, static_cast<std::uint16_t>(1u << fixed.bits));
+    ::tilecodec::detail::put_u16(bytes.data() + h.table_offset + 2, static_cast<std::uint16_t>(window));
   }
   if (!row_scales.empty()) std::memcpy(bytes.data() + h.scales_offset, row_scales.data(), h.scales_bytes);
   if (!group_scales.empty()) std::memcpy(bytes.data() + h.scales_offset, group_scales.data(), h.scales_bytes);

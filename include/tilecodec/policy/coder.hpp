@@ -13,6 +13,10 @@
 //                           coder/rans_lanes.hpp): the same states and table as rans, but no lane
 //                           waits for another, so a GPU decodes 2-3x faster. Lanes = 32, 64, 128.
 //                           Made for tensors decoded on the device.
+//   fixed_marked            fixed-length codes as fixed, but code 0 marks an escape and a tile's
+//                           escaped symbols are stored in symbol order, counted per window of
+//                           512 symbols (plane coding 4, coder/fixed_marked.hpp). Made for
+//                           device-wide decode: escapes are found from the codes, no search.
 #pragma once
 
 #include <cstdint>
@@ -21,7 +25,7 @@ namespace tilecodec {
 namespace coder {
 
 // Values are stored in files: append only.
-enum class kind : std::uint8_t { raw = 0, rans = 1, fixed = 2, rans_lanes = 3 };
+enum class kind : std::uint8_t { raw = 0, rans = 1, fixed = 2, rans_lanes = 3, fixed_marked = 4 };
 
 struct raw {
   static constexpr kind id = kind::raw;
@@ -54,6 +58,15 @@ struct rans_lanes {
 // The encoder picks the code width k and the symbol window per tensor (header byte 13 records k).
 struct fixed {
   static constexpr kind id = kind::fixed;
+  static constexpr std::uint32_t prob_bits = 0;
+  static constexpr std::uint32_t lanes = 32;
+};
+
+// The code width, window and 32 lanes of fixed, with code 0 reserved as the escape mark (header
+// byte 13 records k). Made for device-wide decode: a lane finds its escapes from the codes and
+// the tile's per-window counts, with no search. The fused kernels read coding 2 only.
+struct fixed_marked {
+  static constexpr kind id = kind::fixed_marked;
   static constexpr std::uint32_t prob_bits = 0;
   static constexpr std::uint32_t lanes = 32;
 };
