@@ -257,34 +257,40 @@ void add_workload(std::unique_ptr<workload> w) {
 }
 
 // A policy's coder: rANS with a shared stream (coding 1), with lane streams (coding 3), or the
-// fixed-length coder with escapes (coding 2, 32 lanes).
-enum class coding_kind { shared, lane_streams, fixed };
+// fixed-length coder with escapes (coding 2, 32 lanes) or with marked escapes (coding 4).
+enum class coding_kind { shared, lane_streams, fixed, marked };
 
-format_params policy_params(bool int8, std::uint32_t tile, std::uint32_t lanes, coding_kind c) {
+// code_bits: the fixed coders' code width, pinned (0: the encoder's choice).
+format_params policy_params(bool int8, std::uint32_t tile, std::uint32_t lanes, coding_kind c, std::uint32_t code_bits = 0) {
   format_params p = int8 ? int8_codec::params() : lossless_codec::params();
   p.tile_rows = p.tile_cols = tile;
-  p.lanes = c == coding_kind::fixed ? fixed_lanes : lanes;
+  p.lanes = c == coding_kind::fixed || c == coding_kind::marked ? fixed_lanes : lanes;
   if (c == coding_kind::lane_streams) p.coder = coder::kind::rans_lanes;
   if (c == coding_kind::fixed) p.coder = coder::kind::fixed, p.prob_bits = 0;
+  if (c == coding_kind::marked) p.coder = coder::kind::fixed_marked, p.prob_bits = code_bits;
   return p;
 }
 
 // Workload-name suffix of a model or layer policy (nothing for the default 32-lane shared stream).
 std::string policy_suffix(std::uint32_t lanes, coding_kind c) {
   if (c == coding_kind::fixed) return "/fixed";
+  if (c == coding_kind::marked) return "/marked";
   if (c == coding_kind::lane_streams) return "/streams" + std::to_string(lanes);
   return lanes == 32 ? std::string() : "/lanes" + std::to_string(lanes);
 }
 
 // "/lanesN": the shared-stream coder (coding 1) with N lanes; "/streamsN": lane streams (coding 3);
-// "/fixed": fixed-length codes.
+// "/fixed": fixed-length codes; "/marked": with marked escapes.
 void add_synthetic(bool int8, std::uint64_t rows, std::uint64_t cols, std::uint32_t tile, std::uint32_t lanes,
-                   coding_kind c = coding_kind::shared) {
-  const format_params p = policy_params(int8, tile, lanes, c);
+                   coding_kind c = coding_kind::shared, std::uint32_t code_bits = 0) {
+  const format_params p = policy_params(int8, tile, lanes, c, code_bits);
   auto w = std::make_unique<workload>();
   w->name = std::string(int8 ? "int8" : "bf16") + "/" + std::to_string(rows) + "x" + std::to_string(cols) + "/tile" +
             std::to_string(tile) +
-            (c == coding_kind::fixed ? std::string("/fixed") : (c == coding_kind::lane_streams ? "/streams" : "/lanes") + std::to_string(lanes));
+            (c == coding_kind::fixed || c == coding_kind::marked
+                 ? policy_suffix(lanes, c)
+                 : (c == coding_kind::lane_streams ? "/streams" : "/lanes") + std::to_string(lanes)) +
+            (code_bits != 0 ? "/k" + std::to_string(code_bits) : std::string());
   if (!wanted(w->name)) return;
   w->tensors.push_back(encode_synthetic(rows, cols, p, dtype::bf16));
   w->out_types.push_back(int8 ? dtype::i8 : dtype::bf16);
@@ -375,7 +381,13 @@ int main(int argc, char** argv) {
           if (tile != 512 || lanes == 32) add_synthetic(int8, shapes[s][0], shapes[s][1], tile, lanes);
           if (tile != 512 || lanes == 128) add_synthetic(int8, shapes[s][0], shapes[s][1], tile, lanes, coding_kind::lane_streams);
         }
-      for (std::uint32_t tile : {128u, 256u}) add_synthetic(int8, shapes[s][0], shapes[s][1], tile, 32, coding_kind::fixed);
+      for (std::uint32_t tile : {128u, 256u}) {
+        add_synthetic(int8, shapes[s][0], shapes[s][1], tile, 32, coding_kind::fixed);
+        add_synthetic(int8, shapes[s][0], shapes[s][1], tile, 32, coding_kind::marked);
+      }
+      // Marked escapes at pinned code widths: fewer escapes against fewer bits.
+      const std::uint32_t widths[2] = {int8 ? 6u : 4u, int8 ? 7u : 5u};
+      for (std::uint32_t bits : widths) add_synthetic(int8, shapes[s][0], shapes[s][1], 128, 32, coding_kind::marked, bits);
     }
   }
   // Whole models and layers: the default, the fastest shared-stream policy (tile 128, 128 lanes)
@@ -383,7 +395,8 @@ int main(int argc, char** argv) {
   struct policy { std::uint32_t tile, lanes; coding_kind c; };
   constexpr coding_kind shared = coding_kind::shared, streams = coding_kind::lane_streams;
   for (const policy& q : {policy{256, 32, shared}, policy{128, 128, shared}, policy{256, 64, streams}, policy{256, 128, streams},
-                          policy{128, 64, streams}, policy{128, 128, streams}, policy{256, 32, coding_kind::fixed}}) {
+                          policy{128, 64, streams}, policy{128, 128, streams}, policy{256, 32, coding_kind::fixed},
+                          policy{256, 32, coding_kind::marked}, policy{128, 32, coding_kind::marked}}) {
     add_model(false, q.tile, q.lanes, q.c);
     add_model(true, q.tile, q.lanes, q.c);
     add_llama_layer(true, q.tile, q.lanes, q.c);

@@ -315,11 +315,15 @@ std::uint32_t reference_symbol(const tensor_header& h, const std::vector<std::ui
   return std::uint32_t(code + (h.params.quant == quant::kind::int8_rowwise ? 128 : 8));
 }
 
+// code_bits: the fixed coders' code width, pinned (0: the encoder's choice).
 template <class Codec, int Threads = 128>
-void check_building_blocks(dtype source, std::vector<std::uint64_t> shape, dtype out_type, std::mt19937_64& rng) {
+void check_building_blocks(dtype source, std::vector<std::uint64_t> shape, dtype out_type, std::mt19937_64& rng,
+                           std::uint32_t code_bits = 0) {
   constexpr int max_tile_bytes = 8192;
   const std::uint64_t rows = shape.size() > 1 ? shape[0] : 1;
-  gpu_tensor g(encode_values(random_values(rows, shape.back(), source, rng), source, shape, Codec::params()));
+  format_params params = Codec::params();
+  if (code_bits != 0) params.prob_bits = code_bits;
+  gpu_tensor g(encode_values(random_values(rows, shape.back(), source, rng), source, shape, params));
   INFO(describe(g.enc, out_type) << " seed " << run_seed());
   const tile_layout& l = g.enc.view().layout();
   const std::vector<std::uint8_t> want = host_reference(g.enc, out_type);
@@ -406,6 +410,8 @@ TEST_CASE("device decode: every policy combination on random data, all in one ca
     for (std::uint32_t lanes : {32u, 64u, 128u})  // lane streams (coding 3)
       for (std::uint32_t p = 8; p <= 12; ++p) combos.push_back(random_combo(k.q, k.source, coder::kind::rans_lanes, lanes, p, rng));
     for (int i = 0; i < 4; ++i) combos.push_back(random_combo(k.q, k.source, coder::kind::fixed, fixed_lanes, 0, rng));
+    for (std::uint32_t bits : {0u, 3u, 5u, 7u})  // the chooser's width, and pinned ones that escape more
+      combos.push_back(random_combo(k.q, k.source, coder::kind::fixed_marked, fixed_lanes, bits, rng));
     for (const combo& c : combos) {
       const std::uint64_t cols = c.shape.empty() ? 1 : c.shape.back();
       tensors.push_back(std::make_unique<gpu_tensor>(
@@ -416,19 +422,23 @@ TEST_CASE("device decode: every policy combination on random data, all in one ca
       }
     }
   }
-  std::size_t coded = 0, lane_coded = 0, fixed_coded = 0, with_escapes = 0;
+  std::size_t coded = 0, lane_coded = 0, fixed_coded = 0, with_escapes = 0, marked_coded = 0, with_marks = 0;
   for (auto& t : tensors) {
     const tensor_header& h = t->enc.header();
     coded += h.coding == plane_coding::rans;
     lane_coded += h.coding == plane_coding::rans_lanes;
     fixed_coded += h.coding == plane_coding::fixed;
     with_escapes += h.coding == plane_coding::fixed && h.params.prob_bits < fixed_symbol_bits(h.alphabet);
+    marked_coded += h.coding == plane_coding::fixed_marked;
+    with_marks += h.coding == plane_coding::fixed_marked && h.params.prob_bits < fixed_symbol_bits(h.alphabet);
   }
   MESSAGE(tensors.size() << " tensors (" << coded << " rANS-coded, " << lane_coded << " with lane streams, " << fixed_coded
-                         << " fixed-coded of which " << with_escapes << " with escapes), " << batch.size()
+                         << " fixed-coded of which " << with_escapes << " with escapes, " << marked_coded
+                         << " with marked escapes of which " << with_marks << " with escapes), " << batch.size()
                          << " decodes in one call");
   CHECK(lane_coded > 0);
   CHECK(with_escapes > 0);
+  CHECK(with_marks > 0);
   check_batch(batch, outs);  // a large call: one warp per lane-stream tile
   for (std::uint32_t team : {2u, 4u}) {  // 2 or 4 warps share a 64- or 128-lane tile
     dv::decode_options options;
@@ -445,7 +455,7 @@ TEST_CASE("device decode: shapes at the edges" * doctest::test_suite("sanitize")
   std::vector<gpu_tensor*> batch;
   std::vector<dtype> outs;
   for (const auto& shape : shapes) {
-    for (int variant = 0; variant < 7; ++variant) {
+    for (int variant = 0; variant < 9; ++variant) {
       format_params p;
       p.tile_rows = 32;
       p.tile_cols = 64;
@@ -456,10 +466,14 @@ TEST_CASE("device decode: shapes at the edges" * doctest::test_suite("sanitize")
       if (variant == 4) p.quant = quant::kind::int8_rowwise, p.coder = coder::kind::rans_lanes, src = dtype::f32;  // 32 lanes
       if (variant == 5) p.coder = coder::kind::fixed;                                              // fixed codes, bf16
       if (variant == 6) p.quant = quant::kind::int8_rowwise, p.coder = coder::kind::fixed, src = dtype::f32;
+      if (variant == 7) p.coder = coder::kind::fixed_marked, p.prob_bits = 4;                      // marked escapes, bf16
+      if (variant == 8) p.quant = quant::kind::int8_rowwise, p.coder = coder::kind::fixed_marked, p.prob_bits = 6, src = dtype::f32;
       tensors.push_back(std::make_unique<gpu_tensor>(
           encode_values(random_values(leading_rows(shape), shape.empty() ? 1 : shape.back(), src, rng), src, shape, p)));
       batch.push_back(tensors.back().get());
-      outs.push_back(variant == 0 || variant == 3 || variant == 5 ? src : (variant == 1 || variant == 6 ? dtype::i8 : dtype::bf16));
+      outs.push_back(variant == 0 || variant == 3 || variant == 5 || variant == 7
+                         ? src
+                         : (variant == 1 || variant == 6 || variant == 8 ? dtype::i8 : dtype::bf16));
     }
   }
   for (std::uint32_t team : {0u, 1u, 2u, 4u}) {  // automatic, then 1, 2, 4 warps per lane-stream tile
@@ -472,7 +486,8 @@ TEST_CASE("device decode: shapes at the edges" * doctest::test_suite("sanitize")
 
 // decode_async stages fixed codes through a per-warp ring of code-word windows and the tile's
 // escape section in shared memory (warp/warp_fixed_decode.cuh; a section larger than the buffer in
-// part); tiles whose width is not a multiple of 16 take the window path. Tiles of one half
+// part); coding-2 tiles whose width is not a multiple of 16 take the window path; every tile with
+// marked escapes (coding 4, warp/warp_fixed_marked_decode.cuh) is staged. Tiles of one half
 // window, one block, window counts that are not multiples of the ring depth (6 slots for 7-bit
 // codes, 12 for 4-bit), edge tiles of both kinds, tiles of the window path, and teams of 1, 2 and
 // 4 warps.
@@ -495,39 +510,50 @@ TEST_CASE("device decode: fixed codes through the staged ring" * doctest::test_s
   std::vector<std::unique_ptr<gpu_tensor>> tensors;
   std::vector<gpu_tensor*> batch;
   std::vector<dtype> outs;
-  std::uint64_t staged = 0, window_path = 0, partial = 0, with_escapes = 0;
+  std::uint64_t staged = 0, window_path = 0, partial = 0, with_escapes = 0, marked_staged = 0, marked_partial = 0;
+  for (const coder::kind cd : {coder::kind::fixed, coder::kind::fixed_marked})
   for (const spec& sp : specs) {
     format_params p;
     p.quant = sp.q;
-    p.coder = coder::kind::fixed;
+    p.coder = cd;
     p.lanes = fixed_lanes;
-    p.group_size = sp.q == int4 ? 32u : 0u;
+    if (cd == coder::kind::fixed_marked) p.prob_bits = sp.q == int4 ? 3u : (sp.q == lossless ? 4u : 6u);  // narrow: escapes
+    p.group_size = sp.q == int4 ? (cd == coder::kind::fixed ? 32u : 128u) : 0u;  // marked int4 g32: stored
     p.tile_rows = sp.tile_rows;
     p.tile_cols = sp.tile_cols;
     encoded_tensor e;
     for (int attempt = 0; attempt < 32; ++attempt) {  // wide, light-tailed draws may be stored
       e = encode_values(random_values(sp.rows, sp.cols, sp.src, rng), sp.src, {sp.rows, sp.cols}, p);
-      if (e.header().coding == plane_coding::fixed) break;
+      if (is_fixed_coding(e.header().coding)) break;
     }
     tensors.push_back(std::make_unique<gpu_tensor>(std::move(e)));
     batch.push_back(tensors.back().get());
     outs.push_back(sp.out);
     const encoded_tensor& enc = tensors.back()->enc;
-    if (enc.header().coding != plane_coding::fixed) continue;  // stored after every draw: decoded all the same
+    if (!is_fixed_coding(enc.header().coding)) continue;  // stored after every draw: decoded all the same
     with_escapes += enc.header().params.prob_bits < fixed_symbol_bits(enc.header().alphabet);
+    const bool marked = enc.header().coding == plane_coding::fixed_marked;
     const dv::tensor_ref host_ref = dv::make_tensor_ref(enc.view(), enc.bytes().data());  // tile() on the host
     for (std::uint64_t t = 0; t < host_ref.tile_count; ++t) {
       dv::tile_ref tr;
       REQUIRE(host_ref.tile(t, tr) == status::success);
+      if (marked) {  // every width is staged
+        const std::uint64_t code_bytes = fixed_marked_shape_of(host_ref.fixed(), tr.size()).code_bytes;
+        ++marked_staged;
+        marked_partial += tr.byte_count - code_bytes > detail::fixed_warp_storage::escape_bytes;
+        continue;
+      }
       const std::uint64_t code_bytes = fixed_shape(host_ref.fixed(), tr.box.height, tr.box.width).code_bytes;
       (tr.box.width % 16 == 0 ? staged : window_path) += 1;
       partial += tr.box.width % 16 == 0 && tr.byte_count - code_bytes > detail::fixed_warp_storage::escape_bytes;
     }
   }
-  MESSAGE(staged << " fixed-coded tiles staged, " << window_path << " by the window path; " << with_escapes
-                 << " of " << tensors.size() << " tensors with escapes; escape sections larger than the buffer "
-                 << "(staged in part) in " << partial << " tiles");
+  MESSAGE(staged << " fixed-coded tiles staged, " << window_path << " by the window path, " << marked_staged
+                 << " tiles with marked escapes staged; " << with_escapes << " of " << tensors.size()
+                 << " tensors with escapes; escape sections larger than the buffer (staged in part) in " << partial
+                 << " + " << marked_partial << " tiles");
   CHECK(staged > 0);
+  CHECK(marked_staged > 0);
   WARN(window_path > 0);  // draws that the encoder stores leave no tile to the window path (the edge test has some)
   // Teams of 1, 2 and 4 warps, and the call's own choice of fixed-code units (8 to 32 windows, the
   // longest that give every warp of the grid three): the full grid takes 8-window units for these
@@ -810,6 +836,116 @@ TEST_CASE("device decode: corrupted fixed-code escape sections agree with the ho
   }
 }
 
+// The same for marked escapes (coding 4, warp/warp_fixed_marked_decode.cuh): a window_start entry,
+// a value, a code word (a code that becomes or stops being an escape mark) or two neighbouring
+// values swapped; 128-, 256- and 48-wide tiles, teams of 1 and 4 warps.
+TEST_CASE("device decode: corrupted marked escape sections agree with the host" * doctest::test_suite("sanitize")) {
+  std::mt19937_64 rng(run_seed() + 8);
+  struct spec { dtype src; quant::kind q; std::uint32_t tile_rows, tile_cols; std::uint64_t rows, cols; };
+  const spec specs[] = {{dtype::f32, quant::kind::int8_rowwise, 64, 128, 150, 256},
+                        {dtype::bf16, quant::kind::lossless, 32, 256, 70, 512},
+                        {dtype::f32, quant::kind::int4_group, 48, 64, 100, 128}};
+  for (const spec& sp : specs) {
+    format_params p;
+    p.quant = sp.q;
+    p.group_size = sp.q == quant::kind::int4_group ? 128u : 0u;  // groups of 32 spread the codes: stored
+    p.coder = coder::kind::fixed_marked;
+    p.lanes = fixed_lanes;
+    p.prob_bits = sp.q == quant::kind::int4_group ? 3u : (sp.q == quant::kind::lossless ? 4u : 6u);  // narrow: escapes
+    p.tile_rows = sp.tile_rows;
+    p.tile_cols = sp.tile_cols;
+    auto escapes_of = [](const dv::tensor_ref& ref, const dv::tile_ref& tr) {
+      const fixed_marked_shape s = fixed_marked_shape_of(ref.fixed(), tr.size());
+      std::uint16_t n;
+      std::memcpy(&n, tr.bytes + s.code_bytes + 2u * s.windows, 2);
+      return std::uint32_t(n);
+    };
+    auto candidates_of = [&](const encoded_tensor& e) {
+      std::vector<std::uint64_t> found;
+      const tensor_header& h = e.header();
+      if (h.coding != plane_coding::fixed_marked || h.params.prob_bits >= fixed_symbol_bits(h.alphabet)) return found;
+      const dv::tensor_ref ref = dv::make_tensor_ref(e.view(), e.bytes().data());
+      for (std::uint64_t t = 0; t < ref.tile_count; ++t) {
+        dv::tile_ref tr;
+        if (ref.tile(t, tr) == status::success && escapes_of(ref, tr) >= 2) found.push_back(t);
+      }
+      return found;
+    };
+    encoded_tensor e;
+    std::vector<std::uint64_t> candidates;
+    for (int attempt = 0; attempt < 64 && candidates.empty(); ++attempt) {  // heavy tails
+      e = encode_values(random_values(sp.rows, sp.cols, sp.src, rng, 2.5), sp.src, {sp.rows, sp.cols}, p);
+      candidates = candidates_of(e);
+    }
+    const dtype out_type = p.quant == quant::kind::lossless ? dtype::bf16 : dtype::i8;
+    INFO(describe(e, out_type) << " seed " << run_seed());
+    REQUIRE(!candidates.empty());
+    const dv::tensor_ref host_ref = dv::make_tensor_ref(e.view(), e.bytes().data());
+    const fixed_code code = host_ref.fixed();
+    constexpr int copies = 48;
+    std::vector<std::vector<std::uint8_t>> corrupt;
+    for (int c = 0; c < copies; ++c) {
+      std::vector<std::uint8_t> bytes = e.bytes();
+      dv::tile_ref tr;
+      REQUIRE(host_ref.tile(candidates[rng() % candidates.size()], tr) == status::success);
+      const std::uint32_t escapes = escapes_of(host_ref, tr);
+      const fixed_marked_shape fs = fixed_marked_shape_of(code, tr.size());
+      const std::size_t at = static_cast<std::size_t>(tr.bytes - e.bytes().data());
+      const std::size_t starts_at = at + fs.code_bytes, values_at = at + fs.values_offset;
+      const std::uint32_t e0 = static_cast<std::uint32_t>(rng() % (escapes - 1));
+      switch (c % 4) {
+        case 0:  // a window_start entry
+          bytes[starts_at + 2u * (rng() % (fs.windows + 1)) + rng() % 2] ^= std::uint8_t(1u << (rng() % 8));
+          break;
+        case 1:  // a bit of a value
+          bytes[values_at + std::size_t(e0) * fs.value_bytes + rng() % fs.value_bytes] ^= std::uint8_t(1u << (rng() % 8));
+          break;
+        case 2:  // a bit of a code word
+          bytes[at + rng() % fs.code_bytes] ^= std::uint8_t(1u << (rng() % 8));
+          break;
+        default:  // two neighbouring values swapped
+          std::swap_ranges(bytes.begin() + std::ptrdiff_t(values_at + std::size_t(e0) * fs.value_bytes),
+                           bytes.begin() + std::ptrdiff_t(values_at + std::size_t(e0 + 1) * fs.value_bytes),
+                           bytes.begin() + std::ptrdiff_t(values_at + std::size_t(e0 + 1) * fs.value_bytes));
+      }
+      corrupt.push_back(std::move(bytes));
+    }
+    std::vector<std::unique_ptr<device_buffer>> inputs;
+    std::vector<output> outs;
+    std::vector<dv::decode_task> tasks;
+    outs.reserve(copies);
+    for (const auto& bytes : corrupt) {
+      inputs.push_back(std::make_unique<device_buffer>(bytes.size()));
+      inputs.back()->upload(bytes.data(), bytes.size());
+      outs.emplace_back(e.view().elements() * dtype_size(out_type));
+      tasks.push_back(dv::make_decode_task(dv::make_tensor_ref(e.view(), inputs.back()->get()), outs.back().data(), out_type,
+                                           outs.back().bytes));
+    }
+    for (std::uint32_t team : {1u, 4u}) {
+      CAPTURE(team);
+      dv::decode_options options;
+      options.team_warps = team;
+      const std::vector<status> st = run_decode(tasks, options);
+      int detected = 0, equal = 0;
+      for (int c = 0; c < copies; ++c) {
+        encoded_tensor_view v;
+        status hs = encoded_tensor_view::parse(corrupt[c].data(), corrupt[c].size(), v);
+        std::vector<std::uint8_t> hout(outs[c].bytes);
+        if (hs == status::success) hs = host::decode(v, hout.data(), out_type, hout.size());
+        INFO("copy " << c << " kind " << c % 4 << " host " << to_string(hs) << " device " << to_string(st[c]));
+        CHECK((hs == status::success) == (st[c] == status::success));
+        const std::vector<std::uint8_t> got = outs[c].fetch();  // guards intact
+        if (hs == status::success && st[c] == status::success) {
+          CHECK(first_difference(got, hout) == hout.size());
+          ++equal;
+        }
+        detected += st[c] != status::success;
+      }
+      MESSAGE(detected << " of " << copies << " corrupt marked sections detected, " << equal << " decoded alike");
+    }
+  }
+}
+
 TEST_CASE("device building blocks: warp and block tile decoders in user kernels" * doctest::test_suite("sanitize")) {
   std::mt19937_64 rng(run_seed() + 5);
   check_building_blocks<codec<tile<32, 64>, quant::lossless, coder::rans<12, 32>>>(dtype::bf16, {100, 150}, dtype::bf16, rng);
@@ -827,6 +963,11 @@ TEST_CASE("device building blocks: warp and block tile decoders in user kernels"
   check_building_blocks<codec<tile<32, 64>, quant::lossless, coder::fixed>>(dtype::bf16, {100, 150}, dtype::bf16, rng);
   check_building_blocks<codec<tile<32, 64>, quant::int8_rowwise, coder::fixed>>(dtype::f32, {100, 200}, dtype::f32, rng);
   check_building_blocks<codec<tile<16, 48>, quant::int4_group<32>, coder::fixed>>(dtype::f32, {40, 600}, dtype::f16, rng);
+  // Marked escapes: the same, and the register interface's running escape count.
+  check_building_blocks<codec<tile<32, 64>, quant::lossless, coder::fixed_marked>>(dtype::bf16, {100, 150}, dtype::bf16, rng, 4);
+  check_building_blocks<codec<tile<32, 64>, quant::int8_rowwise, coder::fixed_marked>>(dtype::f32, {100, 200}, dtype::f32, rng, 6);
+  check_building_blocks<codec<tile<16, 48>, quant::int4_group<128>, coder::fixed_marked>>(dtype::f32, {40, 600}, dtype::f16, rng, 3);
+  check_building_blocks<codec<tile<32, 64>, quant::int8_rowwise, coder::fixed_marked>>(dtype::f32, {100, 200}, dtype::i8, rng);
 }
 
 TEST_CASE("device decode: real weights (all-MiniLM-L6-v2, bf16), lossless, int8 and int4") {

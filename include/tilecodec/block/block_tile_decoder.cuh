@@ -18,7 +18,7 @@
 // What the format allows: a shared-stream rANS tile (coding 1) is one warp's work, so (b) decodes
 // it with warp 0 while the other warps wait; a lane-stream tile (coding::rans_lanes) of L lanes
 // is shared by up to L / 32 warps (each decodes and writes its own lanes' symbols); stored and
-// fixed-coded tiles (coder::fixed) are shared by all warps, window by window. For throughput
+// fixed-coded tiles (coder::fixed, coder::fixed_marked) are shared by all warps, window by window. For throughput
 // decode many tiles at once with (a).
 // All threads of the block must call every member (they contain __syncthreads()).
 #pragma once
@@ -56,7 +56,8 @@ class block_tile_decoder {
                 "block_tile_decoder needs whole warps (32..1024 threads, 1-D block)");
   using warp_decoder = warp_tile_decoder<Codec>;
   static constexpr bool is_rans = detail::is_rans_coder<typename Codec::coder_type>::value;
-  static constexpr bool is_fixed = std::is_same<typename Codec::coder_type, coder::fixed>::value;
+  static constexpr bool is_fixed = std::is_same<typename Codec::coder_type, coder::fixed>::value ||
+                                   std::is_same<typename Codec::coder_type, coder::fixed_marked>::value;
   static constexpr int warp_count = BlockThreads / 32;
   // Warps that share one lane-stream tile in decode_tile(): one per 32 lanes, a power of two the
   // block has (1 for other coders).
@@ -110,7 +111,7 @@ class block_tile_decoder {
                                                                                         : status::unsupported;
     if (s == status::success && (out == nullptr || ld < tr.box.width)) s = status::invalid_argument;
     const bool coded = s == status::success && has_rans_table(tensor.coding);  // the same in every thread
-    const bool fixed = s == status::success && tensor.coding == plane_coding::fixed;
+    const bool fixed = s == status::success && is_fixed_coding(tensor.coding);
     if (s == status::success && !has_rans_table(tensor.coding)) {
       // Stored symbols and fixed codes: warp w writes windows w, w + warps, ...
       detail::tile_writer writer;
@@ -118,7 +119,9 @@ class block_tile_decoder {
       writer.begin_tile(tr, out, ld, warp, warp_count);
       if constexpr (is_fixed) {
         if (fixed) {
-          const status mine = detail::fixed_tile_to_writer(tensor, tensor.fixed(), tr, writer, warp, warp_count);
+          const status mine = tensor.coding == plane_coding::fixed_marked
+                                  ? detail::fixed_marked_tile_to_writer(tensor.fixed(), tensor, tr, writer, nullptr, warp, warp_count)
+                                  : detail::fixed_tile_to_writer(tensor, tensor.fixed(), tr, writer, warp, warp_count);
           if (detail::lane_id() == 0) temp_.window_status[warp] = mine;
         }
       }

@@ -22,11 +22,12 @@
 // (coding 3, coder::rans_lanes, the faster one) through warp_rans_lanes_engine, by a team of W =
 // 1, 2 or 4 warps per tile (the largest that keeps the call in one wave of the grid), each
 // decoding and writing its own lanes' symbols. When the groups run out, every warp claims
-// fixed-code units (coding 2, coder::fixed) from the second counter on its own, with no block
+// fixed-code units (coding 2, coder::fixed, or 4, coder::fixed_marked) from the second counter on its own, with no block
 // barrier: a unit is windows p, p + W, p + 2W, ... of one tile (W warps per tile, 8 to 32 windows
 // each, chosen per call: fixed_team), which the warp stages, code words and the tile's escape
 // section, through its shared memory with cp.async several windows ahead
-// (warp/warp_fixed_decode.cuh, fixed_tile_to_writer_staged). A tile that
+// (warp/warp_fixed_decode.cuh, fixed_tile_to_writer_staged; warp/warp_fixed_marked_decode.cuh,
+// marked_windows_staged). A tile that
 // turns out corrupt raises its task's status word to the error (atomicMax: the largest status
 // code wins, deterministically); its output values are then unspecified, every other tile is
 // still decoded, and no read or write leaves the tile's bytes or the task's output range.
@@ -90,7 +91,7 @@ struct decode_options {
   // lower the launch cost of small decodes.
   std::uint32_t max_blocks = 0;
   // Warps that share one lane-stream tile (coding 3; each tensor takes at most one per 32 lanes)
-  // or fixed-coded tile (coding 2): 1, 2 or 4; 0: automatic, the most that keep the whole call in
+  // or fixed-coded tile (coding 2 or 4): 1, 2 or 4; 0: automatic, the most that keep the whole call in
   // one wave of the grid (fixed-coded tiles: 1 to 16 warps, units of 8 to 32 windows of 512
   // symbols by the call's size: fixed_team).
   std::uint32_t team_warps = 0;
@@ -114,7 +115,7 @@ inline constexpr std::uint32_t sm_slots = 256;
 #endif
 
 // Per warp: the shared-stream ring (coding 1) or its chains' rings (coding 3), and the window; or
-// the fixed-code staging (coding 2).
+// the fixed-code staging (codings 2 and 4).
 union decode_warp_storage {
   ::tilecodec::detail::warp_window_storage shared_stream;
   ::tilecodec::detail::warp_lanes_storage<128> lanes;
@@ -136,11 +137,11 @@ struct decode_block_storage {
 // one per 32 lanes of a lane-stream tile (each then keeps at least one chain per thread), 4 for
 // fixed codes (windows decode alone), else 1.
 TILECODEC_HD std::uint32_t max_team_warps(const tensor_ref& t) {
-  if (t.coding == plane_coding::fixed) return 4u;
+  if (is_fixed_coding(t.coding)) return 4u;
   return t.coding == plane_coding::rans_lanes && rans_lanes_supported(t.lanes) ? t.lanes / 32u : 1u;
 }
 
-// Fixed-coded tiles (coding 2) are decoded in units: windows p, p + W, p + 2W, ... of one tile,
+// Fixed-coded tiles (codings 2 and 4) are decoded in units: windows p, p + W, p + 2W, ... of one tile,
 // claimed by single warps. When the call chooses W, it picks the windows per unit, 8 << j (j =
 // 0..2, the same for every tensor of the call), and each tensor's W is its tile's windows over
 // that, 1 to 16: the longest units that still give every warp of the grid
@@ -171,7 +172,7 @@ inline constexpr std::uint32_t fixed_unit_shift = 4;
 
 // Warps that decode one tile of the tensor together under the call's `call_warps`.
 TILECODEC_HD std::uint32_t team_warps(const tensor_ref& t, std::uint32_t call_warps) {
-  if (t.coding == plane_coding::fixed && (call_warps & team_automatic) != 0)
+  if (is_fixed_coding(t.coding) && (call_warps & team_automatic) != 0)
     return fixed_team(t, 8u << (call_warps >> fixed_unit_shift));
   const std::uint32_t m = max_team_warps(t);
   call_warps &= team_automatic - 1;
@@ -294,7 +295,7 @@ __global__ void __launch_bounds__(Threads) decode_setup_kernel(const decode_task
     statuses[i] = check_task(tasks[i], tiles);
     temp.group_prefix[i + 1] = tiles;
     const tensor_ref& t = tasks[i].tensor;
-    if (t.coding == plane_coding::fixed) {  // claimed per warp, after the groups
+    if (is_fixed_coding(t.coding)) {  // claimed per warp, after the groups
 #pragma unroll
       for (std::uint32_t j = 0; j < fixed_unit_choices; ++j) demand[3 + j] += tiles * fixed_team(t, 8u << j);
       continue;
@@ -331,7 +332,7 @@ __global__ void __launch_bounds__(Threads) decode_setup_kernel(const decode_task
     if (i < count) {
       const tensor_ref& t = tasks[i].tensor;
       const std::uint64_t tiles = temp.group_prefix[i + 1];
-      if (t.coding == plane_coding::fixed) {
+      if (is_fixed_coding(t.coding)) {
         v[1] = tiles * team_warps(t, team);
       } else {
         const std::uint64_t per_group = decode_block_warps / team_warps(t, team);
@@ -404,8 +405,8 @@ TILECODEC_DECODE_TILE_FN status decode_task_tile(const decode_task& task, std::u
   }
 }
 
-// The same for a fixed-coded tile (coding 2): windows team_warp, team_warp + team_size, ... staged
-// through this warp's shared ring (warp/warp_fixed_decode.cuh, fixed_tile_to_writer_staged).
+// The same for a fixed-coded tile (coding 2 or 4): windows team_warp, team_warp + team_size, ...
+// staged through this warp's shared ring (fixed_tile_to_writer_staged, marked_windows_staged).
 TILECODEC_DECODE_TILE_FN status decode_fixed_task_tile(const decode_task& task, std::uint64_t tile,
                                                       ::tilecodec::detail::fixed_warp_storage& storage,
                                                       std::uint32_t team_size, std::uint32_t team_warp) {
@@ -419,6 +420,8 @@ TILECODEC_DECODE_TILE_FN status decode_fixed_task_tile(const decode_task& task, 
   ::tilecodec::detail::tile_writer writer;
   writer.set_tensor(tensor, task.out_type);
   writer.begin_tile(tr, out, ld, team_warp, team_size);
+  if (tensor.coding == plane_coding::fixed_marked)
+    return ::tilecodec::detail::fixed_marked_tile_to_writer(tensor.fixed(), tensor, tr, writer, &storage, team_warp, team_size);
   return ::tilecodec::detail::fixed_tile_to_writer_staged(tensor, tensor.fixed(), tr, writer, storage, team_warp,
                                                           team_size);
 }

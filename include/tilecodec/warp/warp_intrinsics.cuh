@@ -94,6 +94,11 @@ TILECODEC_DEV std::uint32_t warp_inclusive_sum(std::uint32_t v) { return warp_in
 #if defined(__CUDA_ARCH__)
 using saddr = std::uint32_t;
 TILECODEC_DEV saddr to_saddr(const void* p) { return static_cast<saddr>(__cvta_generic_to_shared(p)); }
+TILECODEC_DEV std::uint32_t lds_u8(saddr a) {
+  std::uint32_t v;
+  asm volatile("ld.shared.u8 %0, [%1];" : "=r"(v) : "r"(a));
+  return v;
+}
 TILECODEC_DEV std::uint32_t lds_u16(saddr a) {
   std::uint32_t v;
   asm volatile("ld.shared.u16 %0, [%1];" : "=r"(v) : "r"(a));
@@ -114,6 +119,7 @@ TILECODEC_DEV std::uint32_t lds_u16_at(saddr a) {
 #else
 using saddr = std::uintptr_t;
 TILECODEC_DEV saddr to_saddr(const void* p) { return reinterpret_cast<saddr>(p); }
+TILECODEC_DEV std::uint32_t lds_u8(saddr a) { return *reinterpret_cast<const std::uint8_t*>(a); }
 TILECODEC_DEV std::uint32_t lds_u16(saddr a) { return *reinterpret_cast<const std::uint16_t*>(a); }
 TILECODEC_DEV std::uint32_t lds_u32(saddr a) { return *reinterpret_cast<const std::uint32_t*>(a); }
 template <int Offset>

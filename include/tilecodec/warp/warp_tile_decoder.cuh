@@ -24,7 +24,7 @@
 //
 // Every coder works: coder::rans (shared word stream, coding 1), coder::rans_lanes (one stream per
 // lane, coding 3; its TempStorage holds 64 or 128 bytes of ring per lane), coder::fixed (coding 2;
-// no table, no TempStorage) and coder::raw.
+// no table, no TempStorage), coder::fixed_marked (coding 4; likewise) and coder::raw.
 // All 32 lanes of the warp must call every member. The decoder's template codec fixes the
 // tile shape, quantization and lanes, and bounds the table precision (the encoder may record one
 // bit less than the policy's); a tensor with other parameters gives status::unsupported. Tensors
@@ -45,6 +45,7 @@
 #include "warp_intrinsics.cuh"
 #include "warp_rans_engine.cuh"
 #include "warp_rans_lanes_engine.cuh"
+#include "warp_fixed_marked_decode.cuh"
 #include "warp_window_decode.cuh"
 
 namespace tilecodec {
@@ -427,6 +428,126 @@ class warp_tile_decoder<codec<Tile, Quant, coder::fixed>> {
   std::uint32_t alphabet_ = 256, w_ = 1;
   std::uint32_t n_ = 0, pos_ = 0;
   bool stored_ = true;
+  status st_ = status::success;
+};
+
+// ---- fixed-length codes with marked escapes (coding 4) -----------------------------------------------
+// No table and no shared memory, and windows that decode alone (warp/warp_fixed_marked_decode.cuh),
+// as for coding 2. The register interface reads each symbol's code at random and takes escape
+// values in order: a running count of code-0 positions (one ballot per 32 symbols) is the next
+// value's index, checked against window_start at every window and against the escape count at
+// the end (so next() must go through the whole tile before end() can report it whole).
+template <class Tile, class Quant>
+class warp_tile_decoder<codec<Tile, Quant, coder::fixed_marked>> {
+ public:
+  using codec_type = codec<Tile, Quant, coder::fixed_marked>;
+  using table_type = detail::no_table;  // nothing to load
+  static constexpr int items_per_group = 1;
+  static constexpr std::uint32_t lane_stride = 32;
+  struct TempStorage {};
+
+  TILECODEC_DEV explicit warp_tile_decoder(TempStorage&) {}
+  TILECODEC_DEV warp_tile_decoder(TempStorage&, const table_type&) {}
+
+  [[nodiscard]] TILECODEC_DEV static bool accepts(const device::tensor_ref& t) {
+    return detail::same_tile_and_quant<Tile, Quant>(t) &&
+           (t.coding == plane_coding::stored || t.coding == plane_coding::fixed_marked);
+  }
+
+  // Tile `tile` as values of out_type into out (tile element (r, c) at out[r * ld + c]); with
+  // first_window / window_stride, only this warp's windows (the rest by other warps).
+  TILECODEC_DEV status decode(const device::tensor_ref& tensor, std::uint64_t tile, void* out, dtype out_type,
+                              std::uint64_t ld, std::uint32_t first_window = 0, std::uint32_t window_stride = 1) {
+    if (!accepts(tensor) || !device::can_decode_to(tensor, out_type)) return status::unsupported;
+    device::tile_ref tr;
+    const status s = tensor.tile(tile, tr);
+    if (s != status::success) return s;
+    if (out == nullptr || ld < tr.box.width) return status::invalid_argument;
+    detail::tile_writer writer;
+    writer.set_tensor(tensor, out_type);
+    writer.begin_tile(tr, out, ld, first_window, window_stride);
+    if (tensor.coding == plane_coding::stored)
+      return detail::stored_tile_to_writer(tr, tensor.alphabet, writer, first_window, window_stride);
+    return detail::fixed_marked_tile_to_writer(tensor.fixed(), tensor, tr, writer, nullptr, first_window, window_stride);
+  }
+
+  // Starts a tile: checks its size against its escape count and window_start[0].
+  TILECODEC_DEV status begin(const device::tensor_ref& tensor, std::uint64_t tile) {
+    n_ = pos_ = cursor_ = escapes_ = 0;
+    bad_ = false;
+    if (!accepts(tensor)) return st_ = status::unsupported;
+    device::tile_ref tr;
+    st_ = tensor.tile(tile, tr);
+    if (st_ != status::success) return st_;
+    bytes_ = tr.bytes;
+    alphabet_ = tensor.alphabet;
+    stored_ = tensor.coding == plane_coding::stored;
+    code_ = tensor.fixed();
+    shape_ = fixed_marked_shape_of(code_, tr.size());
+    if (!stored_) {
+      if (fixed_marked_escapes(code_)) escapes_ = start(shape_.windows);
+      if ((fixed_marked_escapes(code_) && start(0) != 0) || tr.byte_count != fixed_marked_tile_bytes(shape_, escapes_))
+        return st_ = status::corrupt_payload;
+    }
+    n_ = tr.size();
+    return st_;
+  }
+  [[nodiscard]] TILECODEC_DEV std::uint32_t remaining() const { return n_ - pos_; }
+
+  // The next 32 * Items symbols: item k of lane t is symbol first + 32 k + t (0 past the end).
+  template <int Items>
+  TILECODEC_DEV std::uint32_t next(std::uint16_t (&sym)[Items]) {
+    const std::uint32_t first = pos_, t = detail::lane_id();
+    const bool escapes = !stored_ && fixed_marked_escapes(code_);
+#pragma unroll
+    for (int k = 0; k < Items; ++k) {
+      const std::uint32_t group = first + std::uint32_t(k) * 32u, i = group + t;
+      std::uint32_t s = 0;
+      if (stored_) {
+        if (i < n_) s = stored_symbol(bytes_, alphabet_, i);
+      } else {
+        const std::uint32_t c = i < n_ ? fixed_code_at(bytes_, code_.bits, i) : 1u;
+        s = fixed_marked_symbol(code_, c);
+        if (escapes) {
+          if (group < n_ && group % fixed_marked_window == 0) bad_ |= cursor_ != start(group / fixed_marked_window);
+          const std::uint32_t marks = __ballot_sync(detail::full_warp_mask, c == 0);
+          if (c == 0) {
+            const std::uint32_t e = cursor_ + detail::popc(marks & detail::lanemask_lt());
+            s = e < escapes_ ? value(e) : alphabet_;
+            bad_ |= s >= alphabet_;
+          }
+          cursor_ += detail::popc(marks);
+        }
+      }
+      sym[k] = i < n_ ? static_cast<std::uint16_t>(s) : 0;
+    }
+    pos_ = n_ - first < std::uint32_t(Items) * 32u ? n_ : first + std::uint32_t(Items) * 32u;
+    return first;
+  }
+
+  // The tile's status; once next() has gone through the whole tile, also whether every window's
+  // escape count and the tile's matched.
+  TILECODEC_DEV status end() {
+    if (st_ != status::success) return st_;
+    bool bad = bad_ || (pos_ == n_ && cursor_ != escapes_ && !stored_);
+    return __any_sync(detail::full_warp_mask, bad) ? status::corrupt_payload : status::success;
+  }
+
+ private:
+  TILECODEC_DEV std::uint32_t start(std::uint32_t v) const {
+    return reinterpret_cast<const std::uint16_t*>(bytes_ + shape_.code_bytes)[v];
+  }
+  TILECODEC_DEV std::uint32_t value(std::uint32_t e) const {
+    const std::uint8_t* values = bytes_ + shape_.values_offset;
+    return shape_.value_bytes == 1 ? values[e] : reinterpret_cast<const std::uint16_t*>(values)[e];
+  }
+
+  const std::uint8_t* bytes_ = nullptr;
+  fixed_code code_{};
+  fixed_marked_shape shape_{};
+  std::uint32_t alphabet_ = 256;
+  std::uint32_t n_ = 0, pos_ = 0, cursor_ = 0, escapes_ = 0;
+  bool stored_ = true, bad_ = false;
   status st_ = status::success;
 };
 

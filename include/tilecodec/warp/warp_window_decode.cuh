@@ -14,6 +14,7 @@
 #include "../status.hpp"
 #include "tile_writer.cuh"
 #include "warp_fixed_decode.cuh"
+#include "warp_fixed_marked_decode.cuh"
 #include "warp_intrinsics.cuh"
 #include "warp_rans_engine.cuh"
 #include "warp_rans_lanes_engine.cuh"
@@ -264,7 +265,7 @@ TILECODEC_DEV status shared_tile_of_width(warp_window_storage& storage, const st
 
 // Decodes tile `tile` of `tensor` (any lanes and precision, rANS, fixed or stored) into the
 // writer. `table` must hold the tensor's table when it is rANS-coded.
-// Fixed-coded tiles may be shared: this warp decodes windows first_window + k window_stride (the
+// Fixed-coded tiles (codings 2 and 4) may be shared: this warp decodes windows first_window + k window_stride (the
 // writer started likewise); every other coding takes the whole tile (first_window 0, stride 1).
 template <int MaxProbBits, int MaxAlphabet>
 TILECODEC_DEV status decode_tile_any(const device::tensor_ref& tensor, const device::tile_ref& tile,
@@ -273,6 +274,8 @@ TILECODEC_DEV status decode_tile_any(const device::tensor_ref& tensor, const dev
   if (tensor.coding == plane_coding::rans_lanes) return status::unsupported;  // decode_lanes_team_tile
   if (tensor.coding == plane_coding::fixed)
     return fixed_tile_to_writer(tensor, tensor.fixed(), tile, writer, first_window, window_stride);
+  if (tensor.coding == plane_coding::fixed_marked)
+    return fixed_marked_tile_to_writer(tensor.fixed(), tensor, tile, writer, nullptr, first_window, window_stride);
   if (tensor.coding != plane_coding::rans) return stored_tile_to_writer(tile, tensor.alphabet, writer);
   const std::uint32_t p = tensor.prob_bits, sb = symbol_bits(tensor.alphabet), lanes = tensor.lanes;
   const std::uint32_t* e = table.entry;

@@ -1,0 +1,322 @@
+// tilecodec/warp/warp_fixed_marked_decode.cuh: one warp decodes windows of a tile coded with
+// marked escapes (coding 4, coder/fixed_marked.hpp) in the row-major symbol order into a
+// tile_writer. Used by the warp and block tile decoders and by device::decode_async.
+//
+// A 512-symbol window decodes alone, as for coding 2: lane t takes the 16 codes of window symbols
+// [16 t, 16 t + 16) from its coder lane's k words. Code 0 marks an escape, so a lane knows its
+// escaped positions from its codes, and where their values are from one warp scan of the lanes'
+// counts: window_start[v] + the code-0 positions of the lanes below it. No search, no row table,
+// no column compare: the per-window cost of escapes is a scan and one load per escape, where
+// coding 2 pays a binary search over its row's entries on every lane (PERFORMANCE.md 3.8).
+// Checks: window_start[0] = 0 and the tile's size against window_start[V] once per tile; in
+// every window, the warp's count of code-0 positions equals window_start[v + 1] -
+// window_start[v] (so window_start never decreases and every value is taken exactly once); every
+// value below the alphabet; a value index is never read at or past the tile's escape count.
+// device::decode_async takes the staged path (code words and the escape section copied into
+// shared memory ahead, as for coding 2); the warp and block tile decoders take the window path.
+#pragma once
+
+#include <cstdint>
+
+#include "../coder/fixed_marked.hpp"
+#include "../device/tensor_ref.hpp"
+#include "../status.hpp"
+#include "tile_writer.cuh"
+#include "warp_fixed_decode.cuh"
+#include "warp_intrinsics.cuh"
+
+namespace tilecodec {
+namespace detail {
+
+// The 16 codes (k < 9 bits, so each fits a byte) of one half of a coder lane's 32-code run from
+// the run's K words wv[0, K) (wv[K] = 0), as bytes: code j in byte j % 4 of b[j / 4]. Four codes
+// (4K bits) at a time: split into two 2K-bit halves 16 bits apart, then each half into two codes
+// 8 bits apart, a shift and a mask per step (about 6 instructions per 4 codes, against a shift,
+// a mask and an insert per code).
+template <int K>
+TILECODEC_DEV void marked_code_bytes(const std::uint32_t (&wv)[K + 1], bool upper, std::uint32_t (&b)[4]) {
+  static_assert(K >= 1 && K <= 8, "marked escapes need codes narrower than a byte-wide symbol plus one bit");
+  // The run's second 16 codes start at bit 16 K: word K / 2, bit 16 (K odd) or 0. Align them to bit 0.
+  constexpr int words = (16 * K + 31) / 32;
+  constexpr int skip = 16 * K / 32, shift = 16 * K % 32;
+  std::uint32_t v[words + 1];
+#pragma unroll
+  for (int q = 0; q < words; ++q)
+    v[q] = upper ? (shift == 0 ? wv[skip + q] : funnel(wv[skip + q], wv[skip + q + 1], shift)) : wv[q];
+  v[words] = 0;
+  constexpr std::uint32_t half = (1u << (2 * K)) - 1u, code = ((1u << K) - 1u) * 0x00010001u;
+#pragma unroll
+  for (int m = 0; m < 4; ++m) {
+    const int bit = 4 * K * m, q = bit >> 5, off = bit & 31;
+    const std::uint32_t x = off + 4 * K <= 32 ? v[q] >> off : funnel(v[q], v[q + 1], std::uint32_t(off));
+    if (K == 8) {
+      b[m] = x;
+    } else {
+      const std::uint32_t y = (x & half) | ((x << (16 - 2 * K)) & (half << 16));
+      b[m] = (y & code) | ((y << (8 - K)) & (code << 8));
+    }
+  }
+}
+
+// What a code's byte is added to for its symbol: first - 1 in every byte (or every 16-bit half
+// when `wide`). Code-0 bytes are set to 1 first, so with first = 0 the add is a subtraction of 1
+// per field that never borrows.
+TILECODEC_DEV std::uint32_t marked_symbol_add(const fixed_code& code, bool wide) {
+  const std::uint32_t ones = wide ? 0x00010001u : 0x01010101u;
+  return code.first >= 1 ? (code.first - 1u) * ones : 0u - ones;
+}
+
+// This lane's 16 symbols from their code bytes b (the first `valid` of them the tile's), packed
+// as the writer takes them; code-0 positions hold a placeholder. zero[q]: 0x80 in byte j where
+// code 4 q + j is 0 and valid. Returns the count of those.
+template <bool Wide>
+TILECODEC_DEV std::uint32_t marked_lane_symbols(std::uint32_t (&b)[4], std::uint32_t valid, std::uint32_t add, sym16& out,
+                                                std::uint32_t (&zero)[4]) {
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    // 0x80 in each zero byte: the low seven bits plus 0x7f carry into bit 7 unless all are 0.
+    zero[q] = ~(((b[q] & 0x7f7f7f7fu) + 0x7f7f7f7fu) | b[q]) & 0x80808080u;
+    b[q] |= zero[q] >> 7;
+  }
+  if (valid < 16) {  // the tile's last symbols: positions past n are not the tile's (a branch, not
+#pragma unroll       // selects in every window)
+    for (int q = 0; q < 4; ++q) {
+      const int left = int(valid) - 4 * q;  // valid codes in this word
+      if (left < 4) zero[q] = left <= 0 ? 0u : zero[q] & ((1u << (8 * left)) - 1u);
+    }
+  }
+  std::uint32_t count = 0;
+#pragma unroll
+  for (int q = 0; q < 4; ++q) count += popc(zero[q]);
+  if constexpr (Wide) {
+    out = sym16{u32x4{byte_perm(b[0], 0u, 0x4140u) + add, byte_perm(b[0], 0u, 0x4342u) + add,
+                      byte_perm(b[1], 0u, 0x4140u) + add, byte_perm(b[1], 0u, 0x4342u) + add},
+                u32x4{byte_perm(b[2], 0u, 0x4140u) + add, byte_perm(b[2], 0u, 0x4342u) + add,
+                      byte_perm(b[3], 0u, 0x4140u) + add, byte_perm(b[3], 0u, 0x4342u) + add}};
+  } else {
+    out = sym16{u32x4{b[0] + add, b[1] + add, b[2] + add, b[3] + add}, u32x4{0u, 0u, 0u, 0u}};
+  }
+  return count;
+}
+
+// Window v's escapes patched into every lane's symbols. `Escapes` reads the tile's escape section:
+// start(v) = window_start[v], value(e), and count (E). All lanes call it and get the same answer;
+// false: the window's code-0 count disagrees with window_start, or a value is bad.
+template <bool Wide, class Escapes>
+TILECODEC_DEV bool marked_window_escapes(const Escapes& esc, std::uint32_t v, std::uint32_t count,
+                                         const std::uint32_t (&zero)[4], std::uint32_t alphabet, sym16& out) {
+  const std::uint32_t e0 = esc.start(v), e1 = esc.start(v + 1);
+  std::uint32_t before = 0, total = 0;
+  if (__any_sync(full_warp_mask, count != 0)) {
+    const std::uint32_t lane = lane_id();
+    const std::uint32_t inclusive = warp_inclusive_sum(count, lane);
+    before = inclusive - count;
+    total = __shfl_sync(full_warp_mask, inclusive, 31);
+  }
+  bool ok = total == e1 - e0;  // unsigned: a decreasing window_start never matches
+  if (count != 0 && ok) {
+    std::uint32_t h[8] = {out.a.x, out.a.y, out.a.z, out.a.w, out.b.x, out.b.y, out.b.z, out.b.w};
+    std::uint32_t e = e0 + before;
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      for (std::uint32_t m = zero[q]; m != 0; m &= m - 1u, ++e) {
+        const std::uint32_t byte = std::uint32_t(__ffs(m) - 1) >> 3;  // 0..3
+        std::uint32_t value = 0;
+        if (e < esc.count) value = esc.template value<Wide>(e);
+        else ok = false;
+        ok &= value < alphabet;
+        if constexpr (Wide) {
+          const std::uint32_t shift = 16u * (byte & 1u), keep = ~(0xffffu << shift);
+          if (byte & 2u) h[2 * q + 1] = (h[2 * q + 1] & keep) | (value << shift);
+          else h[2 * q] = (h[2 * q] & keep) | (value << shift);
+        } else {
+          const std::uint32_t shift = 8u * byte;
+          h[q] = (h[q] & ~(0xffu << shift)) | (value << shift);
+        }
+      }
+    }
+    out = sym16{u32x4{h[0], h[1], h[2], h[3]}, u32x4{h[4], h[5], h[6], h[7]}};
+  }
+  return __all_sync(full_warp_mask, ok);
+}
+
+// The escape section read from the tile in global memory.
+struct marked_global_escapes {
+  const std::uint8_t* starts;  // window_start
+  const std::uint8_t* values;
+  std::uint32_t count;
+  TILECODEC_DEV std::uint32_t start(std::uint32_t v) const { return reinterpret_cast<const std::uint16_t*>(starts)[v]; }
+  template <bool Wide>  // u16 values (512-symbol alphabets), else u8
+  TILECODEC_DEV std::uint32_t value(std::uint32_t e) const {
+    return Wide ? reinterpret_cast<const std::uint16_t*>(values)[e] : values[e];
+  }
+};
+
+// The same staged in shared memory: window_start and the first `staged` values (the rest read
+// from the tile).
+struct marked_staged_escapes {
+  saddr starts, values;
+  std::uint32_t staged;
+  const std::uint8_t* tile_values;
+  std::uint32_t count;
+  TILECODEC_DEV std::uint32_t start(std::uint32_t v) const { return lds_u16(starts + 2u * v); }
+  template <bool Wide>  // u16 values (512-symbol alphabets), else u8
+  TILECODEC_DEV std::uint32_t value(std::uint32_t e) const {
+    if (e >= staged) return Wide ? reinterpret_cast<const std::uint16_t*>(tile_values)[e] : tile_values[e];
+    return Wide ? lds_u16(values + 2u * e) : lds_u8(values + e);
+  }
+};
+
+// The window path: windows first_window, first_window + window_stride, ... of a tile whose code
+// has escapes, read straight from global memory (code-word lines prefetched into L1 a window
+// ahead).
+template <int K, bool Wide>
+TILECODEC_DEV status marked_windows(const fixed_code& code, const device::tile_ref& tile, tile_writer& writer,
+                                    std::uint32_t first_window, std::uint32_t window_stride) {
+  const std::uint32_t n = tile.size();
+  const fixed_marked_shape s = fixed_marked_shape_of(code, n);
+  // tensor_ref::tile() checked that the tile holds its code words and window_start table.
+  const marked_global_escapes esc{tile.bytes + s.code_bytes, tile.bytes + s.values_offset,
+                                  static_cast<std::uint32_t>(reinterpret_cast<const std::uint16_t*>(tile.bytes + s.code_bytes)[s.windows])};
+  if (esc.start(0) != 0 || tile.byte_count != fixed_marked_tile_bytes(s, esc.count)) return status::corrupt_payload;
+  const std::uint32_t add = marked_symbol_add(code, Wide), t = lane_id();
+  const std::uint32_t step = window_stride * tile_writer::window;
+  bool bad = false;
+  for (std::uint32_t ws = first_window * tile_writer::window; ws < n; ws += step) {
+    if (ws + step < n && t < std::uint32_t(K))
+      prefetch_l1(tile.bytes + 128u * (K * ((ws + step) >> 10) + t) + 64u * (((ws + step) >> 9) & 1u));
+    const std::uint32_t i0 = ws + tile_writer::per_lane * t;
+    const std::uint32_t valid = i0 < n ? (n - i0 < 16u ? n - i0 : 16u) : 0u;
+    std::uint32_t b[4] = {0u, 0u, 0u, 0u};
+    if (valid > 0) {
+      const std::uint32_t* block = reinterpret_cast<const std::uint32_t*>(tile.bytes) + 32u * K * (i0 >> 10) + fixed_lane_of(i0);
+      std::uint32_t wv[K + 1];
+#pragma unroll
+      for (int q = 0; q < K; ++q) wv[q] = __ldg(block + 32 * q);
+      wv[K] = 0;
+      marked_code_bytes<K>(wv, (i0 & 16u) != 0, b);
+    }
+    sym16 out;
+    std::uint32_t zero[4];
+    const std::uint32_t count = marked_lane_symbols<Wide>(b, valid, add, out, zero);
+    bad |= !marked_window_escapes<Wide>(esc, ws / fixed_marked_window, count, zero, code.alphabet, out);
+    const std::uint32_t m = n - ws < tile_writer::window ? n - ws : tile_writer::window;
+    writer.emit<Wide>(m, out);
+  }
+  return bad ? status::corrupt_payload : status::success;
+}
+
+// The staged path: the ring of code-word windows and the escape section of coding 2's staged path
+// (warp_fixed_decode.cuh, fixed_windows_staged), the escapes found as in the window path.
+template <int K, bool Wide>
+TILECODEC_DEV status marked_windows_staged(const fixed_code& code, const device::tile_ref& tile, tile_writer& writer,
+                                           fixed_warp_storage& storage, std::uint32_t first_window,
+                                           std::uint32_t window_stride) {
+  constexpr int D = fixed_ring_slots<K>;
+  static_assert(D >= 2, "the ring holds at least two windows");
+  constexpr std::uint32_t slot_bytes = 64u * K;
+  const std::uint32_t n = tile.size();
+  const fixed_marked_shape s = fixed_marked_shape_of(code, n);
+  // tensor_ref::tile() checked code_bytes + window_start <= byte_count (both multiples of 16).
+  const std::uint32_t section = tile.byte_count - static_cast<std::uint32_t>(s.code_bytes);
+  const std::uint32_t values_at = static_cast<std::uint32_t>(s.values_offset - s.code_bytes);  // window_start, padding
+  if (values_at > fixed_warp_storage::escape_bytes) return marked_windows<K, Wide>(code, tile, writer, first_window, window_stride);
+  const std::uint32_t copied = section < fixed_warp_storage::escape_bytes ? section : fixed_warp_storage::escape_bytes;
+  const std::uint32_t t = lane_id();
+  const saddr ring = to_saddr(storage.ring), sec = to_saddr(storage.escapes);
+  const std::uint32_t step = window_stride * tile_writer::window;
+  // Prologue: the escape section and the first D - 1 windows, one commit group per window (the
+  // section rides in the first).
+  for (std::uint32_t c = t; c < copied / 16u; c += 32) cp_async16_to(sec + 16u * c, tile.bytes + s.code_bytes + 16u * c);
+  std::uint32_t fetch = first_window * tile_writer::window;
+#pragma unroll
+  for (int j = 0; j < D - 1; ++j) {
+    if (fetch < n) fixed_stage_window<K>(ring + slot_bytes * j, tile.bytes, fetch);
+    cp_async_commit();
+    fetch += step;
+  }
+  cp_async_wait<D - 2>();  // the first group: the section and window 0
+  __syncwarp();
+  const marked_staged_escapes esc{sec, sec + values_at, (copied - values_at) / s.value_bytes, tile.bytes + s.values_offset,
+                                  lds_u16(sec + 2u * s.windows)};
+  if (esc.start(0) != 0 || tile.byte_count != fixed_marked_tile_bytes(s, esc.count)) {
+    cp_async_wait<0>();
+    __syncwarp();
+    return status::corrupt_payload;
+  }
+  const std::uint32_t add = marked_symbol_add(code, Wide);
+  bool bad = false;
+  std::uint32_t slot = 0, fslot = D - 1;
+  for (std::uint32_t ws = first_window * tile_writer::window; ws < n; ws += step) {
+    __syncwarp();  // every lane is done with the slot decoded last (fslot)
+    if (fetch < n) fixed_stage_window<K>(ring + slot_bytes * fslot, tile.bytes, fetch);
+    cp_async_commit();
+    fetch += step;
+    fslot = fslot + 1 == D ? 0 : fslot + 1;
+    cp_async_wait<D - 1>();  // this window's group
+    __syncwarp();
+    const std::uint32_t i0 = ws + tile_writer::per_lane * t;
+    const std::uint32_t valid = i0 < n ? (n - i0 < 16u ? n - i0 : 16u) : 0u;
+    std::uint32_t b[4] = {0u, 0u, 0u, 0u};
+    if (valid > 0) {
+      std::uint32_t wv[K + 1];
+      const saddr a = ring + slot_bytes * slot + 4u * (t >> 1);
+#pragma unroll
+      for (int q = 0; q < K; ++q) wv[q] = lds_u32(a + 64u * q);
+      wv[K] = 0;
+      marked_code_bytes<K>(wv, (t & 1u) != 0, b);
+    }
+    sym16 out;
+    std::uint32_t zero[4];
+    const std::uint32_t count = marked_lane_symbols<Wide>(b, valid, add, out, zero);
+    bad |= !marked_window_escapes<Wide>(esc, ws / fixed_marked_window, count, zero, code.alphabet, out);
+    slot = slot + 1 == D ? 0 : slot + 1;
+    const std::uint32_t m = n - ws < tile_writer::window ? n - ws : tile_writer::window;
+    writer.emit<Wide>(m, out);
+  }
+  cp_async_wait<0>();  // nothing is left in flight into the storage
+  __syncwarp();
+  return bad ? status::corrupt_payload : status::success;
+}
+
+// Decodes windows first_window, first_window + window_stride, ... of a tile with marked escapes
+// into the writer, started there by the caller (tile_writer::begin_tile with the same first_window
+// and window_stride). `storage`: this warp's shared staging (device::decode_async), or nullptr
+// for the window path. Every lane of the warp returns the same status. A code without escapes
+// (k = symbol bits) has coding 2's layout and takes its path.
+TILECODEC_DEV status fixed_marked_tile_to_writer(const fixed_code& code, const device::tensor_ref& tensor,
+                                                 const device::tile_ref& tile, tile_writer& writer,
+                                                 fixed_warp_storage* storage, std::uint32_t first_window = 0,
+                                                 std::uint32_t window_stride = 1) {
+  if (!fixed_marked_escapes(code)) {
+    const fixed_code plain{code.bits, 0, code.alphabet};
+    return storage ? fixed_tile_to_writer_staged(tensor, plain, tile, writer, *storage, first_window, window_stride)
+                   : fixed_tile_to_writer(tensor, plain, tile, writer, first_window, window_stride);
+  }
+  switch (code.bits) {
+#define TILECODEC_MARKED_CASE(K)                                                                                 \
+  case K:                                                                                                        \
+    if (code.alphabet == 512)                                                                                    \
+      return storage ? marked_windows_staged<K, true>(code, tile, writer, *storage, first_window, window_stride)   \
+                     : marked_windows<K, true>(code, tile, writer, first_window, window_stride);                   \
+    return storage ? marked_windows_staged<K, false>(code, tile, writer, *storage, first_window, window_stride)    \
+                   : marked_windows<K, false>(code, tile, writer, first_window, window_stride);
+    TILECODEC_MARKED_CASE(1)
+    TILECODEC_MARKED_CASE(2)
+    TILECODEC_MARKED_CASE(3)
+    TILECODEC_MARKED_CASE(4)
+    TILECODEC_MARKED_CASE(5)
+    TILECODEC_MARKED_CASE(6)
+    TILECODEC_MARKED_CASE(7)
+#undef TILECODEC_MARKED_CASE
+    case 8:  // only the 512-symbol alphabet has 8-bit codes below its symbol width
+      if (code.alphabet == 512)
+        return storage ? marked_windows_staged<8, true>(code, tile, writer, *storage, first_window, window_stride)
+                       : marked_windows<8, true>(code, tile, writer, first_window, window_stride);
+      return status::unsupported;
+    default: return status::unsupported;
+  }
+}
+
+}  // namespace detail
+}  // namespace tilecodec
