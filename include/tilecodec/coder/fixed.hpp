@@ -238,6 +238,32 @@ TILECODEC_HD void fixed_escape_at(const std::uint8_t* tile, const fixed_tile_sha
 
 // ---- host decode ----------------------------------------------------------------------------
 
+namespace detail {
+// Every code of a tile's lanes (k bits each, words_per_lane words per lane) as symbols[i] = offset
+// + code for symbol i < n; the caller has checked that the tile holds its code words. Lane by
+// lane, code by code: one running bit buffer per lane. Shared by codings 2 and 4.
+inline void fixed_unpack_codes(const std::uint8_t* tile, std::uint32_t k, std::uint32_t words_per_lane, std::uint32_t n,
+                               std::uint32_t offset, std::uint16_t* symbols) {
+  const std::uint32_t blocks = words_per_lane / (k ? k : 1);
+  for (std::uint32_t lane = 0; lane < fixed_lanes; ++lane) {
+    std::uint64_t buffer = 0;
+    std::uint32_t have = 0, next_word = 0;
+    for (std::uint32_t m = 0; m < 32u * blocks; ++m) {
+      if (have < k) {
+        buffer |= std::uint64_t(load_u32_le(tile + 4u * (32u * next_word + lane))) << have;
+        ++next_word;
+        have += 32;
+      }
+      const std::uint32_t c = static_cast<std::uint32_t>(buffer) & ((1u << k) - 1u);
+      buffer >>= k;
+      have -= k;
+      const std::uint32_t i = ((m >> 5) << 10) | (lane << 5) | (m & 31u);
+      if (i < n) symbols[i] = static_cast<std::uint16_t>(offset + c);
+    }
+  }
+}
+}  // namespace detail
+
 // Decodes one tile into its n = h * w symbols, in symbol order. Never reads past
 // tile[0, bytes) nor writes past symbols[0, n). Returns corrupt_payload for a tile that is not
 // exactly as described in the read-me above. raw: the tile's packed raw plane (16-bit lossless,
@@ -246,26 +272,9 @@ TILECODEC_HD void fixed_escape_at(const std::uint8_t* tile, const fixed_tile_sha
                                               const std::uint8_t* tile, std::uint64_t bytes, std::uint16_t* symbols,
                                               const std::uint8_t* raw = nullptr) {
   const fixed_tile_shape shape = fixed_shape(code, h, w);
-  const std::uint32_t n = h * w, k = code.bits;
+  const std::uint32_t n = h * w;
   if (bytes < fixed_tile_bytes(shape, 0)) return status::corrupt_payload;
-  // Lane by lane, code by code: one running bit buffer per lane.
-  for (std::uint32_t lane = 0; lane < fixed_lanes; ++lane) {
-    std::uint64_t buffer = 0;
-    std::uint32_t have = 0, next_word = 0;
-    const std::uint32_t blocks = shape.words_per_lane / (k ? k : 1);
-    for (std::uint32_t m = 0; m < 32u * blocks; ++m) {
-      if (have < k) {
-        buffer |= std::uint64_t(detail::load_u32_le(tile + 4u * (32u * next_word + lane))) << have;
-        ++next_word;
-        have += 32;
-      }
-      const std::uint32_t c = static_cast<std::uint32_t>(buffer) & ((1u << k) - 1u);
-      buffer >>= k;
-      have -= k;
-      const std::uint32_t i = ((m >> 5) << 10) | (lane << 5) | (m & 31u);
-      if (i < n) symbols[i] = static_cast<std::uint16_t>(code.first + c);
-    }
-  }
+  detail::fixed_unpack_codes(tile, code.bits, shape.words_per_lane, n, code.first, symbols);
   if (!code.has_escapes()) return bytes == fixed_tile_bytes(shape, 0) ? status::success : status::corrupt_payload;
   const std::uint8_t* rs = tile + shape.code_bytes;
   if (detail::load_u16_le(rs) != 0) return status::corrupt_payload;

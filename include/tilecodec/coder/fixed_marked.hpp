@@ -201,26 +201,8 @@ inline constexpr double fixed_marked_escape_work = 6.0;
 [[nodiscard]] inline status fixed_marked_decode_tile(const fixed_code& code, std::uint32_t n, const std::uint8_t* tile,
                                                      std::uint64_t bytes, std::uint16_t* symbols) {
   const fixed_marked_shape shape = fixed_marked_shape_of(code, n);
-  const std::uint32_t k = code.bits;
-  if (k == 0 || bytes < fixed_marked_tile_bytes(shape, 0)) return status::corrupt_payload;  // codes and window_start
-  // Lane by lane, code by code: one running bit buffer per lane; codes first, symbols after.
-  for (std::uint32_t lane = 0; lane < fixed_lanes; ++lane) {
-    std::uint64_t buffer = 0;
-    std::uint32_t have = 0, next_word = 0;
-    const std::uint32_t blocks = shape.words_per_lane / k;
-    for (std::uint32_t m = 0; m < 32u * blocks; ++m) {
-      if (have < k) {
-        buffer |= std::uint64_t(detail::load_u32_le(tile + 4u * (32u * next_word + lane))) << have;
-        ++next_word;
-        have += 32;
-      }
-      const std::uint32_t c = static_cast<std::uint32_t>(buffer) & ((1u << k) - 1u);
-      buffer >>= k;
-      have -= k;
-      const std::uint32_t i = ((m >> 5) << 10) | (lane << 5) | (m & 31u);
-      if (i < n) symbols[i] = static_cast<std::uint16_t>(c);
-    }
-  }
+  if (code.bits == 0 || bytes < fixed_marked_tile_bytes(shape, 0)) return status::corrupt_payload;  // codes and window_start
+  detail::fixed_unpack_codes(tile, code.bits, shape.words_per_lane, n, 0, symbols);  // codes first, symbols after
   if (!fixed_marked_escapes(code))  // every code is its symbol, and 2^k is the alphabet
     return bytes == fixed_marked_tile_bytes(shape, 0) ? status::success : status::corrupt_payload;
   const std::uint8_t* ws = tile + shape.code_bytes;
