@@ -730,6 +730,50 @@ TEST_CASE("device decode: corrupted input gives errors and stays inside its buff
   MESSAGE(detected << " of " << trials << " corruptions detected");
 }
 
+namespace {
+
+// Decodes corrupted copies of one encoded tensor in one call, with teams of 1 and 4 warps: the
+// device and the host decoder must agree on success or failure of every copy and, where both
+// succeed, on every output byte; no copy may write outside its output (guard bytes).
+void check_corrupt_copies(const encoded_tensor& e, const std::vector<std::vector<std::uint8_t>>& corrupt, dtype out_type) {
+  const int copies = static_cast<int>(corrupt.size());
+  std::vector<std::unique_ptr<device_buffer>> inputs;
+  std::vector<output> outs;
+  std::vector<dv::decode_task> tasks;
+  outs.reserve(corrupt.size());
+  for (const auto& bytes : corrupt) {
+    inputs.push_back(std::make_unique<device_buffer>(bytes.size()));
+    inputs.back()->upload(bytes.data(), bytes.size());
+    outs.emplace_back(e.view().elements() * dtype_size(out_type));
+    tasks.push_back(dv::make_decode_task(dv::make_tensor_ref(e.view(), inputs.back()->get()), outs.back().data(), out_type,
+                                         outs.back().bytes));
+  }
+  for (std::uint32_t team : {1u, 4u}) {
+    CAPTURE(team);
+    dv::decode_options options;
+    options.team_warps = team;
+    const std::vector<status> st = run_decode(tasks, options);
+    int detected = 0, equal = 0;
+    for (int c = 0; c < copies; ++c) {
+      encoded_tensor_view v;
+      status hs = encoded_tensor_view::parse(corrupt[c].data(), corrupt[c].size(), v);
+      std::vector<std::uint8_t> hout(outs[c].bytes);
+      if (hs == status::success) hs = host::decode(v, hout.data(), out_type, hout.size());
+      INFO("copy " << c << " kind " << c % 4 << " host " << to_string(hs) << " device " << to_string(st[c]));
+      CHECK((hs == status::success) == (st[c] == status::success));
+      const std::vector<std::uint8_t> got = outs[c].fetch();  // guards intact
+      if (hs == status::success && st[c] == status::success) {
+        CHECK(first_difference(got, hout) == hout.size());
+        ++equal;
+      }
+      detected += st[c] != status::success;
+    }
+    MESSAGE(detected << " of " << copies << " corrupt copies detected, " << equal << " decoded alike");
+  }
+}
+
+}  // namespace
+
 // The staged fixed path's escape checks (warp/warp_fixed_decode.cuh) on escape sections corrupted
 // in the ways that matter to them: a row_start entry, an entry's column or value, two neighbouring
 // entries swapped; tiles 128, 256 and 64 wide. Many corrupt copies in one call, teams of 1 and 4
@@ -800,39 +844,7 @@ TEST_CASE("device decode: corrupted fixed-code escape sections agree with the ho
       }
       corrupt.push_back(std::move(bytes));
     }
-    std::vector<std::unique_ptr<device_buffer>> inputs;
-    std::vector<output> outs;
-    std::vector<dv::decode_task> tasks;
-    outs.reserve(copies);
-    for (const auto& bytes : corrupt) {
-      inputs.push_back(std::make_unique<device_buffer>(bytes.size()));
-      inputs.back()->upload(bytes.data(), bytes.size());
-      outs.emplace_back(e.view().elements() * dtype_size(out_type));
-      tasks.push_back(dv::make_decode_task(dv::make_tensor_ref(e.view(), inputs.back()->get()), outs.back().data(), out_type,
-                                           outs.back().bytes));
-    }
-    for (std::uint32_t team : {1u, 4u}) {
-      CAPTURE(team);
-      dv::decode_options options;
-      options.team_warps = team;
-      const std::vector<status> st = run_decode(tasks, options);
-      int detected = 0, equal = 0;
-      for (int c = 0; c < copies; ++c) {
-        encoded_tensor_view v;
-        status hs = encoded_tensor_view::parse(corrupt[c].data(), corrupt[c].size(), v);
-        std::vector<std::uint8_t> hout(outs[c].bytes);
-        if (hs == status::success) hs = host::decode(v, hout.data(), out_type, hout.size());
-        INFO("copy " << c << " kind " << c % 4 << " host " << to_string(hs) << " device " << to_string(st[c]));
-        CHECK((hs == status::success) == (st[c] == status::success));
-        const std::vector<std::uint8_t> got = outs[c].fetch();  // guards intact
-        if (hs == status::success && st[c] == status::success) {
-          CHECK(first_difference(got, hout) == hout.size());
-          ++equal;
-        }
-        detected += st[c] != status::success;
-      }
-      MESSAGE(detected << " of " << copies << " corrupt sections detected, " << equal << " decoded alike");
-    }
+    check_corrupt_copies(e, corrupt, out_type);
   }
 }
 
@@ -910,39 +922,7 @@ TEST_CASE("device decode: corrupted marked escape sections agree with the host" 
       }
       corrupt.push_back(std::move(bytes));
     }
-    std::vector<std::unique_ptr<device_buffer>> inputs;
-    std::vector<output> outs;
-    std::vector<dv::decode_task> tasks;
-    outs.reserve(copies);
-    for (const auto& bytes : corrupt) {
-      inputs.push_back(std::make_unique<device_buffer>(bytes.size()));
-      inputs.back()->upload(bytes.data(), bytes.size());
-      outs.emplace_back(e.view().elements() * dtype_size(out_type));
-      tasks.push_back(dv::make_decode_task(dv::make_tensor_ref(e.view(), inputs.back()->get()), outs.back().data(), out_type,
-                                           outs.back().bytes));
-    }
-    for (std::uint32_t team : {1u, 4u}) {
-      CAPTURE(team);
-      dv::decode_options options;
-      options.team_warps = team;
-      const std::vector<status> st = run_decode(tasks, options);
-      int detected = 0, equal = 0;
-      for (int c = 0; c < copies; ++c) {
-        encoded_tensor_view v;
-        status hs = encoded_tensor_view::parse(corrupt[c].data(), corrupt[c].size(), v);
-        std::vector<std::uint8_t> hout(outs[c].bytes);
-        if (hs == status::success) hs = host::decode(v, hout.data(), out_type, hout.size());
-        INFO("copy " << c << " kind " << c % 4 << " host " << to_string(hs) << " device " << to_string(st[c]));
-        CHECK((hs == status::success) == (st[c] == status::success));
-        const std::vector<std::uint8_t> got = outs[c].fetch();  // guards intact
-        if (hs == status::success && st[c] == status::success) {
-          CHECK(first_difference(got, hout) == hout.size());
-          ++equal;
-        }
-        detected += st[c] != status::success;
-      }
-      MESSAGE(detected << " of " << copies << " corrupt marked sections detected, " << equal << " decoded alike");
-    }
+    check_corrupt_copies(e, corrupt, out_type);
   }
 }
 
