@@ -17,6 +17,7 @@
 
 #include <doctest/doctest.h>
 
+#include "common/decode_all.hpp"
 #include "common/reference.hpp"
 #include "common/seed.hpp"
 
@@ -42,21 +43,6 @@ format_params make_params(quant::kind q, std::uint32_t group, coder::kind c, sym
   p.prob_bits = c == coder::kind::rans ? 12 : 0;
   p.lanes = c == coder::kind::raw ? 1 : 32;
   return p;
-}
-
-// Decodes to the dtype every policy supports (lossless: the source; quantized: f32 and i8).
-std::vector<std::uint8_t> decode_all(const encoded_tensor& enc, dtype source) {
-  const auto& h = enc.header();
-  const std::uint64_t n = enc.view().elements();
-  const dtype out = h.params.quant == quant::kind::lossless ? source : dtype::f32;
-  std::vector<std::uint8_t> bytes(n * dtype_size(out) + n + 1, 0xA5);
-  host::tensor_decoder dec(enc.view());
-  REQUIRE(dec.state() == status::success);
-  REQUIRE(dec.decode(bytes.data(), out, n * dtype_size(out), 2) == status::success);
-  if (h.params.quant != quant::kind::lossless)
-    REQUIRE(dec.decode(bytes.data() + n * dtype_size(out), dtype::i8, n) == status::success);
-  CHECK(bytes.back() == 0xA5);
-  return bytes;
 }
 
 }  // namespace
@@ -138,7 +124,7 @@ TEST_CASE("fixed coder and mma order round trip every quantization, bit-exact wi
                                                     t.first, t.second), opt);
           REQUIRE(fixed.header().params.coder == coder::kind::fixed);
           CHECK(fixed.header().params.order == o);
-          CHECK(decode_all(fixed, src_type) == decode_all(raw, src_type));
+          CHECK(tilecodec_test::decode_all(fixed, src_type) == tilecodec_test::decode_all(raw, src_type));
           if (q.first == quant::kind::lossless) {
             std::vector<std::uint8_t> out(src.bytes.size());
             REQUIRE(host::decode(fixed.view(), out.data(), src_type, out.size()) == status::success);

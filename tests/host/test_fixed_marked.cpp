@@ -17,6 +17,7 @@
 
 #include <doctest/doctest.h>
 
+#include "common/decode_all.hpp"
 #include "common/reference.hpp"
 #include "common/seed.hpp"
 
@@ -60,21 +61,6 @@ host_tensor heavy_tensor(std::mt19937_64& rng, dtype type, std::uint64_t rows, s
     }
   }
   return t;
-}
-
-// Decodes to the dtype every policy supports (lossless: the source; quantized: f32, then i8).
-std::vector<std::uint8_t> decode_all(const encoded_tensor& enc, dtype source) {
-  const auto& h = enc.header();
-  const std::uint64_t n = enc.view().elements();
-  const dtype out = h.params.quant == quant::kind::lossless ? source : dtype::f32;
-  std::vector<std::uint8_t> bytes(n * dtype_size(out) + n + 1, 0xA5);
-  host::tensor_decoder dec(enc.view());
-  REQUIRE(dec.state() == status::success);
-  REQUIRE(dec.decode(bytes.data(), out, n * dtype_size(out), 2) == status::success);
-  if (h.params.quant != quant::kind::lossless)
-    REQUIRE(dec.decode(bytes.data() + n * dtype_size(out), dtype::i8, n) == status::success);
-  CHECK(bytes.back() == 0xA5);
-  return bytes;
 }
 
 // The code of a tensor's table section.
@@ -272,7 +258,7 @@ TEST_CASE("fixed_marked round trips every quantization, tile shape and order, bi
           REQUIRE(h.params.coder == coder::kind::fixed_marked);
           CHECK(h.params.order == o);
           CHECK(stats.coding == h.coding);
-          CHECK(decode_all(marked, src_type) == decode_all(raw, src_type));
+          CHECK(tilecodec_test::decode_all(marked, src_type) == tilecodec_test::decode_all(raw, src_type));
           if (q.first == quant::kind::lossless) {
             std::vector<std::uint8_t> out(src.bytes.size());
             REQUIRE(host::decode(marked.view(), out.data(), src_type, out.size()) == status::success);
@@ -566,7 +552,7 @@ TEST_CASE("fixed_marked: prob_bits pins the code width") {
     format_params p = make_params(quant::kind::int8_rowwise, 0, coder::kind::fixed_marked, symbol_order::row_major, 64, 64);
     p.prob_bits = bits;
     const auto enc = host::encode(src.bytes.data(), dtype::f32, {96, 4096}, p);
-    CHECK(decode_all(enc, dtype::f32) == decode_all(raw, dtype::f32));
+    CHECK(tilecodec_test::decode_all(enc, dtype::f32) == tilecodec_test::decode_all(raw, dtype::f32));
     if (enc.header().coding == plane_coding::stored) continue;  // a pinned width that codes larger than storing
     REQUIRE(enc.header().coding == plane_coding::fixed_marked);
     if (bits == 0) chosen = enc.header().params.prob_bits;

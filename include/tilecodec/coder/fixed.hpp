@@ -155,6 +155,23 @@ TILECODEC_HD void fixed_escape_at(const std::uint8_t* tile, const fixed_tile_sha
 
 // ---- host encode ----------------------------------------------------------------------------
 
+namespace detail {
+// The first symbol of the run of `width` symbols that holds the most of a histogram (sliding
+// sum); `in` gets that count. Shared by the code choosers of codings 2 and 4.
+inline std::uint32_t fixed_best_window(const std::uint64_t* counts, std::uint32_t alphabet, std::uint32_t width,
+                                       std::uint64_t& in_best) {
+  std::uint64_t in = 0;
+  std::uint32_t best_first = 0;
+  in_best = 0;
+  for (std::uint32_t s = 0; s < alphabet; ++s) {
+    in += counts[s];
+    if (s >= width) in -= counts[s - width];
+    if (s + 1 >= width && in > in_best) in_best = in, best_first = s + 1 - width;
+  }
+  return best_first;
+}
+}  // namespace detail
+
 // Chooses k and the window for a tensor's histogram: the smallest payload, counting each escape
 // at its entry size and each tile's row_start table. Never worse than k = symbol bits.
 [[nodiscard]] inline fixed_code choose_fixed_code(const std::uint64_t* counts, std::uint32_t alphabet,
@@ -166,14 +183,8 @@ TILECODEC_HD void fixed_escape_at(const std::uint8_t* tile, const fixed_tile_sha
   fixed_code best{sb, 0, alphabet};
   double best_bits = double(total) * sb;
   for (std::uint32_t k = 1; k < sb; ++k) {
-    const std::uint32_t width = 1u << k;
-    std::uint64_t in = 0, best_in = 0;
-    std::uint32_t best_first = 0;
-    for (std::uint32_t s = 0; s < alphabet; ++s) {  // sliding window sum
-      in += counts[s];
-      if (s >= width) in -= counts[s - width];
-      if (s + 1 >= width && in > best_in) best_in = in, best_first = s + 1 - width;
-    }
+    std::uint64_t best_in = 0;
+    const std::uint32_t best_first = detail::fixed_best_window(counts, alphabet, 1u << k, best_in);
     const fixed_code c{k, best_first, alphabet};
     const fixed_tile_shape shape = fixed_shape(c, tile_rows, tile_cols);
     const double bits = double(total) * k + double(total - best_in) * 8.0 * shape.entry_bytes +

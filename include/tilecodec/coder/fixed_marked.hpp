@@ -91,15 +91,8 @@ struct fixed_marked_shape {
                                                            std::uint32_t k) {
   const std::uint32_t sb = fixed_symbol_bits(alphabet);
   if (k == 0 || k >= sb) return fixed_code{sb, 0, alphabet};
-  const std::uint32_t width = (1u << k) - 1u;  // code 0 is the mark
-  std::uint64_t in = 0, best_in = 0;
-  std::uint32_t best_first = 0;
-  for (std::uint32_t s = 0; s < alphabet; ++s) {  // sliding window sum
-    in += counts[s];
-    if (s >= width) in -= counts[s - width];
-    if (s + 1 >= width && in > best_in) best_in = in, best_first = s + 1 - width;
-  }
-  return fixed_code{k, best_first, alphabet};
+  std::uint64_t in = 0;
+  return fixed_code{k, detail::fixed_best_window(counts, alphabet, (1u << k) - 1u, in), alphabet};  // code 0: the mark
 }
 
 // Decode work of one escape, in symbols: the lane that holds it takes its value and patches it in
