@@ -510,7 +510,8 @@ TEST_CASE("device decode: fixed codes through the staged ring" * doctest::test_s
   std::vector<std::unique_ptr<gpu_tensor>> tensors;
   std::vector<gpu_tensor*> batch;
   std::vector<dtype> outs;
-  std::uint64_t staged = 0, window_path = 0, partial = 0, with_escapes = 0, marked_staged = 0, marked_partial = 0;
+  std::uint64_t staged = 0, window_path = 0, partial = 0, with_escapes = 0, marked_staged = 0, marked_partial = 0,
+                marked_tail = 0;
   for (const coder::kind cd : {coder::kind::fixed, coder::kind::fixed_marked})
   for (const spec& sp : specs) {
     format_params p;
@@ -541,6 +542,8 @@ TEST_CASE("device decode: fixed codes through the staged ring" * doctest::test_s
         const std::uint64_t code_bytes = fixed_marked_shape_of(host_ref.fixed(), tr.size()).code_bytes;
         ++marked_staged;
         marked_partial += tr.byte_count - code_bytes > detail::fixed_warp_storage::escape_bytes;
+        // a last window of fewer than 512 symbols: the window path after the staged ones
+        marked_tail += fixed_marked_escapes(host_ref.fixed()) && tr.size() % detail::tile_writer::window != 0;
         continue;
       }
       const std::uint64_t code_bytes = fixed_shape(host_ref.fixed(), tr.box.height, tr.box.width).code_bytes;
@@ -551,9 +554,10 @@ TEST_CASE("device decode: fixed codes through the staged ring" * doctest::test_s
   MESSAGE(staged << " fixed-coded tiles staged, " << window_path << " by the window path, " << marked_staged
                  << " tiles with marked escapes staged; " << with_escapes << " of " << tensors.size()
                  << " tensors with escapes; escape sections larger than the buffer (staged in part) in " << partial
-                 << " + " << marked_partial << " tiles");
+                 << " + " << marked_partial << " tiles; " << marked_tail << " marked tiles end in a partial window");
   CHECK(staged > 0);
   CHECK(marked_staged > 0);
+  CHECK(marked_tail > 0);
   WARN(window_path > 0);  // draws that the encoder stores leave no tile to the window path (the edge test has some)
   // Teams of 1, 2 and 4 warps, and the call's own choice of fixed-code units (8 to 32 windows, the
   // longest that give every warp of the grid three): the full grid takes 8-window units for these

@@ -58,6 +58,8 @@ class block_tile_decoder {
   static constexpr bool is_rans = detail::is_rans_coder<typename Codec::coder_type>::value;
   static constexpr bool is_fixed = std::is_same<typename Codec::coder_type, coder::fixed>::value ||
                                    std::is_same<typename Codec::coder_type, coder::fixed_marked>::value;
+  static constexpr plane_coding fixed_coding =
+      std::is_same<typename Codec::coder_type, coder::fixed_marked>::value ? plane_coding::fixed_marked : plane_coding::fixed;
   static constexpr int warp_count = BlockThreads / 32;
   // Warps that share one lane-stream tile in decode_tile(): one per 32 lanes, a power of two the
   // block has (1 for other coders).
@@ -114,18 +116,15 @@ class block_tile_decoder {
     const bool fixed = s == status::success && is_fixed_coding(tensor.coding);
     if (s == status::success && !has_rans_table(tensor.coding)) {
       // Stored symbols and fixed codes: warp w writes windows w, w + warps, ...
-      detail::tile_writer writer;
-      writer.set_tensor(tensor, out_type);
-      writer.begin_tile(tr, out, ld, warp, warp_count);
       if constexpr (is_fixed) {
-        if (fixed) {
-          const status mine = tensor.coding == plane_coding::fixed_marked
-                                  ? detail::fixed_marked_tile_to_writer(tensor.fixed(), tensor, tr, writer, nullptr, warp, warp_count)
-                                  : detail::fixed_tile_to_writer(tensor, tensor.fixed(), tr, writer, warp, warp_count);
-          if (detail::lane_id() == 0) temp_.window_status[warp] = mine;
-        }
+        const status mine = detail::window_tile_decode<fixed_coding>(tensor, tile, out, out_type, ld, warp, warp_count);
+        if (fixed && detail::lane_id() == 0) temp_.window_status[warp] = mine;
+      } else {
+        detail::tile_writer writer;
+        writer.set_tensor(tensor, out_type);
+        writer.begin_tile(tr, out, ld, warp, warp_count);
+        detail::stored_tile_to_writer(tr, tensor.alphabet, writer, warp, warp_count);
       }
-      if (!fixed) detail::stored_tile_to_writer(tr, tensor.alphabet, writer, warp, warp_count);
     } else if constexpr (is_rans) {
       if (coded && warp < std::uint32_t(tile_team)) {
         const status mine = make_warp().template decode_share<tile_team>(tensor, tile, out, out_type, ld, warp);

@@ -406,10 +406,13 @@ TILECODEC_DECODE_TILE_FN status decode_task_tile(const decode_task& task, std::u
 }
 
 // The same for a fixed-coded tile (coding 2 or 4): windows team_warp, team_warp + team_size, ...
-// staged through this warp's shared ring (fixed_tile_to_writer_staged, marked_windows_staged).
+// staged through this warp's shared ring (fixed_tile_to_writer_staged, marked_windows_staged);
+// tiles the ring cannot take, and the partial last window of a coding-4 tile with escapes, go
+// through the window path (window_tile_decode, not inlined: rare).
 TILECODEC_DECODE_TILE_FN status decode_fixed_task_tile(const decode_task& task, std::uint64_t tile,
                                                       ::tilecodec::detail::fixed_warp_storage& storage,
                                                       std::uint32_t team_size, std::uint32_t team_warp) {
+  namespace td = ::tilecodec::detail;
   const tensor_ref& tensor = task.tensor;
   tile_ref tr;
   const status s = tensor.tile(tile, tr);
@@ -417,13 +420,33 @@ TILECODEC_DECODE_TILE_FN status decode_fixed_task_tile(const decode_task& task, 
   const std::uint64_t ld = task.ld == 0 ? tensor.layout.cols : task.ld;
   std::uint8_t* out = static_cast<std::uint8_t*>(task.out) +
                       ((tr.box.row0 - task.row_begin) * ld + tr.box.col0) * dtype_size(task.out_type);
-  ::tilecodec::detail::tile_writer writer;
-  writer.set_tensor(tensor, task.out_type);
-  writer.begin_tile(tr, out, ld, team_warp, team_size);
-  if (tensor.coding == plane_coding::fixed_marked)
-    return ::tilecodec::detail::fixed_marked_tile_to_writer(tensor.fixed(), tensor, tr, writer, &storage, team_warp, team_size);
-  return ::tilecodec::detail::fixed_tile_to_writer_staged(tensor, tensor.fixed(), tr, writer, storage, team_warp,
-                                                          team_size);
+  const fixed_code code = tensor.fixed();
+  const bool marked = tensor.coding == plane_coding::fixed_marked;
+  if (!marked) {
+    if (!td::fixed_staged_fits(code, tr))
+      return td::window_tile_decode<plane_coding::fixed>(tensor, tile, out, task.out_type, ld, team_warp, team_size);
+    td::tile_writer writer;
+    writer.set_tensor(tensor, task.out_type);
+    writer.begin_tile(tr, out, ld, team_warp, team_size);
+    return td::fixed_tile_to_writer_staged(tensor, code, tr, writer, storage, team_warp, team_size);
+  }
+  if (!td::marked_staged_fits(code, tr))
+    return td::window_tile_decode<plane_coding::fixed_marked>(tensor, tile, out, task.out_type, ld, team_warp, team_size);
+  constexpr std::uint32_t window = td::tile_writer::window;
+  const bool escapes = fixed_marked_escapes(code);
+  const std::uint32_t n = tr.size(), last = (n - 1) / window;
+  status r = status::success;
+  if (!escapes || (team_warp + 1) * window <= n) {  // with escapes: this warp has a whole window
+    td::tile_writer writer;
+    writer.set_tensor(tensor, task.out_type);
+    writer.begin_tile(tr, out, ld, team_warp, team_size);
+    r = td::fixed_marked_tile_to_writer_staged(code, tensor, tr, writer, storage, team_warp, team_size);
+  }
+  if (escapes && n % window != 0 && last % team_size == team_warp) {
+    const status t = td::window_tile_decode<plane_coding::fixed_marked>(tensor, tile, out, task.out_type, ld, last, 1);
+    if (r == status::success) r = t;
+  }
+  return r;
 }
 
 // Fixed-code units, once the groups have run out: each warp claims units on its own (no block
@@ -443,7 +466,9 @@ TILECODEC_DECODE_TILE_FN void decode_fixed_units(const decode_task* tasks, std::
     const decode_task& task = tasks[unit_task];
     const std::uint32_t w = team_warps(task.tensor, call_team);
     const std::uint64_t local = u - unit_prefix[unit_task];
-    const status s = decode_fixed_task_tile(task, task.first_tile + local / w, storage, w, static_cast<std::uint32_t>(local % w));
+    const std::uint64_t tile = local >> 32 == 0 ? std::uint32_t(local) / w : local / w;  // 32-bit division when it fits
+    const std::uint32_t team_warp = static_cast<std::uint32_t>(local - tile * w);
+    const status s = decode_fixed_task_tile(task, task.first_tile + tile, storage, w, team_warp);
     if (s != status::success && ::tilecodec::detail::lane_id() == 0) raise_status(statuses + unit_task, s);
   }
 }

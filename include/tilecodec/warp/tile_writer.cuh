@@ -79,6 +79,10 @@ class tile_writer {
     const std::uintptr_t oa = reinterpret_cast<std::uintptr_t>(out);
     // 16 whole symbols of one row per lane, 16-byte aligned stores, int4 groups never split.
     fast_ = w_ % per_lane == 0 && col0_ % per_lane == 0 && (ld * osize_) % 16 == 0 && oa % 16 == 0;
+    // The two outputs that need no scale and no conversion: one test per window instead of the
+    // switch on the kind (PERFORMANCE.md 3.9).
+    direct_narrow_ = fast_ && kind_ == emit_kind::int8_codes;
+    direct_wide_ = fast_ && kind_ == emit_kind::lossless16;
     i_ = first;
     stride_ = stride;
     r_ = first / w_;
@@ -101,6 +105,12 @@ class tile_writer {
   TILECODEC_DEV void emit(std::uint32_t m, const sym16& sym) {
     const std::uint32_t first = per_lane * lane_id();
     emit_lane<Wide>(first < m ? (m - first < per_lane ? m - first : per_lane) : 0u, sym);
+  }
+
+  // A whole window (all 512 symbols the tile's): emit(window, sym) without the per-lane count.
+  template <bool Wide>
+  TILECODEC_DEV void emit_full(const sym16& sym) {
+    emit_lane<Wide>(per_lane, sym);
   }
 
   // This lane's 16 symbols at its position (begin_tile_at), as many as the tile has left.
@@ -153,7 +163,13 @@ class tile_writer {
   // Writes the first `count` of this lane's symbols at its position, then moves it on.
   template <bool Wide>
   TILECODEC_DEV void emit_lane(std::uint32_t count, const sym16& sym) {
-    if (count > 0) {
+    if (count == per_lane && (Wide ? direct_wide_ : direct_narrow_)) {
+      if constexpr (Wide) {
+        emit_lossless16(i_, sym);
+      } else {
+        store_int8_codes(p_, sym.a);
+      }
+    } else if (count > 0) {
       if (fast_ && count == per_lane) emit_fast<Wide>(i_, sym); else emit_slow(i_, count, sym, Wide);
     }
     i_ += stride_;
@@ -201,13 +217,18 @@ class tile_writer {
     st16(d + 16, u32x4{o[4], o[5], o[6], o[7]});
   }
 
+  // 16 int8 symbols as codes (symbol - 128: the top bit flipped).
+  static TILECODEC_DEV void store_int8_codes(std::uint8_t* d, const u32x4& s) {
+    st16(d, u32x4{s.x ^ 0x80808080u, s.y ^ 0x80808080u, s.z ^ 0x80808080u, s.w ^ 0x80808080u});
+  }
+
   // Byte symbols: codes, dequantized values, or (element by element) fp32 lossless.
   TILECODEC_DEV void emit_narrow(std::uint32_t i0, const sym16& sym) {
     std::uint8_t* d = p_;
     const u32x4& s = sym.a;
     switch (kind_) {
       case emit_kind::int8_codes:
-        st16(d, u32x4{s.x ^ 0x80808080u, s.y ^ 0x80808080u, s.z ^ 0x80808080u, s.w ^ 0x80808080u});
+        store_int8_codes(d, s);
         return;
       case emit_kind::int4_codes:
         st16(d, u32x4{vsub4(s.x, 0x08080808u), vsub4(s.y, 0x08080808u), vsub4(s.z, 0x08080808u), vsub4(s.w, 0x08080808u)});
@@ -312,7 +333,7 @@ class tile_writer {
   std::uint32_t i_, r_, c_, step_r_, step_c_, stride_;  // this lane's next symbol, its row and column
   std::uint8_t* p_;                                      // where symbol i_ goes: dst(r_, c_)
   std::uint64_t dp_;                                     // p_'s step when whole_rows_
-  bool fast_, whole_rows_;
+  bool fast_, whole_rows_, direct_narrow_, direct_wide_;
 };
 
 }  // namespace detail

@@ -297,7 +297,7 @@ TILECODEC_DEV status fixed_tile_to_writer(const device::tensor_ref& tensor, cons
 // entry is applied by exactly one lane, so every entry is checked once. A section larger than the
 // buffer is staged in part (row_start and the first entries; the others are read from the tile).
 // Tiles whose width is not a multiple of 16, or whose row_start alone does not fit the buffer,
-// take the window path.
+// take the window path (fixed_staged_fits tells the caller).
 
 // Shared-memory bytes of the staged path per warp (tuning only, never changes the bits): the ring
 // of code-word windows, and the buffer for a tile's escape section. 3 KB of ring keeps 4 (K = 9)
@@ -323,6 +323,14 @@ struct fixed_warp_storage {
   alignas(16) std::uint8_t ring[ring_bytes];
   alignas(16) std::uint8_t escapes[escape_bytes];
 };
+
+// Whether the staged path takes a tile of coding 2 (code window `code`): its width a multiple of
+// 16 and its row_start table inside the escape buffer. Others take the window path
+// (window_tile_decode).
+TILECODEC_DEV bool fixed_staged_fits(const fixed_code& code, const device::tile_ref& tile) {
+  const fixed_tile_shape s = fixed_shape(code, tile.box.height, tile.box.width);
+  return tile.box.width % 16u == 0 && s.escapes_offset - s.code_bytes <= fixed_warp_storage::escape_bytes;
+}
 
 // Window slots of the ring for code width K (64 K bytes each).
 template <int K>
@@ -439,8 +447,7 @@ TILECODEC_DEV status fixed_windows_staged(const device::tensor_ref& tensor, cons
   // tensor_ref::tile() checked code_bytes + row_start <= byte_count (both multiples of 16).
   const std::uint32_t section = tile.byte_count - static_cast<std::uint32_t>(s.code_bytes);
   const std::uint32_t entries_at = static_cast<std::uint32_t>(s.escapes_offset - s.code_bytes);  // row_start, padding
-  if (w % 16u != 0 || entries_at > fixed_warp_storage::escape_bytes)
-    return fixed_windows<K>(tensor, code, tile, writer, first_window, window_stride);
+  if (w % 16u != 0 || entries_at > fixed_warp_storage::escape_bytes) return status::unsupported;  // fixed_staged_fits
   // As much of the section as the buffer holds: all of row_start, the first entries.
   const std::uint32_t copied = section < fixed_warp_storage::escape_bytes ? section : fixed_warp_storage::escape_bytes;
   const std::uint32_t t = lane_id();
@@ -512,7 +519,9 @@ TILECODEC_DEV status fixed_windows_staged(const device::tensor_ref& tensor, cons
   return __any_sync(full_warp_mask, bad) ? status::corrupt_payload : status::success;
 }
 
-// fixed_tile_to_writer through the staged path: `storage` is this warp's (shared memory).
+// fixed_tile_to_writer through the staged path: `storage` is this warp's (shared memory). Tiles
+// that fixed_staged_fits() refuses return status::unsupported (the caller takes the window path:
+// inlined here, that fallback doubled the code of every caller).
 TILECODEC_DEV status fixed_tile_to_writer_staged(const device::tensor_ref& tensor, const fixed_code& code,
                                                  const device::tile_ref& tile, tile_writer& writer, fixed_warp_storage& storage,
                                                  std::uint32_t first_window = 0, std::uint32_t window_stride = 1) {

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "../coder/fixed_marked.hpp"
 #include "../device/tensor_ref.hpp"
@@ -106,14 +107,17 @@ template <bool Wide, class Escapes>
 TILECODEC_DEV bool marked_window_escapes(const Escapes& esc, std::uint32_t v, std::uint32_t count,
                                          const std::uint32_t (&zero)[4], std::uint32_t alphabet, sym16& out) {
   const std::uint32_t e0 = esc.start(v), e1 = esc.start(v + 1);
-  std::uint32_t before = 0, total = 0;
+  std::uint32_t before = 0;
   if (__any_sync(full_warp_mask, count != 0)) {
-    const std::uint32_t lane = lane_id();
-    const std::uint32_t inclusive = warp_inclusive_sum(count, lane);
-    before = inclusive - count;
-    total = __shfl_sync(full_warp_mask, inclusive, 31);
+    // The counts of the lanes below, one ballot per bit of the count (0..16): five independent
+    // votes instead of a five-step chain of shuffles (PERFORMANCE.md 3.9).
+    const std::uint32_t below = lanemask_lt();
+#pragma unroll
+    for (int bit = 0; bit < 5; ++bit) before += popc(__ballot_sync(full_warp_mask, (count >> bit) & 1u) & below) << bit;
   }
-  bool ok = total == e1 - e0;  // unsigned: a decreasing window_start never matches
+  // The last lane's before + count is the warp's total (unsigned: a decreasing window_start never
+  // matches); __all_sync below spreads its answer.
+  bool ok = lane_id() != 31 || before + count == e1 - e0;
   if (count != 0 && ok) {
     std::uint32_t h[8] = {out.a.x, out.a.y, out.a.z, out.a.w, out.b.x, out.b.y, out.b.z, out.b.w};
     std::uint32_t e = e0 + before;
@@ -206,6 +210,60 @@ TILECODEC_DEV status marked_windows(const fixed_code& code, const device::tile_r
   return bad ? status::corrupt_payload : status::success;
 }
 
+// A code without escapes (k = the symbol bits: 4, 8 or 9) has coding 2's layout: its window and
+// staged paths, compiled for those three widths only.
+template <class F>
+TILECODEC_DEV status with_plain_width(std::uint32_t bits, F&& f) {
+  switch (bits) {
+    case 4: return f(std::integral_constant<int, 4>{});
+    case 8: return f(std::integral_constant<int, 8>{});
+    case 9: return f(std::integral_constant<int, 9>{});
+    default: return status::unsupported;
+  }
+}
+TILECODEC_DEV status fixed_plain_tile_to_writer(const device::tensor_ref& tensor, const fixed_code& code,
+                                                const device::tile_ref& tile, tile_writer& writer,
+                                                std::uint32_t first_window, std::uint32_t window_stride) {
+  const fixed_code plain{code.bits, 0, code.alphabet};
+  return with_plain_width(code.bits, [&](auto k) {
+    return fixed_windows<decltype(k)::value>(tensor, plain, tile, writer, first_window, window_stride);
+  });
+}
+TILECODEC_DEV status fixed_plain_tile_to_writer_staged(const device::tensor_ref& tensor, const fixed_code& code,
+                                                       const device::tile_ref& tile, tile_writer& writer,
+                                                       fixed_warp_storage& storage, std::uint32_t first_window,
+                                                       std::uint32_t window_stride) {
+  const fixed_code plain{code.bits, 0, code.alphabet};
+  return with_plain_width(code.bits, [&](auto k) {
+    return fixed_windows_staged<decltype(k)::value>(tensor, plain, tile, writer, storage, first_window, window_stride);
+  });
+}
+
+// Calls f(integral_constant K, bool_constant Wide) for the code's width and symbol width (codes
+// with escapes only: 1 <= K < symbol bits).
+template <class F>
+TILECODEC_DEV status with_marked_width(const fixed_code& code, F&& f) {
+  using narrow = std::false_type;
+  using wide = std::true_type;
+  switch (code.bits) {
+#define TILECODEC_MARKED_CASE(K)                                                            \
+  case K:                                                                                   \
+    return code.alphabet == 512 ? f(std::integral_constant<int, K>{}, wide{})                \
+                                : f(std::integral_constant<int, K>{}, narrow{});
+    TILECODEC_MARKED_CASE(1)
+    TILECODEC_MARKED_CASE(2)
+    TILECODEC_MARKED_CASE(3)
+    TILECODEC_MARKED_CASE(4)
+    TILECODEC_MARKED_CASE(5)
+    TILECODEC_MARKED_CASE(6)
+    TILECODEC_MARKED_CASE(7)
+#undef TILECODEC_MARKED_CASE
+    case 8:  // only the 512-symbol alphabet has 8-bit codes below its symbol width
+      return code.alphabet == 512 ? f(std::integral_constant<int, 8>{}, wide{}) : status::unsupported;
+    default: return status::unsupported;
+  }
+}
+
 // The staged path: the ring of code-word windows and the escape section of coding 2's staged path
 // (warp_fixed_decode.cuh, fixed_windows_staged), the escapes found as in the window path.
 template <int K, bool Wide>
@@ -220,7 +278,7 @@ TILECODEC_DEV status marked_windows_staged(const fixed_code& code, const device:
   // tensor_ref::tile() checked code_bytes + window_start <= byte_count (both multiples of 16).
   const std::uint32_t section = tile.byte_count - static_cast<std::uint32_t>(s.code_bytes);
   const std::uint32_t values_at = static_cast<std::uint32_t>(s.values_offset - s.code_bytes);  // window_start, padding
-  if (values_at > fixed_warp_storage::escape_bytes) return marked_windows<K, Wide>(code, tile, writer, first_window, window_stride);
+  if (values_at > fixed_warp_storage::escape_bytes) return status::unsupported;  // marked_staged_fits
   const std::uint32_t copied = section < fixed_warp_storage::escape_bytes ? section : fixed_warp_storage::escape_bytes;
   const std::uint32_t t = lane_id();
   const saddr ring = to_saddr(storage.ring), sec = to_saddr(storage.escapes);
@@ -247,7 +305,10 @@ TILECODEC_DEV status marked_windows_staged(const fixed_code& code, const device:
   const std::uint32_t add = marked_symbol_add(code, Wide);
   bool bad = false;
   std::uint32_t slot = 0, fslot = D - 1;
-  for (std::uint32_t ws = first_window * tile_writer::window; ws < n; ws += step) {
+  // Whole windows only: a partial last window (a tile size not a multiple of 512) is left to the
+  // caller (device::detail::decode_fixed_task_tile: the window path), so the loop never asks which
+  // of its symbols are the tile's (PERFORMANCE.md 3.9).
+  for (std::uint32_t ws = first_window * tile_writer::window; ws + tile_writer::window <= n; ws += step) {
     __syncwarp();  // every lane is done with the slot decoded last (fslot)
     if (fetch < n) fixed_stage_window<K>(ring + slot_bytes * fslot, tile.bytes, fetch);
     cp_async_commit();
@@ -255,24 +316,18 @@ TILECODEC_DEV status marked_windows_staged(const fixed_code& code, const device:
     fslot = fslot + 1 == D ? 0 : fslot + 1;
     cp_async_wait<D - 1>();  // this window's group
     __syncwarp();
-    const std::uint32_t i0 = ws + tile_writer::per_lane * t;
-    const std::uint32_t valid = i0 < n ? (n - i0 < 16u ? n - i0 : 16u) : 0u;
-    std::uint32_t b[4] = {0u, 0u, 0u, 0u};
-    if (valid > 0) {
-      std::uint32_t wv[K + 1];
-      const saddr a = ring + slot_bytes * slot + 4u * (t >> 1);
+    std::uint32_t b[4], wv[K + 1];
+    const saddr a = ring + slot_bytes * slot + 4u * (t >> 1);
 #pragma unroll
-      for (int q = 0; q < K; ++q) wv[q] = lds_u32(a + 64u * q);
-      wv[K] = 0;
-      marked_code_bytes<K>(wv, (t & 1u) != 0, b);
-    }
+    for (int q = 0; q < K; ++q) wv[q] = lds_u32(a + 64u * q);
+    wv[K] = 0;
+    marked_code_bytes<K>(wv, (t & 1u) != 0, b);
     sym16 out;
     std::uint32_t zero[4];
-    const std::uint32_t count = marked_lane_symbols<Wide>(b, valid, add, out, zero);
+    const std::uint32_t count = marked_lane_symbols<Wide>(b, 16u, add, out, zero);  // a whole window
     bad |= !marked_window_escapes<Wide>(esc, ws / fixed_marked_window, count, zero, code.alphabet, out);
     slot = slot + 1 == D ? 0 : slot + 1;
-    const std::uint32_t m = n - ws < tile_writer::window ? n - ws : tile_writer::window;
-    writer.emit<Wide>(m, out);
+    writer.emit_full<Wide>(out);
   }
   cp_async_wait<0>();  // nothing is left in flight into the storage
   __syncwarp();
@@ -281,41 +336,39 @@ TILECODEC_DEV status marked_windows_staged(const fixed_code& code, const device:
 
 // Decodes windows first_window, first_window + window_stride, ... of a tile with marked escapes
 // into the writer, started there by the caller (tile_writer::begin_tile with the same first_window
-// and window_stride). `storage`: this warp's shared staging (device::decode_async), or nullptr
-// for the window path. Every lane of the warp returns the same status. A code without escapes
-// (k = symbol bits) has coding 2's layout and takes its path.
+// and window_stride), through the window path. Every lane of the warp returns the same status. A
+// code without escapes (k = symbol bits) has coding 2's layout and takes its path.
 TILECODEC_DEV status fixed_marked_tile_to_writer(const fixed_code& code, const device::tensor_ref& tensor,
                                                  const device::tile_ref& tile, tile_writer& writer,
-                                                 fixed_warp_storage* storage, std::uint32_t first_window = 0,
-                                                 std::uint32_t window_stride = 1) {
-  if (!fixed_marked_escapes(code)) {
-    const fixed_code plain{code.bits, 0, code.alphabet};
-    return storage ? fixed_tile_to_writer_staged(tensor, plain, tile, writer, *storage, first_window, window_stride)
-                   : fixed_tile_to_writer(tensor, plain, tile, writer, first_window, window_stride);
-  }
-  switch (code.bits) {
-#define TILECODEC_MARKED_CASE(K)                                                                                 \
-  case K:                                                                                                        \
-    if (code.alphabet == 512)                                                                                    \
-      return storage ? marked_windows_staged<K, true>(code, tile, writer, *storage, first_window, window_stride)   \
-                     : marked_windows<K, true>(code, tile, writer, first_window, window_stride);                   \
-    return storage ? marked_windows_staged<K, false>(code, tile, writer, *storage, first_window, window_stride)    \
-                   : marked_windows<K, false>(code, tile, writer, first_window, window_stride);
-    TILECODEC_MARKED_CASE(1)
-    TILECODEC_MARKED_CASE(2)
-    TILECODEC_MARKED_CASE(3)
-    TILECODEC_MARKED_CASE(4)
-    TILECODEC_MARKED_CASE(5)
-    TILECODEC_MARKED_CASE(6)
-    TILECODEC_MARKED_CASE(7)
-#undef TILECODEC_MARKED_CASE
-    case 8:  // only the 512-symbol alphabet has 8-bit codes below its symbol width
-      if (code.alphabet == 512)
-        return storage ? marked_windows_staged<8, true>(code, tile, writer, *storage, first_window, window_stride)
-                       : marked_windows<8, true>(code, tile, writer, first_window, window_stride);
-      return status::unsupported;
-    default: return status::unsupported;
-  }
+                                                 std::uint32_t first_window = 0, std::uint32_t window_stride = 1) {
+  if (!fixed_marked_escapes(code))
+    return fixed_plain_tile_to_writer(tensor, code, tile, writer, first_window, window_stride);
+  return with_marked_width(code, [&](auto k, auto wide) {
+    return marked_windows<decltype(k)::value, decltype(wide)::value>(code, tile, writer, first_window, window_stride);
+  });
+}
+
+// Whether the staged path takes a tile of coding 4: its window_start table inside the escape
+// buffer (without escapes, coding 2's rule). Others take the window path (window_tile_decode).
+TILECODEC_DEV bool marked_staged_fits(const fixed_code& code, const device::tile_ref& tile) {
+  if (!fixed_marked_escapes(code)) return fixed_staged_fits(fixed_code{code.bits, 0, code.alphabet}, tile);
+  const fixed_marked_shape s = fixed_marked_shape_of(code, tile.size());
+  return s.values_offset - s.code_bytes <= fixed_warp_storage::escape_bytes;
+}
+
+// The same through the staged path (`storage`: this warp's staging in shared memory), whole
+// windows only when the code has escapes: a partial last window is the caller's (window path).
+// Tiles that marked_staged_fits() refuses return status::unsupported.
+TILECODEC_DEV status fixed_marked_tile_to_writer_staged(const fixed_code& code, const device::tensor_ref& tensor,
+                                                        const device::tile_ref& tile, tile_writer& writer,
+                                                        fixed_warp_storage& storage, std::uint32_t first_window = 0,
+                                                        std::uint32_t window_stride = 1) {
+  if (!fixed_marked_escapes(code))
+    return fixed_plain_tile_to_writer_staged(tensor, code, tile, writer, storage, first_window, window_stride);
+  return with_marked_width(code, [&](auto k, auto wide) {
+    return marked_windows_staged<decltype(k)::value, decltype(wide)::value>(code, tile, writer, storage, first_window,
+                                                                           window_stride);
+  });
 }
 
 }  // namespace detail

@@ -12,8 +12,13 @@
 
 #if defined(__CUDACC__)
 #define TILECODEC_DEV __device__ __forceinline__
+// Called, never inlined, and compiled once per program (`inline` for the linkage only): for the
+// large decode loops that many kernels share. Inlined, each kernel that embeds a tile decoder
+// carried its own copy of every code-width loop (docs/design.md, "Compile time").
+#define TILECODEC_DEV_NOINLINE inline __device__ __noinline__
 #else
 #define TILECODEC_DEV inline
+#define TILECODEC_DEV_NOINLINE inline
 #endif
 
 namespace tilecodec {

@@ -336,12 +336,7 @@ class warp_tile_decoder<codec<Tile, Quant, coder::fixed>> {
     const status s = tensor.tile(tile, tr);
     if (s != status::success) return s;
     if (out == nullptr || ld < tr.box.width) return status::invalid_argument;
-    detail::tile_writer writer;
-    writer.set_tensor(tensor, out_type);
-    writer.begin_tile(tr, out, ld, first_window, window_stride);
-    if (tensor.coding == plane_coding::stored)
-      return detail::stored_tile_to_writer(tr, tensor.alphabet, writer, first_window, window_stride);
-    return detail::fixed_tile_to_writer(tensor, tensor.fixed(), tr, writer, first_window, window_stride);
+    return detail::window_tile_decode<plane_coding::fixed>(tensor, tile, out, out_type, ld, first_window, window_stride);
   }
 
   // Starts a tile and checks all of it (row table, every escape entry) like the host decoder.
@@ -463,12 +458,8 @@ class warp_tile_decoder<codec<Tile, Quant, coder::fixed_marked>> {
     const status s = tensor.tile(tile, tr);
     if (s != status::success) return s;
     if (out == nullptr || ld < tr.box.width) return status::invalid_argument;
-    detail::tile_writer writer;
-    writer.set_tensor(tensor, out_type);
-    writer.begin_tile(tr, out, ld, first_window, window_stride);
-    if (tensor.coding == plane_coding::stored)
-      return detail::stored_tile_to_writer(tr, tensor.alphabet, writer, first_window, window_stride);
-    return detail::fixed_marked_tile_to_writer(tensor.fixed(), tensor, tr, writer, nullptr, first_window, window_stride);
+    return detail::window_tile_decode<plane_coding::fixed_marked>(tensor, tile, out, out_type, ld, first_window,
+                                                                  window_stride);
   }
 
   // Starts a tile: checks its size against its escape count and window_start[0].

@@ -248,6 +248,32 @@ TILECODEC_DEV status stored_tile_to_writer(const device::tile_ref& tile, std::ui
   return status::success;
 }
 
+// One warp decodes windows first_window, first_window + window_stride, ... of tile `tile` of a
+// tensor with coding C (plane_coding::fixed or fixed_marked), or of a stored tensor,
+// through the window path, as out_type values into out (tile element (r, c) at out[r * ld + c]).
+// Taken by the warp and block tile decoders and by decode_async for what its staged path leaves.
+// Not inlined (TILECODEC_DEV_NOINLINE), and with scalar arguments only: nvcc builds its
+// code-width loops once per translation unit instead of into every caller, and a call needs no
+// stack (PERFORMANCE.md 3.9). One function per coding, so that a kernel embedding the decoder of
+// one coder carries that coder's loops only (ptxas compiles a callee again for every kernel that
+// calls it). Every lane returns the same status.
+template <plane_coding C>
+TILECODEC_DEV_NOINLINE status window_tile_decode(const device::tensor_ref& tensor, std::uint64_t tile, void* out,
+                                                 dtype out_type, std::uint64_t ld, std::uint32_t first_window,
+                                                 std::uint32_t window_stride) {
+  static_assert(C == plane_coding::fixed || C == plane_coding::fixed_marked, "codings whose windows decode alone");
+  device::tile_ref tr;
+  const status s = tensor.tile(tile, tr);
+  if (s != status::success) return s;
+  tile_writer writer;
+  writer.set_tensor(tensor, out_type);
+  writer.begin_tile(tr, out, ld, first_window, window_stride);
+  if (tensor.coding == plane_coding::stored) return stored_tile_to_writer(tr, tensor.alphabet, writer, first_window, window_stride);
+  if (tensor.coding != C) return status::unsupported;
+  if constexpr (C == plane_coding::fixed) return fixed_tile_to_writer(tensor, tensor.fixed(), tr, writer, first_window, window_stride);
+  else return fixed_marked_tile_to_writer(tensor.fixed(), tensor, tr, writer, first_window, window_stride);
+}
+
 // decode_tile_any for one symbol width: 32, 64 and 128 lanes get 1, 2 or 4 chains per thread,
 // fewer than 32 lanes the partial-warp engine; P = 12 gets compile-time shifts.
 template <int SymBytes>
@@ -263,19 +289,15 @@ TILECODEC_DEV status shared_tile_of_width(warp_window_storage& storage, const st
   return rans_tile_to_writer<1, true, 0, SymBytes>(storage, e, p, sb, lanes, tile, writer);
 }
 
-// Decodes tile `tile` of `tensor` (any lanes and precision, rANS, fixed or stored) into the
-// writer. `table` must hold the tensor's table when it is rANS-coded.
-// Fixed-coded tiles (codings 2 and 4) may be shared: this warp decodes windows first_window + k window_stride (the
-// writer started likewise); every other coding takes the whole tile (first_window 0, stride 1).
+// Decodes tile `tile` of `tensor` (rANS with any lanes and precision, or stored) into the writer.
+// `table` must hold the tensor's table when it is rANS-coded. Lane-stream tiles take
+// decode_lanes_team_tile, fixed-coded ones (codings 2 and 4) window_tile_decode or the staged
+// path of device::decode_async.
 template <int MaxProbBits, int MaxAlphabet>
 TILECODEC_DEV status decode_tile_any(const device::tensor_ref& tensor, const device::tile_ref& tile,
                                      const decode_table<MaxProbBits, MaxAlphabet>& table, warp_window_storage& storage,
-                                     tile_writer& writer, std::uint32_t first_window = 0, std::uint32_t window_stride = 1) {
-  if (tensor.coding == plane_coding::rans_lanes) return status::unsupported;  // decode_lanes_team_tile
-  if (tensor.coding == plane_coding::fixed)
-    return fixed_tile_to_writer(tensor, tensor.fixed(), tile, writer, first_window, window_stride);
-  if (tensor.coding == plane_coding::fixed_marked)
-    return fixed_marked_tile_to_writer(tensor.fixed(), tensor, tile, writer, nullptr, first_window, window_stride);
+                                     tile_writer& writer) {
+  if (tensor.coding == plane_coding::rans_lanes || is_fixed_coding(tensor.coding)) return status::unsupported;
   if (tensor.coding != plane_coding::rans) return stored_tile_to_writer(tile, tensor.alphabet, writer);
   const std::uint32_t p = tensor.prob_bits, sb = symbol_bits(tensor.alphabet), lanes = tensor.lanes;
   const std::uint32_t* e = table.entry;
