@@ -41,7 +41,6 @@
 #include <cuda_runtime.h>
 #endif
 
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -50,6 +49,7 @@
 #include "../warp/tile_writer.cuh"
 #include "../warp/warp_intrinsics.cuh"
 #include "../warp/warp_window_decode.cuh"
+#include "kernel_setup.cuh"
 #include "tensor_ref.hpp"
 
 // Resident blocks per SM the decode kernel is compiled for (tuning only, never changes the bits).
@@ -530,26 +530,20 @@ __global__ void __launch_bounds__(Threads, TILECODEC_DECODE_MIN_BLOCKS)
 }
 
 #if defined(__CUDACC__)
-// The decode grid on `device`: SMs x resident blocks, after opting the kernel in to its dynamic
-// shared memory. Asked of the driver once per device and cached: those calls cost microseconds,
-// which a small decode (one layer) would otherwise pay on every call. 0 on a CUDA error.
-inline std::uint32_t decode_grid_blocks(int device) {
-  constexpr int cached_devices = 64;
-  static std::atomic<std::uint32_t> cache[cached_devices];  // zero-initialised: not yet known
-  const bool cacheable = device >= 0 && device < cached_devices;
-  if (cacheable) {
-    const std::uint32_t known = cache[device].load(std::memory_order_relaxed);
-    if (known != 0) return known;
-  }
-  int sms = 0, per_sm = 0;
-  constexpr int smem = static_cast<int>(sizeof(decode_block_storage));
-  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
-      cudaFuncSetAttribute(decode_kernel<>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess ||
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, decode_kernel<>, decode_block_threads, smem) != cudaSuccess)
-    return 0;
-  const std::uint32_t blocks = static_cast<std::uint32_t>(sms) * static_cast<std::uint32_t>(per_sm > 0 ? per_sm : 1);
-  if (cacheable) cache[device].store(blocks, std::memory_order_relaxed);
-  return blocks;
+// The decode grid on `device` for `kernel` (the calling unit's decode_kernel<>): SMs x resident
+// blocks, after opting the kernel in to its dynamic shared memory. Asked of the driver once per
+// (kernel, device) and remembered (device/kernel_setup.cuh): those calls cost microseconds, which a
+// small decode (one layer) would otherwise pay on every call. 0 on a CUDA error.
+inline std::uint32_t decode_grid_blocks(int device, const void* kernel) {
+  return ::tilecodec::detail::once_per_kernel(kernel, device, [&]() -> std::uint32_t {
+    int sms = 0, per_sm = 0;
+    constexpr int smem = static_cast<int>(sizeof(decode_block_storage));
+    if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, decode_block_threads, smem) != cudaSuccess)
+      return 0;
+    return static_cast<std::uint32_t>(sms) * static_cast<std::uint32_t>(per_sm > 0 ? per_sm : 1);
+  });
 }
 #endif  // __CUDACC__
 
@@ -584,7 +578,8 @@ inline std::uint32_t decode_grid_blocks(int device) {
 
   int device = 0;
   if (cudaGetDevice(&device) != cudaSuccess) return status::cuda_error;
-  std::uint32_t blocks = detail::decode_grid_blocks(device);
+  // This unit's copy of the kernel: the one launched below is the one opted in.
+  std::uint32_t blocks = detail::decode_grid_blocks(device, reinterpret_cast<const void*>(&detail::decode_kernel<>));
   if (blocks == 0) return status::cuda_error;
   if (options.max_blocks != 0 && options.max_blocks < blocks) blocks = options.max_blocks;
   constexpr int smem = static_cast<int>(sizeof(detail::decode_block_storage));

@@ -29,6 +29,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "../device/kernel_setup.cuh"
 #include "gemm_kernel.cuh"
 #include "matrix_ref.cuh"
 
@@ -113,10 +114,9 @@ template <quant::kind Q, int NG, bool XBF16, path P, int K>
 status launch_gemm(const gemm_args& args, dim3 grid, cudaStream_t stream, const gemm_launch& launch) {
   constexpr std::size_t smem = gemm_smem_bytes<NG, P>() + cta_warps * warp_gemm<Q, NG, XBF16, P, K>::stage_bytes;
   const auto kernel = gemm_kernel<Q, NG, XBF16, P, K>;
-  if constexpr (smem > 48 * 1024) {
-    static const cudaError_t configured =
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
-    if (configured != cudaSuccess) return status::cuda_error;
+  if constexpr (smem > 48 * 1024) {  // once per device and per unit's copy of the kernel (device/kernel_setup.cuh)
+    if (::tilecodec::detail::opt_in_dynamic_smem(reinterpret_cast<const void*>(kernel), static_cast<int>(smem)) != cudaSuccess)
+      return status::cuda_error;
   }
   if (!launch.overlap_previous) {
     kernel<<<grid, cta_threads, smem, stream>>>(args);
