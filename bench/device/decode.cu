@@ -365,7 +365,8 @@ int main(int argc, char** argv) {
   }
   cudaDeviceProp prop;
   TILECODEC_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-  const std::uint32_t grid = tilecodec::device::detail::decode_grid_blocks(0);
+  namespace dd = tilecodec::device::detail;
+  const std::uint32_t grid = dd::decode_grid_blocks(0, reinterpret_cast<const void*>(&dd::decode_kernel<>));
   std::printf("device: %s, %d SMs, L2 %d MB; decode grid %u blocks (%u per SM)\n", prop.name, prop.multiProcessorCount,
               prop.l2CacheSize >> 20, grid, grid / std::uint32_t(prop.multiProcessorCount));
 
