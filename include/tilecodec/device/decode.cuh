@@ -375,10 +375,8 @@ __device__ inline void raise_status(status* s, status value) {
 #ifndef TILECODEC_DECODE_NOINLINE
 #define TILECODEC_DECODE_NOINLINE 1
 #endif
-// `inline` for the linkage only: the header's functions are in several translation units of one
-// program (__forceinline__ already implies it).
 #if TILECODEC_DECODE_NOINLINE
-#define TILECODEC_DECODE_TILE_FN inline __device__ __noinline__
+#define TILECODEC_DECODE_TILE_FN TILECODEC_DEV_NOINLINE
 #else
 #define TILECODEC_DECODE_TILE_FN __device__ __forceinline__
 #endif

@@ -12,9 +12,10 @@
 
 #if defined(__CUDACC__)
 #define TILECODEC_DEV __device__ __forceinline__
-// Called, never inlined, and compiled once per program (`inline` for the linkage only): for the
-// large decode loops that many kernels share. Inlined, each kernel that embeds a tile decoder
-// carried its own copy of every code-width loop (docs/design.md, "Compile time").
+// Called, never inlined (`inline` for the linkage only: the headers' functions are in several
+// translation units of one program). The front end builds such a function once per translation
+// unit, but ptxas compiles it again for every kernel that calls it, so it saves compile time only
+// where kernels would otherwise inline it many times (docs/design.md, "Compile time").
 #define TILECODEC_DEV_NOINLINE inline __device__ __noinline__
 #else
 #define TILECODEC_DEV inline
