@@ -506,12 +506,14 @@ TEST_CASE("device decode: fixed codes through the staged ring" * doctest::test_s
       {lossless, dtype::f32, dtype::f32, 64, 64, 100, 128},    // fp32 lossless (byte symbols, three raw bytes)
       {lossless, dtype::bf16, dtype::bf16, 256, 512, 256, 528},  // large escape sections: staged in part
       {lossless, dtype::bf16, dtype::bf16, 32, 40, 70, 100},   // 40 wide: the window path
+      {lossless, dtype::bf16, dtype::bf16, 36, 64, 100, 144},  // edge tiles 36 x 16: the next tiles' raw bytes
+                                                               // are not 16-byte aligned (window path when marked)
   };
   std::vector<std::unique_ptr<gpu_tensor>> tensors;
   std::vector<gpu_tensor*> batch;
   std::vector<dtype> outs;
   std::uint64_t staged = 0, window_path = 0, partial = 0, with_escapes = 0, marked_staged = 0, marked_partial = 0,
-                marked_tail = 0;
+                marked_tail = 0, marked_raw_staged = 0, marked_raw_unaligned = 0;
   for (const coder::kind cd : {coder::kind::fixed, coder::kind::fixed_marked})
   for (const spec& sp : specs) {
     format_params p;
@@ -538,12 +540,17 @@ TEST_CASE("device decode: fixed codes through the staged ring" * doctest::test_s
     for (std::uint64_t t = 0; t < host_ref.tile_count; ++t) {
       dv::tile_ref tr;
       REQUIRE(host_ref.tile(t, tr) == status::success);
-      if (marked) {  // every width is staged
-        const std::uint64_t code_bytes = fixed_marked_shape_of(host_ref.fixed(), tr.size()).code_bytes;
-        ++marked_staged;
-        marked_partial += tr.byte_count - code_bytes > detail::fixed_warp_storage::escape_bytes;
+      if (marked) {  // every width is staged; with escapes and 16-bit lossless values, the raw plane too
+        const fixed_code f = host_ref.fixed();
+        const std::uint64_t code_bytes = fixed_marked_shape_of(f, tr.size()).code_bytes;
+        const bool escapes = fixed_marked_escapes(f), raw = escapes && f.alphabet == 512;
+        const bool raw_aligned = (host_ref.raw_offset + tr.raw_start) % 16 == 0;
+        const bool whole_window = tr.size() >= detail::tile_writer::window;
+        if (raw && whole_window && tr.box.width % 16 == 0) ++(raw_aligned ? marked_raw_staged : marked_raw_unaligned);
+        if (!raw || (tr.box.width % 16 == 0 && raw_aligned)) ++marked_staged;
+        marked_partial += tr.byte_count - code_bytes > (raw ? detail::marked_raw_escape_bytes : detail::fixed_warp_storage::escape_bytes);
         // a last window of fewer than 512 symbols: the window path after the staged ones
-        marked_tail += fixed_marked_escapes(host_ref.fixed()) && tr.size() % detail::tile_writer::window != 0;
+        marked_tail += escapes && tr.size() % detail::tile_writer::window != 0;
         continue;
       }
       const std::uint64_t code_bytes = fixed_shape(host_ref.fixed(), tr.box.height, tr.box.width).code_bytes;
@@ -554,10 +561,14 @@ TEST_CASE("device decode: fixed codes through the staged ring" * doctest::test_s
   MESSAGE(staged << " fixed-coded tiles staged, " << window_path << " by the window path, " << marked_staged
                  << " tiles with marked escapes staged; " << with_escapes << " of " << tensors.size()
                  << " tensors with escapes; escape sections larger than the buffer (staged in part) in " << partial
-                 << " + " << marked_partial << " tiles; " << marked_tail << " marked tiles end in a partial window");
+                 << " + " << marked_partial << " tiles; " << marked_tail << " marked tiles end in a partial window; "
+                 << marked_raw_staged << " marked 16-bit lossless tiles with their raw plane staged, "
+                 << marked_raw_unaligned << " with unaligned raw bytes (window path)");
   CHECK(staged > 0);
   CHECK(marked_staged > 0);
   CHECK(marked_tail > 0);
+  CHECK(marked_raw_staged > 0);
+  CHECK(marked_raw_unaligned > 0);
   WARN(window_path > 0);  // draws that the encoder stores leave no tile to the window path (the edge test has some)
   // Teams of 1, 2 and 4 warps, and the call's own choice of fixed-code units (8 to 32 windows, the
   // longest that give every warp of the grid three): the full grid takes 8-window units for these

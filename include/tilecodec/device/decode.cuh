@@ -404,9 +404,10 @@ TILECODEC_DECODE_TILE_FN status decode_task_tile(const decode_task& task, std::u
 }
 
 // The same for a fixed-coded tile (coding 2 or 4): windows team_warp, team_warp + team_size, ...
-// staged through this warp's shared ring (fixed_tile_to_writer_staged, marked_windows_staged);
-// tiles the ring cannot take, and the partial last window of a coding-4 tile with escapes, go
-// through the window path (window_tile_decode, not inlined: rare).
+// staged through this warp's shared ring (fixed_tile_to_writer_staged, marked_windows_staged; for
+// 16-bit lossless values with escapes the raw plane too); tiles the ring cannot take, and the
+// partial last window of a coding-4 tile with escapes, go through the window path
+// (window_tile_decode, not inlined: rare).
 TILECODEC_DECODE_TILE_FN status decode_fixed_task_tile(const decode_task& task, std::uint64_t tile,
                                                       ::tilecodec::detail::fixed_warp_storage& storage,
                                                       std::uint32_t team_size, std::uint32_t team_warp) {
@@ -428,18 +429,17 @@ TILECODEC_DECODE_TILE_FN status decode_fixed_task_tile(const decode_task& task, 
     writer.begin_tile(tr, out, ld, team_warp, team_size);
     return td::fixed_tile_to_writer_staged(tensor, code, tr, writer, storage, team_warp, team_size);
   }
-  if (!td::marked_staged_fits(code, tr))
+  td::tile_writer writer;
+  writer.set_tensor(tensor, task.out_type);
+  writer.begin_tile(tr, out, ld, team_warp, team_size);
+  if (!td::marked_staged_fits(code, tr, writer))
     return td::window_tile_decode<plane_coding::fixed_marked>(tensor, tile, out, task.out_type, ld, team_warp, team_size);
   constexpr std::uint32_t window = td::tile_writer::window;
   const bool escapes = fixed_marked_escapes(code);
   const std::uint32_t n = tr.size(), last = (n - 1) / window;
   status r = status::success;
-  if (!escapes || (team_warp + 1) * window <= n) {  // with escapes: this warp has a whole window
-    td::tile_writer writer;
-    writer.set_tensor(tensor, task.out_type);
-    writer.begin_tile(tr, out, ld, team_warp, team_size);
+  if (!escapes || (team_warp + 1) * window <= n)  // with escapes: this warp has a whole window
     r = td::fixed_marked_tile_to_writer_staged(code, tensor, tr, writer, storage, team_warp, team_size);
-  }
   if (escapes && n % window != 0 && last % team_size == team_warp) {
     const status t = td::window_tile_decode<plane_coding::fixed_marked>(tensor, tile, out, task.out_type, ld, last, 1);
     if (r == status::success) r = t;

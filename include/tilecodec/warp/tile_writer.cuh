@@ -113,6 +113,27 @@ class tile_writer {
     emit_lane<Wide>(per_lane, sym);
   }
 
+  // Where a staged loop may copy this tile's raw plane from, a window (448 bytes: 512 packed 7-bit
+  // values) at a time, 16 bytes per copy: the tile's raw bytes when the values are 16-bit lossless
+  // written on the one-test path and the bytes are 16-byte aligned (every tile whose tiles before
+  // it hold a multiple of 128 elements); else nullptr (emit_full reads them itself).
+  TILECODEC_DEV const std::uint8_t* staged_raw_source() const {
+    return direct_wide_ && reinterpret_cast<std::uintptr_t>(raw_tile_) % 16u == 0 ? raw_tile_ : nullptr;
+  }
+  static constexpr std::uint32_t raw_window_bytes = window / raw7_group * raw7_group_bytes;
+
+  // emit_full<true> of a tile that staged_raw_source() took: this window's raw bytes were copied
+  // to `raw` in shared memory (16-byte aligned). Lane t's 14 bytes start at raw + 14 t, 0 or 2
+  // bytes into a word, so four aligned words hold them.
+  TILECODEC_DEV void emit_full_staged_raw(const sym16& sym, saddr raw) {
+    const saddr a = raw + 14u * lane_id();
+    const saddr w = a & ~saddr(3);
+    const std::uint32_t sh = 8u * static_cast<std::uint32_t>(a & 3u);
+    const std::uint32_t w0 = lds_u32(w), w1 = lds_u32(w + 4), w2 = lds_u32(w + 8), w3 = lds_u32(w + 12);
+    store_lossless16(p_, funnel(w0, w1, sh), funnel(w1, w2, sh), funnel(w2, w3, sh), funnel(w3, 0u, sh), sym);
+    advance();
+  }
+
   // This lane's 16 symbols at its position (begin_tile_at), as many as the tile has left.
   template <bool Wide>
   TILECODEC_DEV void emit_next(const sym16& sym) {
@@ -172,6 +193,12 @@ class tile_writer {
     } else if (count > 0) {
       if (fast_ && count == per_lane) emit_fast<Wide>(i_, sym); else emit_slow(i_, count, sym, Wide);
     }
+    advance();
+    if (Wide && kind_ == emit_kind::lossless16) prefetch_raw(i_);
+  }
+
+  // Moves this lane's position one emit on.
+  TILECODEC_DEV void advance() {
     i_ += stride_;
     r_ += step_r_;
     if (whole_rows_) {
@@ -184,7 +211,6 @@ class tile_writer {
       }
       p_ = dst(r_, c_);
     }
-    if (Wide && kind_ == emit_kind::lossless16) prefetch_raw(i_);
   }
 
   template <bool Wide>
@@ -197,13 +223,16 @@ class tile_writer {
   }
 
   TILECODEC_DEV void emit_lossless16(std::uint32_t i0, const sym16& sym) {
-    std::uint8_t* d = p_;
     const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(raw_tile_) + 14u * (i0 / per_lane);
     const std::uint32_t* p = reinterpret_cast<const std::uint32_t*>(a & ~std::uintptr_t(3));
     const std::uint32_t sh = 8u * static_cast<std::uint32_t>(a & 3u);
     const std::uint32_t w0 = p[0], w1 = p[1], w2 = p[2], w3 = p[3], w4 = p[4];
-    const std::uint32_t b0 = funnel(w0, w1, sh), b1 = funnel(w1, w2, sh);
-    const std::uint32_t b2 = funnel(w2, w3, sh), b3 = funnel(w3, w4, sh);
+    store_lossless16(p_, funnel(w0, w1, sh), funnel(w1, w2, sh), funnel(w2, w3, sh), funnel(w3, w4, sh), sym);
+  }
+
+  // 16 values from the 14 packed raw bytes b0..b3[0..1] (b3's upper bytes ignored) and the symbols.
+  static TILECODEC_DEV void store_lossless16(std::uint8_t* d, std::uint32_t b0, std::uint32_t b1, std::uint32_t b2,
+                                             std::uint32_t b3, const sym16& sym) {
     // group 0: bytes 0..6 = b0, b1[0..2]; group 1: bytes 7..13 = b1[3], b2, b3[0..1]
     std::uint32_t r0, r1, r2, r3;
     unpack7(b0, b1 & 0xffffffu, r0, r1);

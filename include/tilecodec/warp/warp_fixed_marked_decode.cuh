@@ -264,24 +264,48 @@ TILECODEC_DEV status with_marked_width(const fixed_code& code, F&& f) {
   }
 }
 
+// Escape-section bytes staged when the ring carries the raw plane too (16-bit lossless): the rest
+// of the warp's storage holds ring slots of code words and raw bytes. 3 KB holds a 256 x 256 tile's
+// window_start table and about 1400 escapes (2.1% of its symbols); more are read from the tile.
+inline constexpr std::uint32_t marked_raw_escape_bytes = 3072;
+
+// Copies the raw bytes of the window starting at tile symbol ws (448: the window's packed 7-bit
+// values, 16-byte aligned: tile_writer::staged_raw_source) to `slot`. All lanes call it.
+TILECODEC_DEV void marked_stage_raw_window(saddr slot, const std::uint8_t* raw, std::uint32_t ws) {
+  constexpr std::uint32_t pieces = tile_writer::raw_window_bytes / 16u;  // 28
+  const std::uint32_t t = lane_id();
+  if (t < pieces) cp_async16_to(slot + 16u * t, raw + tile_writer::raw_window_bytes * (ws / tile_writer::window) + 16u * t);
+}
+
 // The staged path: the ring of code-word windows and the escape section of coding 2's staged path
-// (warp_fixed_decode.cuh, fixed_windows_staged), the escapes found as in the window path.
+// (warp_fixed_decode.cuh, fixed_windows_staged), the escapes found as in the window path. For
+// 16-bit lossless values (Wide) each ring slot carries the window's raw-plane bytes beside its code
+// words, so the writer reads them from shared memory: read from global memory one window ahead
+// they held the loop (39-45% of its stall samples waited on them, PERFORMANCE.md 3.10).
 template <int K, bool Wide>
 TILECODEC_DEV status marked_windows_staged(const fixed_code& code, const device::tile_ref& tile, tile_writer& writer,
                                            fixed_warp_storage& storage, std::uint32_t first_window,
                                            std::uint32_t window_stride) {
-  constexpr int D = fixed_ring_slots<K>;
+  constexpr bool raw_staged = Wide;
+  constexpr std::uint32_t code_slot_bytes = 64u * K;
+  constexpr std::uint32_t slot_bytes = code_slot_bytes + (raw_staged ? tile_writer::raw_window_bytes : 0u);
+  constexpr std::uint32_t escape_cap = raw_staged ? marked_raw_escape_bytes : fixed_warp_storage::escape_bytes;
+  constexpr int raw_slots = int((sizeof(fixed_warp_storage) - marked_raw_escape_bytes) / slot_bytes);
+  constexpr int D = !raw_staged ? fixed_ring_slots<K> : raw_slots < TILECODEC_FIXED_MAX_SLOTS ? raw_slots : TILECODEC_FIXED_MAX_SLOTS;
   static_assert(D >= 2, "the ring holds at least two windows");
-  constexpr std::uint32_t slot_bytes = 64u * K;
+  static_assert(sizeof(fixed_warp_storage) == fixed_warp_storage::ring_bytes + fixed_warp_storage::escape_bytes,
+                "with the raw plane staged, the ring and escape buffer are one region");
   const std::uint32_t n = tile.size();
   const fixed_marked_shape s = fixed_marked_shape_of(code, n);
+  const std::uint8_t* raw = writer.staged_raw_source();
   // tensor_ref::tile() checked code_bytes + window_start <= byte_count (both multiples of 16).
   const std::uint32_t section = tile.byte_count - static_cast<std::uint32_t>(s.code_bytes);
   const std::uint32_t values_at = static_cast<std::uint32_t>(s.values_offset - s.code_bytes);  // window_start, padding
-  if (values_at > fixed_warp_storage::escape_bytes) return status::unsupported;  // marked_staged_fits
-  const std::uint32_t copied = section < fixed_warp_storage::escape_bytes ? section : fixed_warp_storage::escape_bytes;
+  if (values_at > escape_cap || (raw_staged && raw == nullptr)) return status::unsupported;  // marked_staged_fits
+  const std::uint32_t copied = section < escape_cap ? section : escape_cap;
   const std::uint32_t t = lane_id();
-  const saddr ring = to_saddr(storage.ring), sec = to_saddr(storage.escapes);
+  const saddr sec = raw_staged ? to_saddr(&storage) : to_saddr(storage.escapes);
+  const saddr ring = raw_staged ? to_saddr(&storage) + escape_cap : to_saddr(storage.ring);
   const std::uint32_t step = window_stride * tile_writer::window;
   // Prologue: the escape section and the first D - 1 windows, one commit group per window (the
   // section rides in the first).
@@ -289,7 +313,10 @@ TILECODEC_DEV status marked_windows_staged(const fixed_code& code, const device:
   std::uint32_t fetch = first_window * tile_writer::window;
 #pragma unroll
   for (int j = 0; j < D - 1; ++j) {
-    if (fetch < n) fixed_stage_window<K>(ring + slot_bytes * j, tile.bytes, fetch);
+    if (fetch + tile_writer::window <= n) {
+      fixed_stage_window<K>(ring + slot_bytes * j, tile.bytes, fetch);
+      if constexpr (raw_staged) marked_stage_raw_window(ring + slot_bytes * j + code_slot_bytes, raw, fetch);
+    }
     cp_async_commit();
     fetch += step;
   }
@@ -307,17 +334,21 @@ TILECODEC_DEV status marked_windows_staged(const fixed_code& code, const device:
   std::uint32_t slot = 0, fslot = D - 1;
   // Whole windows only: a partial last window (a tile size not a multiple of 512) is left to the
   // caller (device::detail::decode_fixed_task_tile: the window path), so the loop never asks which
-  // of its symbols are the tile's (PERFORMANCE.md 3.9).
+  // of its symbols are the tile's (PERFORMANCE.md 3.9), and never stages one.
   for (std::uint32_t ws = first_window * tile_writer::window; ws + tile_writer::window <= n; ws += step) {
     __syncwarp();  // every lane is done with the slot decoded last (fslot)
-    if (fetch < n) fixed_stage_window<K>(ring + slot_bytes * fslot, tile.bytes, fetch);
+    if (fetch + tile_writer::window <= n) {
+      fixed_stage_window<K>(ring + slot_bytes * fslot, tile.bytes, fetch);
+      if constexpr (raw_staged) marked_stage_raw_window(ring + slot_bytes * fslot + code_slot_bytes, raw, fetch);
+    }
     cp_async_commit();
     fetch += step;
     fslot = fslot + 1 == D ? 0 : fslot + 1;
     cp_async_wait<D - 1>();  // this window's group
     __syncwarp();
     std::uint32_t b[4], wv[K + 1];
-    const saddr a = ring + slot_bytes * slot + 4u * (t >> 1);
+    const saddr slot_at = ring + slot_bytes * slot;
+    const saddr a = slot_at + 4u * (t >> 1);
 #pragma unroll
     for (int q = 0; q < K; ++q) wv[q] = lds_u32(a + 64u * q);
     wv[K] = 0;
@@ -327,7 +358,8 @@ TILECODEC_DEV status marked_windows_staged(const fixed_code& code, const device:
     const std::uint32_t count = marked_lane_symbols<Wide>(b, 16u, add, out, zero);  // a whole window
     bad |= !marked_window_escapes<Wide>(esc, ws / fixed_marked_window, count, zero, code.alphabet, out);
     slot = slot + 1 == D ? 0 : slot + 1;
-    writer.emit_full<Wide>(out);
+    if constexpr (raw_staged) writer.emit_full_staged_raw(out, slot_at + code_slot_bytes);
+    else writer.emit_full<Wide>(out);
   }
   cp_async_wait<0>();  // nothing is left in flight into the storage
   __syncwarp();
@@ -348,11 +380,14 @@ TILECODEC_DEV status fixed_marked_tile_to_writer(const fixed_code& code, const d
   });
 }
 
-// Whether the staged path takes a tile of coding 4: its window_start table inside the escape
-// buffer (without escapes, coding 2's rule). Others take the window path (window_tile_decode).
-TILECODEC_DEV bool marked_staged_fits(const fixed_code& code, const device::tile_ref& tile) {
+// Whether the staged path takes a tile of coding 4 into `writer` (begun on the tile): its
+// window_start table inside the escape buffer and, for 16-bit lossless values, the raw plane
+// stageable (tile_writer::staged_raw_source); without escapes, coding 2's rule. Others take the
+// window path (window_tile_decode).
+TILECODEC_DEV bool marked_staged_fits(const fixed_code& code, const device::tile_ref& tile, const tile_writer& writer) {
   if (!fixed_marked_escapes(code)) return fixed_staged_fits(fixed_code{code.bits, 0, code.alphabet}, tile);
   const fixed_marked_shape s = fixed_marked_shape_of(code, tile.size());
+  if (code.alphabet == 512) return writer.staged_raw_source() != nullptr && s.values_offset - s.code_bytes <= marked_raw_escape_bytes;
   return s.values_offset - s.code_bytes <= fixed_warp_storage::escape_bytes;
 }
 
