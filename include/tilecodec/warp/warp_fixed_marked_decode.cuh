@@ -29,21 +29,34 @@
 namespace tilecodec {
 namespace detail {
 
-// The 16 codes (k < 9 bits, so each fits a byte) of one half of a coder lane's 32-code run from
-// the run's K words wv[0, K) (wv[K] = 0), as bytes: code j in byte j % 4 of b[j / 4]. Four codes
-// (4K bits) at a time: split into two 2K-bit halves 16 bits apart, then each half into two codes
-// 8 bits apart, a shift and a mask per step (about 6 instructions per 4 codes, against a shift,
-// a mask and an insert per code).
+// Where a lane's 16 codes lie in its coder lane's 32-code run of K words: lane t takes half
+// t & 1 of the run, marked_half_words<K> words from word marked_half_first<K>(upper), shifted down
+// marked_half_shift<K>(upper) bits. A lane loads only those (4 words instead of 7 for k = 7), and
+// the two halves differ in their address and shift, not in the code: no selects.
 template <int K>
-TILECODEC_DEV void marked_code_bytes(const std::uint32_t (&wv)[K + 1], bool upper, std::uint32_t (&b)[4]) {
+inline constexpr int marked_half_words = (16 * K + 31) / 32;
+template <int K>
+TILECODEC_DEV std::uint32_t marked_half_first(bool upper) { return upper ? std::uint32_t(16 * K / 32) : 0u; }
+template <int K>
+TILECODEC_DEV std::uint32_t marked_half_shift(bool upper) { return upper ? std::uint32_t(16 * K % 32) : 0u; }
+
+// The 16 codes (k < 9 bits, so each fits a byte) of one half of a coder lane's 32-code run from
+// the half's words w (see marked_half_words) and its shift, as bytes: code j in byte j % 4 of
+// b[j / 4]. Four codes (4K bits) at a time: split into two 2K-bit halves 16 bits apart, then each
+// half into two codes 8 bits apart, a shift and a mask per step (about 6 instructions per 4
+// codes, against a shift, a mask and an insert per code).
+template <int K>
+TILECODEC_DEV void marked_code_bytes(const std::uint32_t (&w)[marked_half_words<K>], std::uint32_t shift,
+                                     std::uint32_t (&b)[4]) {
   static_assert(K >= 1 && K <= 8, "marked escapes need codes narrower than a byte-wide symbol plus one bit");
-  // The run's second 16 codes start at bit 16 K: word K / 2, bit 16 (K odd) or 0. Align them to bit 0.
-  constexpr int words = (16 * K + 31) / 32;
-  constexpr int skip = 16 * K / 32, shift = 16 * K % 32;
+  constexpr int words = marked_half_words<K>;
   std::uint32_t v[words + 1];
 #pragma unroll
-  for (int q = 0; q < words; ++q)
-    v[q] = upper ? (shift == 0 ? wv[skip + q] : funnel(wv[skip + q], wv[skip + q + 1], shift)) : wv[q];
+  for (int q = 0; q < words; ++q) {
+    // Bits past the half's 16 K are never read below, so the last word needs no successor.
+    if (16 * K % 32 == 0) v[q] = w[q];  // both halves start at bit 0 of a word
+    else v[q] = funnel(w[q], q + 1 < words ? w[q + 1] : 0u, shift);
+  }
   v[words] = 0;
   constexpr std::uint32_t half = (1u << (2 * K)) - 1u, code = ((1u << K) - 1u) * 0x00010001u;
 #pragma unroll
@@ -193,12 +206,13 @@ TILECODEC_DEV status marked_windows(const fixed_code& code, const device::tile_r
     const std::uint32_t valid = i0 < n ? (n - i0 < 16u ? n - i0 : 16u) : 0u;
     std::uint32_t b[4] = {0u, 0u, 0u, 0u};
     if (valid > 0) {
-      const std::uint32_t* block = reinterpret_cast<const std::uint32_t*>(tile.bytes) + 32u * K * (i0 >> 10) + fixed_lane_of(i0);
-      std::uint32_t wv[K + 1];
+      const bool upper = (i0 & 16u) != 0;
+      const std::uint32_t* block = reinterpret_cast<const std::uint32_t*>(tile.bytes) + 32u * K * (i0 >> 10) +
+                                   fixed_lane_of(i0) + 32u * marked_half_first<K>(upper);
+      std::uint32_t w[marked_half_words<K>];
 #pragma unroll
-      for (int q = 0; q < K; ++q) wv[q] = __ldg(block + 32 * q);
-      wv[K] = 0;
-      marked_code_bytes<K>(wv, (i0 & 16u) != 0, b);
+      for (int q = 0; q < marked_half_words<K>; ++q) w[q] = __ldg(block + 32 * q);
+      marked_code_bytes<K>(w, marked_half_shift<K>(upper), b);
     }
     sym16 out;
     std::uint32_t zero[4];
@@ -330,6 +344,8 @@ TILECODEC_DEV status marked_windows_staged(const fixed_code& code, const device:
     return status::corrupt_payload;
   }
   const std::uint32_t add = marked_symbol_add(code, Wide);
+  // This lane's words in a slot (piece q of 64 bytes holds word q of the window's 16 coder lanes).
+  const std::uint32_t lane_word = 4u * (t >> 1) + 64u * marked_half_first<K>(t & 1u), half_shift = marked_half_shift<K>(t & 1u);
   bool bad = false;
   std::uint32_t slot = 0, fslot = D - 1;
   // Whole windows only: a partial last window (a tile size not a multiple of 512) is left to the
@@ -346,13 +362,11 @@ TILECODEC_DEV status marked_windows_staged(const fixed_code& code, const device:
     fslot = fslot + 1 == D ? 0 : fslot + 1;
     cp_async_wait<D - 1>();  // this window's group
     __syncwarp();
-    std::uint32_t b[4], wv[K + 1];
+    std::uint32_t b[4], w[marked_half_words<K>];
     const saddr slot_at = ring + slot_bytes * slot;
-    const saddr a = slot_at + 4u * (t >> 1);
 #pragma unroll
-    for (int q = 0; q < K; ++q) wv[q] = lds_u32(a + 64u * q);
-    wv[K] = 0;
-    marked_code_bytes<K>(wv, (t & 1u) != 0, b);
+    for (int q = 0; q < marked_half_words<K>; ++q) w[q] = lds_u32(slot_at + lane_word + 64u * q);
+    marked_code_bytes<K>(w, half_shift, b);
     sym16 out;
     std::uint32_t zero[4];
     const std::uint32_t count = marked_lane_symbols<Wide>(b, 16u, add, out, zero);  // a whole window
