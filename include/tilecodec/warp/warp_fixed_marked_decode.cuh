@@ -13,7 +13,8 @@
 // window_start[v] (so window_start never decreases and every value is taken exactly once); every
 // value below the alphabet; a value index is never read at or past the tile's escape count.
 // device::decode_async takes the staged path (code words and the escape section copied into
-// shared memory ahead, as for coding 2); the warp and block tile decoders take the window path.
+// shared memory ahead, as for coding 2, and for 16-bit lossless values the raw plane too); the
+// warp and block tile decoders take the window path.
 #pragma once
 
 #include <cstdint>
