@@ -343,6 +343,14 @@ void check_building_blocks(dtype source, std::vector<std::uint64_t> shape, dtype
     TILECODEC_CUDA_CHECK(cudaDeviceSynchronize());
     CHECK(result_status() == status::success);
     CHECK(out.fetch() == want);
+    // A row stride below the tile's width is refused before anything is written.
+    output untouched(want.size());
+    reset();
+    block_decode_kernel<Codec, Threads><<<3, Threads>>>(g.ref, untouched.data(), out_type, 0, reinterpret_cast<status*>(result.get()));
+    TILECODEC_CUDA_CHECK_LAUNCH();
+    TILECODEC_CUDA_CHECK(cudaDeviceSynchronize());
+    if (l.tile_count() > 0) CHECK(result_status() == status::invalid_argument);
+    CHECK(untouched.fetch() == std::vector<std::uint8_t>(want.size(), poison));
   }
   {  // (b) a whole tile with the whole block, into shared memory
     device_buffer out(l.tile_count() * max_tile_bytes);

@@ -332,10 +332,7 @@ class warp_tile_decoder<codec<Tile, Quant, coder::fixed>> {
   TILECODEC_DEV status decode(const device::tensor_ref& tensor, std::uint64_t tile, void* out, dtype out_type,
                               std::uint64_t ld, std::uint32_t first_window = 0, std::uint32_t window_stride = 1) {
     if (!accepts(tensor) || !device::can_decode_to(tensor, out_type)) return status::unsupported;
-    device::tile_ref tr;
-    const status s = tensor.tile(tile, tr);
-    if (s != status::success) return s;
-    if (out == nullptr || ld < tr.box.width) return status::invalid_argument;
+    // window_tile_decode finds the tile and checks out and ld against it.
     return detail::window_tile_decode<plane_coding::fixed>(tensor, tile, out, out_type, ld, first_window, window_stride);
   }
 
@@ -454,10 +451,7 @@ class warp_tile_decoder<codec<Tile, Quant, coder::fixed_marked>> {
   TILECODEC_DEV status decode(const device::tensor_ref& tensor, std::uint64_t tile, void* out, dtype out_type,
                               std::uint64_t ld, std::uint32_t first_window = 0, std::uint32_t window_stride = 1) {
     if (!accepts(tensor) || !device::can_decode_to(tensor, out_type)) return status::unsupported;
-    device::tile_ref tr;
-    const status s = tensor.tile(tile, tr);
-    if (s != status::success) return s;
-    if (out == nullptr || ld < tr.box.width) return status::invalid_argument;
+    // window_tile_decode finds the tile and checks out and ld against it.
     return detail::window_tile_decode<plane_coding::fixed_marked>(tensor, tile, out, out_type, ld, first_window,
                                                                   window_stride);
   }

@@ -256,7 +256,8 @@ TILECODEC_DEV status stored_tile_to_writer(const device::tile_ref& tile, std::ui
 // code-width loops once per translation unit instead of into every caller, and a call needs no
 // stack (PERFORMANCE.md 3.9). One function per coding, so that a kernel embedding the decoder of
 // one coder carries that coder's loops only (ptxas compiles a callee again for every kernel that
-// calls it). Every lane returns the same status.
+// calls it). A null out or an ld below the tile's width is invalid_argument; every lane returns
+// the same status.
 template <plane_coding C>
 TILECODEC_DEV_NOINLINE status window_tile_decode(const device::tensor_ref& tensor, std::uint64_t tile, void* out,
                                                  dtype out_type, std::uint64_t ld, std::uint32_t first_window,
@@ -265,6 +266,7 @@ TILECODEC_DEV_NOINLINE status window_tile_decode(const device::tensor_ref& tenso
   device::tile_ref tr;
   const status s = tensor.tile(tile, tr);
   if (s != status::success) return s;
+  if (out == nullptr || ld < tr.box.width) return status::invalid_argument;
   tile_writer writer;
   writer.set_tensor(tensor, out_type);
   writer.begin_tile(tr, out, ld, first_window, window_stride);
