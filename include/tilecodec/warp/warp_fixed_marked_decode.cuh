@@ -135,23 +135,25 @@ TILECODEC_DEV bool marked_window_escapes(const Escapes& esc, std::uint32_t v, st
   if (count != 0 && ok) {
     std::uint32_t h[8] = {out.a.x, out.a.y, out.a.z, out.a.w, out.b.x, out.b.y, out.b.z, out.b.w};
     std::uint32_t e = e0 + before;
+    // One loop over the lane's escaped positions (bit j: symbol j), not one per 4-symbol word: the
+    // warp runs it as often as its busiest lane has escapes (usually once), where four loops ran
+    // once per word that any lane had an escape in. Bits 7, 15, 23, 31 of zero[q] go to bits
+    // 4q..4q+3 with one multiply (no two partial products meet).
+    std::uint32_t pos = 0;
 #pragma unroll
-    for (int q = 0; q < 4; ++q) {
-      for (std::uint32_t m = zero[q]; m != 0; m &= m - 1u, ++e) {
-        const std::uint32_t byte = std::uint32_t(__ffs(m) - 1) >> 3;  // 0..3
-        std::uint32_t value = 0;
-        if (e < esc.count) value = esc.template value<Wide>(e);
-        else ok = false;
-        ok &= value < alphabet;
-        if constexpr (Wide) {
-          const std::uint32_t shift = 16u * (byte & 1u), keep = ~(0xffffu << shift);
-          if (byte & 2u) h[2 * q + 1] = (h[2 * q + 1] & keep) | (value << shift);
-          else h[2 * q] = (h[2 * q] & keep) | (value << shift);
-        } else {
-          const std::uint32_t shift = 8u * byte;
-          h[q] = (h[q] & ~(0xffu << shift)) | (value << shift);
-        }
-      }
+    for (int q = 0; q < 4; ++q) pos |= ((((zero[q] >> 7) * 0x10204080u) >> 28) << (4 * q));
+    constexpr std::uint32_t bits = Wide ? 16u : 8u, per_word = 32u / bits;
+    for (; pos != 0; pos &= pos - 1u, ++e) {
+      const std::uint32_t j = std::uint32_t(__ffs(pos) - 1);  // 0..15, in symbol order
+      std::uint32_t value = 0;
+      if (e < esc.count) value = esc.template value<Wide>(e);
+      else ok = false;
+      ok &= value < alphabet;
+      const std::uint32_t word = j / per_word, shift = bits * (j % per_word);
+      const std::uint32_t keep = ~(((1u << bits) - 1u) << shift), put = value << shift;
+#pragma unroll
+      for (std::uint32_t w = 0; w < 4u * (Wide ? 2u : 1u); ++w)
+        if (word == w) h[w] = (h[w] & keep) | put;  // selects: no local-memory array
     }
     out = sym16{u32x4{h[0], h[1], h[2], h[3]}, u32x4{h[4], h[5], h[6], h[7]}};
   }
