@@ -109,9 +109,9 @@ class block_tile_decoder {
                                    std::uint64_t ld) {
     const std::uint32_t warp = threadIdx.x / 32;
     device::tile_ref tr;
-    status s = warp_decoder::accepts(tensor) && device::can_decode_to(tensor, out_type) ? tensor.tile(tile, tr)
-                                                                                        : status::unsupported;
-    if (s == status::success && (out == nullptr || ld < tr.box.width)) s = status::invalid_argument;
+    status s = warp_decoder::accepts(tensor) && device::can_decode_to(tensor, out_type)
+                   ? tensor.output_tile(tile, out, ld, tr)
+                   : status::unsupported;
     const bool coded = s == status::success && has_rans_table(tensor.coding);  // the same in every thread
     const bool fixed = s == status::success && is_fixed_coding(tensor.coding);
     if (s == status::success && !has_rans_table(tensor.coding)) {

@@ -420,18 +420,14 @@ TILECODEC_DECODE_TILE_FN status decode_fixed_task_tile(const decode_task& task, 
   std::uint8_t* out = static_cast<std::uint8_t*>(task.out) +
                       ((tr.box.row0 - task.row_begin) * ld + tr.box.col0) * dtype_size(task.out_type);
   const fixed_code code = tensor.fixed();
-  const bool marked = tensor.coding == plane_coding::fixed_marked;
-  if (!marked) {
-    if (!td::fixed_staged_fits(code, tr))
-      return td::window_tile_decode<plane_coding::fixed>(tensor, tile, out, task.out_type, ld, team_warp, team_size);
-    td::tile_writer writer;
-    writer.set_tensor(tensor, task.out_type);
-    writer.begin_tile(tr, out, ld, team_warp, team_size);
-    return td::fixed_tile_to_writer_staged(tensor, code, tr, writer, storage, team_warp, team_size);
-  }
   td::tile_writer writer;
   writer.set_tensor(tensor, task.out_type);
   writer.begin_tile(tr, out, ld, team_warp, team_size);
+  if (tensor.coding == plane_coding::fixed) {
+    if (!td::fixed_staged_fits(code, tr))
+      return td::window_tile_decode<plane_coding::fixed>(tensor, tile, out, task.out_type, ld, team_warp, team_size);
+    return td::fixed_tile_to_writer_staged(tensor, code, tr, writer, storage, team_warp, team_size);
+  }
   if (!td::marked_staged_fits(code, tr, writer))
     return td::window_tile_decode<plane_coding::fixed_marked>(tensor, tile, out, task.out_type, ld, team_warp, team_size);
   constexpr std::uint32_t window = td::tile_writer::window;

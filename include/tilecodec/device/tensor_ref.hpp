@@ -129,6 +129,14 @@ struct tensor_ref {
                                                  : raw7_group_bytes * layout.groups8_before(t);
     return status::success;
   }
+
+  // tile(t, out) for a decode of the tile into `dst`, rows `ld` elements apart: a null dst or an
+  // ld below the tile's width is invalid_argument (what every tile decoder checks first).
+  [[nodiscard]] TILECODEC_HD status output_tile(std::uint64_t t, const void* dst, std::uint64_t ld, tile_ref& out) const {
+    const status s = tile(t, out);
+    if (s != status::success) return s;
+    return dst == nullptr || ld < out.box.width ? status::invalid_argument : status::success;
+  }
 };
 
 // Builds the device view of a parsed tensor whose bytes were copied, unchanged, to device_bytes.

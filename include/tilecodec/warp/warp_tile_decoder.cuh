@@ -160,9 +160,8 @@ class rans_warp_tile_decoder {
     static_assert(Warps == 1 || Layout::coding == plane_coding::rans_lanes, "only lane-stream tiles can be shared");
     if (!accepts(tensor) || !device::can_decode_to(tensor, out_type)) return status::unsupported;
     device::tile_ref tr;
-    const status s = tensor.tile(tile, tr);
+    const status s = tensor.output_tile(tile, out, ld, tr);
     if (s != status::success) return s;
-    if (out == nullptr || ld < tr.box.width) return status::invalid_argument;
     tile_writer writer;
     writer.set_tensor(tensor, out_type);
     if (tensor.coding != Layout::coding) {  // stored: the first warp writes it all
@@ -557,9 +556,8 @@ class warp_tile_decoder<codec<Tile, Quant, coder::raw>> {
                               std::uint64_t ld) {
     if (!accepts(tensor) || !device::can_decode_to(tensor, out_type)) return status::unsupported;
     device::tile_ref tr;
-    const status s = tensor.tile(tile, tr);
+    const status s = tensor.output_tile(tile, out, ld, tr);
     if (s != status::success) return s;
-    if (out == nullptr || ld < tr.box.width) return status::invalid_argument;
     detail::tile_writer writer;
     writer.set_tensor(tensor, out_type);
     writer.begin_tile(tr, out, ld);

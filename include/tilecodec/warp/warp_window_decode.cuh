@@ -264,9 +264,8 @@ TILECODEC_DEV_NOINLINE status window_tile_decode(const device::tensor_ref& tenso
                                                  std::uint32_t window_stride) {
   static_assert(C == plane_coding::fixed || C == plane_coding::fixed_marked, "codings whose windows decode alone");
   device::tile_ref tr;
-  const status s = tensor.tile(tile, tr);
+  const status s = tensor.output_tile(tile, out, ld, tr);
   if (s != status::success) return s;
-  if (out == nullptr || ld < tr.box.width) return status::invalid_argument;
   tile_writer writer;
   writer.set_tensor(tensor, out_type);
   writer.begin_tile(tr, out, ld, first_window, window_stride);
