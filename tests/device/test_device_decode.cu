@@ -463,7 +463,7 @@ TEST_CASE("device decode: shapes at the edges" * doctest::test_suite("sanitize")
   std::vector<gpu_tensor*> batch;
   std::vector<dtype> outs;
   for (const auto& shape : shapes) {
-    for (int variant = 0; variant < 9; ++variant) {
+    for (int variant = 0; variant < 10; ++variant) {
       format_params p;
       p.tile_rows = 32;
       p.tile_cols = 64;
@@ -476,15 +476,17 @@ TEST_CASE("device decode: shapes at the edges" * doctest::test_suite("sanitize")
       if (variant == 6) p.quant = quant::kind::int8_rowwise, p.coder = coder::kind::fixed, src = dtype::f32;
       if (variant == 7) p.coder = coder::kind::fixed_marked, p.prob_bits = 4;                      // marked escapes, bf16
       if (variant == 8) p.quant = quant::kind::int8_rowwise, p.coder = coder::kind::fixed_marked, p.prob_bits = 6, src = dtype::f32;
+      if (variant == 9) p.quant = quant::kind::int8_rowwise, p.coder = coder::kind::raw, src = dtype::f32;  // stored codes
       tensors.push_back(std::make_unique<gpu_tensor>(
           encode_values(random_values(leading_rows(shape), shape.empty() ? 1 : shape.back(), src, rng), src, shape, p)));
       batch.push_back(tensors.back().get());
       outs.push_back(variant == 0 || variant == 3 || variant == 5 || variant == 7
                          ? src
-                         : (variant == 1 || variant == 6 || variant == 8 ? dtype::i8 : dtype::bf16));
+                         : (variant == 1 || variant == 6 || variant == 8 || variant == 9 ? dtype::i8 : dtype::bf16));
     }
   }
-  for (std::uint32_t team : {0u, 1u, 2u, 4u}) {  // automatic, then 1, 2, 4 warps per lane-stream tile
+  // automatic, then 1, 2, 4 warps per lane-stream tile (and per fixed-coded or stored tile)
+  for (std::uint32_t team : {0u, 1u, 2u, 4u}) {
     CAPTURE(team);
     dv::decode_options options;
     options.team_warps = team;

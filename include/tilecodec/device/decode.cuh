@@ -12,24 +12,24 @@
 //
 // What happens: a one-block setup kernel checks every task (writes its status word: success or
 // invalid_argument/unsupported/overflow), picks how many warps share a lane-stream tile, counts
-// work groups (consecutive tiles of one task: 8, or 8 / W for lane-stream tensors decoded by
-// teams of W warps) and the fixed-coded tensors' work units (one warp's share of one tile), and
-// resets two work counters; then a persistent grid (one wave: SMs x resident blocks of 256
+// work groups (consecutive tiles of one task: 8, or 8 / W for lane-stream tensors decoded by teams
+// of W warps) and the fixed-coded and stored tensors' work units (one warp's share of one tile),
+// and resets two work counters; then a persistent grid (one wave: SMs x resident blocks of 256
 // threads, 93.6 KB of dynamic shared memory each) claims groups from the first counter. A block
 // loads a tensor's frequency table into shared memory once and keeps it while it claims groups of
 // the same tensor; each warp decodes one tile of its group (warp/warp_window_decode.cuh):
-// shared-stream rANS (coding 1) through warp_rans_engine, stored tiles directly; lane-stream rANS
-// (coding 3, coder::rans_lanes, the faster one) through warp_rans_lanes_engine, by a team of W =
-// 1, 2 or 4 warps per tile (the largest that keeps the call in one wave of the grid), each
-// decoding and writing its own lanes' symbols. When the groups run out, every warp claims
-// fixed-code units (coding 2, coder::fixed, or 4, coder::fixed_marked) from the second counter on its own, with no block
-// barrier: a unit is windows p, p + W, p + 2W, ... of one tile (W warps per tile, 8 to 32 windows
-// each, chosen per call: fixed_team), which the warp stages, code words and the tile's escape
-// section, through its shared memory with cp.async several windows ahead
-// (warp/warp_fixed_decode.cuh, fixed_tile_to_writer_staged; warp/warp_fixed_marked_decode.cuh,
-// marked_windows_staged). A tile that
-// turns out corrupt raises its task's status word to the error (atomicMax: the largest status
-// code wins, deterministically); its output values are then unspecified, every other tile is
+// shared-stream rANS (coding 1) through warp_rans_engine; lane-stream rANS (coding 3,
+// coder::rans_lanes, the faster one) through warp_rans_lanes_engine, by a team of W = 1, 2 or 4
+// warps per tile (the largest that keeps the call in one wave of the grid), each decoding and
+// writing its own lanes' symbols. When the groups run out, every warp claims work units of the
+// fixed-coded tensors (coding 2, coder::fixed, or 4, coder::fixed_marked) and of the stored ones
+// from the second counter on its own, with no block barrier: a unit is windows p, p + W, p + 2W,
+// ... of one tile (W warps per tile, 8 to 32 windows each, chosen per call: fixed_team). Fixed
+// codes are staged, code words and the tile's escape section, through the warp's shared memory with
+// cp.async several windows ahead (warp/warp_fixed_decode.cuh, fixed_tile_to_writer_staged;
+// warp/warp_fixed_marked_decode.cuh, marked_windows_staged); stored symbols are read directly. A
+// tile that turns out corrupt raises its task's status word to the error (atomicMax: the largest
+// status code wins, deterministically); its output values are then unspecified, every other tile is
 // still decoded, and no read or write leaves the tile's bytes or the task's output range.
 //
 // Output placement: tensor element (r, c) goes to out[(r - row_begin) * ld + c] (ld defaults to
@@ -91,9 +91,9 @@ struct decode_options {
   // lower the launch cost of small decodes.
   std::uint32_t max_blocks = 0;
   // Warps that share one lane-stream tile (coding 3; each tensor takes at most one per 32 lanes)
-  // or fixed-coded tile (coding 2 or 4): 1, 2 or 4; 0: automatic, the most that keep the whole call in
-  // one wave of the grid (fixed-coded tiles: 1 to 16 warps, units of 8 to 32 windows of 512
-  // symbols by the call's size: fixed_team).
+  // or fixed-coded or stored tile (coding 2 or 4, or 0): 1, 2 or 4; 0: automatic, the most that
+  // keep the whole call in one wave of the grid (fixed-coded and stored tiles: 1 to 16 warps,
+  // units of 8 to 32 windows of 512 symbols by the call's size: fixed_team).
   std::uint32_t team_warps = 0;
 };
 
@@ -133,15 +133,24 @@ struct decode_block_storage {
   std::uint32_t task;
 };
 
+// Whether the tensor's tiles are decoded in units claimed per warp (windows decode alone: fixed
+// codes, and stored symbols) rather than in groups claimed per block. Stored tiles were decoded
+// one warp per tile in groups: a large stored tensor (the int8 word embeddings of
+// all-MiniLM-L6-v2, half the model, 240 tiles of 256 x 256) then kept 240 of the grid's 2112
+// warps busy (PERFORMANCE.md 3.11).
+TILECODEC_HD bool decoded_in_units(const tensor_ref& t) {
+  return is_fixed_coding(t.coding) || t.coding == plane_coding::stored;
+}
+
 // Most warps that can share one tile of the tensor in a team of the call's choosing (1, 2 or 4):
 // one per 32 lanes of a lane-stream tile (each then keeps at least one chain per thread), 4 for
-// fixed codes (windows decode alone), else 1.
+// tiles decoded in units (windows decode alone), else 1.
 TILECODEC_HD std::uint32_t max_team_warps(const tensor_ref& t) {
-  if (is_fixed_coding(t.coding)) return 4u;
+  if (decoded_in_units(t)) return 4u;
   return t.coding == plane_coding::rans_lanes && rans_lanes_supported(t.lanes) ? t.lanes / 32u : 1u;
 }
 
-// Fixed-coded tiles (codings 2 and 4) are decoded in units: windows p, p + W, p + 2W, ... of one tile,
+// Fixed-coded and stored tiles are decoded in units: windows p, p + W, p + 2W, ... of one tile,
 // claimed by single warps. When the call chooses W, it picks the windows per unit, 8 << j (j =
 // 0..2, the same for every tensor of the call), and each tensor's W is its tile's windows over
 // that, 1 to 16: the longest units that still give every warp of the grid
@@ -157,7 +166,7 @@ TILECODEC_HD std::uint32_t max_team_warps(const tensor_ref& t) {
 inline constexpr std::uint32_t max_fixed_team = 16;
 inline constexpr std::uint32_t fixed_unit_choices = 3;
 
-// W for a fixed-coded tensor in units of `unit_windows` windows.
+// W for a tensor decoded in units of `unit_windows` windows.
 TILECODEC_HD std::uint32_t fixed_team(const tensor_ref& t, std::uint32_t unit_windows) {
   const std::uint64_t windows = (std::uint64_t(t.layout.tile_rows) * t.layout.tile_cols + 511) / 512;
   const std::uint64_t team = (windows + unit_windows - 1) / unit_windows;
@@ -172,7 +181,7 @@ inline constexpr std::uint32_t fixed_unit_shift = 4;
 
 // Warps that decode one tile of the tensor together under the call's `call_warps`.
 TILECODEC_HD std::uint32_t team_warps(const tensor_ref& t, std::uint32_t call_warps) {
-  if (is_fixed_coding(t.coding) && (call_warps & team_automatic) != 0)
+  if (decoded_in_units(t) && (call_warps & team_automatic) != 0)
     return fixed_team(t, 8u << (call_warps >> fixed_unit_shift));
   const std::uint32_t m = max_team_warps(t);
   call_warps &= team_automatic - 1;
@@ -217,7 +226,7 @@ __device__ inline status check_task(const decode_task& task, std::uint64_t& tile
 }
 
 // The workspace (decode_temp_bytes): the group counter, the fixed-unit counter, the call's team
-// size, then per task the prefix sums of its work groups and of its fixed-code units (task_count +
+// size, then per task the prefix sums of its work groups and of its units (task_count +
 // 1 each), then (256-byte aligned) the per-SM block counters.
 struct decode_temp {
   unsigned long long* group_counter;
@@ -275,7 +284,7 @@ __device__ void scan_warp_slots(const std::uint64_t* slots, std::uint32_t lane, 
 // each warp's per-tile set-up (head, prefix of the word counts, ring fill) spread over more
 // symbols (H100, 4096 x 14336, 256 x 256 tiles of 128 lanes: teams of 2 7-17% faster than teams
 // of 4, which need 1.7 waves, and 15-21% faster than one warp; PERFORMANCE.md 3.1). Fixed-coded
-// tiles are not in groups: each takes `team_warps` units, claimed by single warps.
+// and stored tiles are not in groups: each takes `team_warps` units, claimed by single warps.
 // (Kernels are templates so that the header can be included by many translation units.)
 template <int Threads = setup_threads>
 __global__ void __launch_bounds__(Threads) decode_setup_kernel(const decode_task* tasks, std::uint32_t count,
@@ -286,7 +295,7 @@ __global__ void __launch_bounds__(Threads) decode_setup_kernel(const decode_task
   const std::uint32_t tid = threadIdx.x, lane = tid & 31u, warp = tid / 32;
   // Pass 1: check every task; its tile count waits in group_prefix[i + 1] (the same thread reads it
   // back). demand[k]: the warps the call's groups need with teams of 2^k warps; demand[3 + j]: the
-  // fixed-code units with units of 8 << j windows.
+  // units (fixed-coded and stored tiles) of 8 << j windows.
   constexpr std::uint32_t demands = 3 + fixed_unit_choices;
   std::uint64_t demand[demands] = {};
   const bool automatic = team == 0;
@@ -295,7 +304,7 @@ __global__ void __launch_bounds__(Threads) decode_setup_kernel(const decode_task
     statuses[i] = check_task(tasks[i], tiles);
     temp.group_prefix[i + 1] = tiles;
     const tensor_ref& t = tasks[i].tensor;
-    if (is_fixed_coding(t.coding)) {  // claimed per warp, after the groups
+    if (decoded_in_units(t)) {  // claimed per warp, after the groups
 #pragma unroll
       for (std::uint32_t j = 0; j < fixed_unit_choices; ++j) demand[3 + j] += tiles * fixed_team(t, 8u << j);
       continue;
@@ -324,7 +333,7 @@ __global__ void __launch_bounds__(Threads) decode_setup_kernel(const decode_task
     team |= team_automatic | (j << fixed_unit_shift);
   }
   // Pass 2: work groups (8 / team warps tiles each) of the other tasks, units (tiles x team warps)
-  // of the fixed-coded ones, and their prefix sums.
+  // of those decoded in units, and their prefix sums.
   std::uint64_t carry[2] = {0, 0};
   for (std::uint32_t base = 0; base < count; base += Threads) {
     const std::uint32_t i = base + tid;
@@ -332,7 +341,7 @@ __global__ void __launch_bounds__(Threads) decode_setup_kernel(const decode_task
     if (i < count) {
       const tensor_ref& t = tasks[i].tensor;
       const std::uint64_t tiles = temp.group_prefix[i + 1];
-      if (is_fixed_coding(t.coding)) {
+      if (decoded_in_units(t)) {
         v[1] = tiles * team_warps(t, team);
       } else {
         const std::uint64_t per_group = decode_block_warps / team_warps(t, team);
@@ -403,11 +412,12 @@ TILECODEC_DECODE_TILE_FN status decode_task_tile(const decode_task& task, std::u
   }
 }
 
-// The same for a fixed-coded tile (coding 2 or 4): windows team_warp, team_warp + team_size, ...
-// staged through this warp's shared ring (fixed_tile_to_writer_staged, marked_windows_staged; for
-// 16-bit lossless values with escapes the raw plane too); tiles the ring cannot take, and the
-// partial last window of a coding-4 tile with escapes, go through the window path
-// (window_tile_decode, not inlined: rare).
+// The same for a tile decoded in units (decoded_in_units: coding 2 or 4, or stored): windows
+// team_warp, team_warp + team_size, ... Fixed codes are staged through this warp's shared ring
+// (fixed_tile_to_writer_staged, marked_windows_staged; for 16-bit lossless values with escapes the
+// raw plane too); tiles the ring cannot take, and the partial last window of a coding-4 tile with
+// escapes, go through the window path (window_tile_decode, not inlined: rare). Stored symbols are
+// read straight from the tile.
 TILECODEC_DECODE_TILE_FN status decode_fixed_task_tile(const decode_task& task, std::uint64_t tile,
                                                       ::tilecodec::detail::fixed_warp_storage& storage,
                                                       std::uint32_t team_size, std::uint32_t team_warp) {
@@ -419,10 +429,11 @@ TILECODEC_DECODE_TILE_FN status decode_fixed_task_tile(const decode_task& task, 
   const std::uint64_t ld = task.ld == 0 ? tensor.layout.cols : task.ld;
   std::uint8_t* out = static_cast<std::uint8_t*>(task.out) +
                       ((tr.box.row0 - task.row_begin) * ld + tr.box.col0) * dtype_size(task.out_type);
-  const fixed_code code = tensor.fixed();
   td::tile_writer writer;
   writer.set_tensor(tensor, task.out_type);
   writer.begin_tile(tr, out, ld, team_warp, team_size);
+  if (tensor.coding == plane_coding::stored) return td::stored_tile_to_writer(tr, tensor.alphabet, writer, team_warp, team_size);
+  const fixed_code code = tensor.fixed();
   if (tensor.coding == plane_coding::fixed) {
     if (!td::fixed_staged_fits(code, tr))
       return td::window_tile_decode<plane_coding::fixed>(tensor, tile, out, task.out_type, ld, team_warp, team_size);
@@ -443,8 +454,8 @@ TILECODEC_DECODE_TILE_FN status decode_fixed_task_tile(const decode_task& task, 
   return r;
 }
 
-// Fixed-code units, once the groups have run out: each warp claims units on its own (no block
-// barrier) and decodes them one after another. A function of its own, not inlined, so that the
+// Units (fixed-coded and stored tiles), once the groups have run out: each warp claims units on
+// its own (no block barrier) and decodes them one after another. A function of its own, not inlined, so that the
 // group loop of the kernel keeps its registers.
 TILECODEC_DECODE_TILE_FN void decode_fixed_units(const decode_task* tasks, std::uint32_t count, status* statuses,
                                                  const std::uint64_t* unit_prefix, unsigned long long* unit_counter,
