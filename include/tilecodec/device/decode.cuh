@@ -432,7 +432,8 @@ TILECODEC_DECODE_TILE_FN status decode_fixed_task_tile(const decode_task& task, 
   td::tile_writer writer;
   writer.set_tensor(tensor, task.out_type);
   writer.begin_tile(tr, out, ld, team_warp, team_size);
-  if (tensor.coding == plane_coding::stored) return td::stored_tile_to_writer(tr, tensor.alphabet, writer, team_warp, team_size);
+  if (tensor.coding == plane_coding::stored)
+    return td::stored_tile_to_writer(tr, tensor.alphabet, writer, team_warp, team_size);
   const fixed_code code = tensor.fixed();
   if (tensor.coding == plane_coding::fixed) {
     if (!td::fixed_staged_fits(code, tr))
@@ -455,8 +456,8 @@ TILECODEC_DECODE_TILE_FN status decode_fixed_task_tile(const decode_task& task, 
 }
 
 // Units (fixed-coded and stored tiles), once the groups have run out: each warp claims units on
-// its own (no block barrier) and decodes them one after another. A function of its own, not inlined, so that the
-// group loop of the kernel keeps its registers.
+// its own (no block barrier) and decodes them one after another. A function of its own, not
+// inlined, so that the group loop of the kernel keeps its registers.
 TILECODEC_DECODE_TILE_FN void decode_fixed_units(const decode_task* tasks, std::uint32_t count, status* statuses,
                                                  const std::uint64_t* unit_prefix, unsigned long long* unit_counter,
                                                  std::uint32_t call_team, ::tilecodec::detail::fixed_warp_storage& storage) {
