@@ -1,8 +1,9 @@
 // bench_decode: device-wide decode throughput and latency (device::decode_async), with the
 // device-to-device cudaMemcpy baseline measured in the same run.
 //
-// Every timing is CUDA events around one stream-ordered decode call (setup + decode kernels),
-// manual time, median over all iterations of all repetitions (printed in a table at the end).
+// Every timing is CUDA events around one stream-ordered decode call (its two kernels), manual
+// time, median over all iterations of all repetitions (printed in a table at the end, below the
+// same timing of an empty one-block kernel: the floor of a small call).
 // Inputs rotate over several copies (each copy's compressed + decoded bytes, times the copies,
 // exceed the 50 MB L2), outputs are poisoned before the first run and compared bit for bit with
 // the host decoder after the last, and every status word is checked.
@@ -182,6 +183,28 @@ void bm_memcpy(benchmark::State& state) {
   g_memcpy_bytes = bytes;
   state.counters["rw_GBps"] = benchmark::Counter(2.0 * double(bytes), benchmark::Counter::kIsIterationInvariantRate,
                                                  benchmark::Counter::kIs1000);
+}
+
+// The floor of a small call: an empty one-block kernel, timed like a decode call (events around
+// the launch, a synchronize after it).
+__global__ void empty_kernel() {}
+std::vector<double> g_empty_ms;
+
+void bm_empty_launch(benchmark::State& state) {
+  timer t;
+  empty_kernel<<<1, 32>>>();
+  TILECODEC_CUDA_CHECK(cudaDeviceSynchronize());
+  for (auto _ : state) {
+    TILECODEC_CUDA_CHECK(cudaEventRecord(t.a));
+    empty_kernel<<<1, 32>>>();
+    TILECODEC_CUDA_CHECK(cudaEventRecord(t.b));
+    TILECODEC_CUDA_CHECK(cudaEventSynchronize(t.b));
+    TILECODEC_CUDA_CHECK(cudaGetLastError());
+    float ms = 0;
+    TILECODEC_CUDA_CHECK(cudaEventElapsedTime(&ms, t.a, t.b));
+    state.SetIterationTime(ms * 1e-3);
+    g_empty_ms.push_back(ms);
+  }
 }
 
 void bm_decode(benchmark::State& state, workload* w) {
@@ -372,6 +395,8 @@ int main(int argc, char** argv) {
 
   benchmark::RegisterBenchmark("memcpy_d2d/256MiB", bm_memcpy)->Arg(256)->UseManualTime()->Unit(benchmark::kMicrosecond)
       ->Repetitions(3)->ReportAggregatesOnly(true);
+  benchmark::RegisterBenchmark("launch/empty_kernel", bm_empty_launch)->UseManualTime()->Unit(benchmark::kMicrosecond)
+      ->Repetitions(3)->ReportAggregatesOnly(true);
   const auto t0 = std::chrono::steady_clock::now();
   const std::uint64_t shapes[2][2] = {{4096, 14336}, {14336, 4096}};
   for (int s = 0; s < (quick ? 1 : 2); ++s) {
@@ -417,6 +442,8 @@ int main(int argc, char** argv) {
               "traffic", "roofline", "out/copy");
   std::printf("%-34s %9.1f %9s %7.1fus %10s %10.0f %9s %9s\n", "memcpy_d2d (read+write)", g_memcpy_bytes / 1e6, "-",
               median(g_memcpy_ms) * 1e3, "-", mc, "1.00", "-");
+  std::printf("%-34s %9s %9s %7.1fus %10s %10s %9s %9s\n", "empty kernel (launch floor)", "-", "-", median(g_empty_ms) * 1e3, "-",
+              "-", "-", "-");
   for (auto& [name, w] : workloads()) {
     if (w->ms.empty()) continue;
     w->verify();

@@ -661,6 +661,57 @@ TEST_CASE("device decode: invalid tasks and arguments" * doctest::test_suite("sa
   CHECK(dv::decode_async(temp.get(), bytes, nullptr, 0, nullptr, nullptr, three) == status::invalid_argument);
 }
 
+// A call of up to planned_in_block tasks is planned by every block of the decode kernel (the
+// tasks staged in its shared memory), a larger one once by the setup kernel: both decode every
+// valid task as the host does and give invalid ones their status, whichever coding they use.
+TEST_CASE("device decode: calls planned in the block and by the setup kernel" * doctest::test_suite("sanitize")) {
+  std::mt19937_64 rng(run_seed() + 9);
+  std::vector<std::unique_ptr<gpu_tensor>> tensors;
+  std::vector<dtype> outs;
+  std::vector<std::vector<std::uint8_t>> want;
+  for (int variant = 0; variant < 4; ++variant) {
+    format_params p;
+    p.tile_rows = 32;
+    p.tile_cols = 64;
+    dtype src = dtype::bf16, out = dtype::bf16;
+    if (variant == 1) p.quant = quant::kind::int8_rowwise, p.coder = coder::kind::fixed_marked, p.prob_bits = 6;
+    if (variant == 2) p.coder = coder::kind::rans_lanes, p.lanes = 64;
+    if (variant == 3) p.quant = quant::kind::int8_rowwise, p.coder = coder::kind::raw;  // stored codes
+    if (p.quant == quant::kind::int8_rowwise) src = dtype::f32, out = dtype::i8;
+    const std::uint64_t rows = 40 + 7 * variant, cols = 70 + 13 * variant;
+    tensors.push_back(std::make_unique<gpu_tensor>(encode_values(random_values(rows, cols, src, rng), src, {rows, cols}, p)));
+    outs.push_back(out);
+    want.push_back(host_reference(tensors.back()->enc, out));
+  }
+  const std::uint32_t in_block = dv::detail::planned_in_block;
+  for (std::uint32_t n : {in_block, in_block + 1}) {
+    CAPTURE(n);
+    std::vector<output> buffers;
+    buffers.reserve(n);
+    std::vector<dv::decode_task> tasks;
+    for (std::uint32_t i = 0; i < n; ++i) {
+      const gpu_tensor& t = *tensors[i % tensors.size()];
+      const dtype out = outs[i % tensors.size()];
+      buffers.emplace_back(t.enc.view().elements() * dtype_size(out));
+      tasks.push_back(dv::make_decode_task(t.ref, buffers.back().data(), out, buffers.back().bytes));
+    }
+    const std::uint32_t no_output = 5, past_end = n - 1;
+    tasks[no_output].out = nullptr;
+    tasks[past_end].first_tile = tasks[past_end].tensor.tile_count + 1;
+    const std::vector<status> st = run_decode(tasks);
+    for (std::uint32_t i = 0; i < n; ++i) {
+      CAPTURE(i);
+      if (i == no_output || i == past_end) {
+        CHECK(st[i] == status::invalid_argument);
+        CHECK(buffers[i].fetch() == std::vector<std::uint8_t>(buffers[i].bytes, poison));
+        continue;
+      }
+      CHECK(st[i] == status::success);
+      CHECK(buffers[i].fetch() == want[i % tensors.size()]);
+    }
+  }
+}
+
 TEST_CASE("device decode: corrupted input gives errors and stays inside its buffers" * doctest::test_suite("sanitize")) {
   std::mt19937_64 rng(run_seed() + 4);
   format_params pb;

@@ -10,12 +10,16 @@
 //   tilecodec::device::decode_async(d_temp, temp_bytes, d_tasks, n, d_status, stream);
 //   // after the stream reaches this point, d_status[i] says how task i went (enum status)
 //
-// What happens: a one-block setup kernel checks every task (writes its status word: success or
-// invalid_argument/unsupported/overflow), picks how many warps share a lane-stream tile, counts
-// work groups (consecutive tiles of one task: 8, or 8 / W for lane-stream tensors decoded by teams
-// of W warps) and the fixed-coded and stored tensors' work units (one warp's share of one tile),
-// and resets two work counters; then a persistent grid (one wave: SMs x resident blocks of 256
-// threads, 93.6 KB of dynamic shared memory each) claims groups from the first counter. A block
+// What happens: the call is planned: every task is checked (its status word: success or
+// invalid_argument/unsupported/overflow), the call picks how many warps share a lane-stream tile,
+// and counts work groups (consecutive tiles of one task: 8, or 8 / W for lane-stream tensors
+// decoded by teams of W warps) and the fixed-coded and stored tensors' work units (one warp's share
+// of one tile). A call of up to 256 tasks is planned by every block of the decode kernel into its
+// own shared memory, while a one-block reset kernel ahead of it zeroes the status words and the
+// work counters (the decode kernel is launched to overlap it: device/dependent_launch.cuh); a
+// larger call is planned once, into the workspace, by a one-block setup kernel. The decode kernel
+// is a persistent grid (one wave: SMs x resident blocks of 256 threads, 97.5 KB of dynamic shared
+// memory each) whose blocks claim groups from the first counter. A block
 // loads a tensor's frequency table into shared memory once and keeps it while it claims groups of
 // the same tensor; each warp decodes one tile of its group (warp/warp_window_decode.cuh):
 // shared-stream rANS (coding 1) through warp_rans_engine; lane-stream rANS (coding 3,
@@ -49,6 +53,7 @@
 #include "../warp/tile_writer.cuh"
 #include "../warp/warp_intrinsics.cuh"
 #include "../warp/warp_window_decode.cuh"
+#include "dependent_launch.cuh"
 #include "kernel_setup.cuh"
 #include "tensor_ref.hpp"
 
@@ -124,12 +129,27 @@ union decode_warp_storage {
 static_assert(sizeof(::tilecodec::detail::fixed_warp_storage) <= sizeof(::tilecodec::detail::warp_lanes_storage<128>),
               "the fixed-code staging fits in the lane-stream rings: the block's shared memory does not grow");
 
-// 93.6 KB (the table + 8 warps x 9.2 KB), above the 48 KB a kernel may declare statically: the kernel takes
+// 97.5 KB (the table + 8 warps x 9.2 KB + the plan), above the 48 KB a kernel may declare statically: the kernel takes
 // it as dynamic shared memory, which decode_async opts in to.
+// Calls of at most this many tasks are planned by every block of the decode kernel itself, into
+// its shared memory (decode_plan_storage): the call then costs one launch after a reset kernel
+// that reads nothing. Larger calls are planned once by decode_setup_kernel, into the workspace.
+inline constexpr std::uint32_t planned_in_block = 256;
+
+// A call's plan made in the block: the prefix sums of the tasks' work groups and units.
+struct decode_plan_storage {
+  std::uint64_t group_prefix[planned_in_block + 1];
+  std::uint64_t unit_prefix[planned_in_block + 1];
+};
+
 struct decode_block_storage {
   decode_table<12, 512> table;
   decode_warp_storage warp[decode_block_warps];
-  unsigned long long group;
+  decode_plan_storage plan;
+  const std::uint64_t* group_prefix;  // the plan in use: `plan`, or the workspace's
+  const std::uint64_t* unit_prefix;
+  std::uint32_t call_team;
+  unsigned long long group;  // the claimed group, counted within its task
   std::uint32_t task;
 };
 
@@ -276,8 +296,10 @@ __device__ void scan_warp_slots(const std::uint64_t* slots, std::uint32_t lane, 
   before = warp == 0 ? 0 : through;
 }
 
-// One block: checks tasks, writes their status words, picks the call's team size, prefix-sums the
-// tasks' work groups and fixed-code units, resets the counters. Team size (`team`: 1, 2 or 4; 0:
+// The plan of a decode call, made by one block of Threads threads: checks every task (checks[i]:
+// success or why not), picks the call's team size, and prefix-sums the tasks' work groups and
+// fixed-code units into group_prefix / unit_prefix[0, count] (shared or global memory). Returns the
+// call's `call_warps` (team_warps), the same in every thread. Team size (`team`: 1, 2 or 4; 0:
 // choose): lane-stream tiles are shared by up to 4 warps (one per 32 lanes); the call takes the
 // largest of 4, 2, 1 whose warps (tiles x team warps over the tasks decoded in groups) fit the
 // decode grid's `grid_warps` at once, so small calls get more warps per tile and large ones keep
@@ -285,11 +307,13 @@ __device__ void scan_warp_slots(const std::uint64_t* slots, std::uint32_t lane, 
 // symbols (H100, 4096 x 14336, 256 x 256 tiles of 128 lanes: teams of 2 7-17% faster than teams
 // of 4, which need 1.7 waves, and 15-21% faster than one warp; PERFORMANCE.md 3.1). Fixed-coded
 // and stored tiles are not in groups: each takes `team_warps` units, claimed by single warps.
-// (Kernels are templates so that the header can be included by many translation units.)
-template <int Threads = setup_threads>
-__global__ void __launch_bounds__(Threads) decode_setup_kernel(const decode_task* tasks, std::uint32_t count,
-                                                                      status* statuses, decode_temp temp,
-                                                                      std::uint64_t grid_warps, std::uint32_t team) {
+// Reads only the tasks (and writes only the three arrays), so a kernel may plan before
+// wait_for_previous_grid(). Inlined: as a call from the decode kernel it made a 16-task call 6%
+// slower and large ones 2-4% (H200, PERFORMANCE.md 3.12).
+template <int Threads>
+__device__ __forceinline__ std::uint32_t plan_tasks(const decode_task* tasks, std::uint32_t count, status* checks,
+                                                    std::uint64_t* group_prefix, std::uint64_t* unit_prefix,
+                                                    std::uint64_t grid_warps, std::uint32_t team) {
   __shared__ std::uint64_t warp_sums[2][Threads / 32];
   __shared__ std::uint64_t warp_demand[3 + fixed_unit_choices][Threads / 32];
   const std::uint32_t tid = threadIdx.x, lane = tid & 31u, warp = tid / 32;
@@ -301,8 +325,8 @@ __global__ void __launch_bounds__(Threads) decode_setup_kernel(const decode_task
   const bool automatic = team == 0;
   for (std::uint32_t i = tid; i < count; i += Threads) {
     std::uint64_t tiles = 0;
-    statuses[i] = check_task(tasks[i], tiles);
-    temp.group_prefix[i + 1] = tiles;
+    checks[i] = check_task(tasks[i], tiles);
+    group_prefix[i + 1] = tiles;
     const tensor_ref& t = tasks[i].tensor;
     if (decoded_in_units(t)) {  // claimed per warp, after the groups
 #pragma unroll
@@ -313,7 +337,7 @@ __global__ void __launch_bounds__(Threads) decode_setup_kernel(const decode_task
 #pragma unroll
     for (std::uint32_t k = 0; k < 3; ++k) demand[k] += tiles * ((1u << k) < most ? (1u << k) : most);
   }
-  if (team == 0) {  // block sum: shuffles, one slot per warp (shared 64-bit atomics: 27 us, 103 tasks)
+  if (automatic) {  // block sum: shuffles, one slot per warp (shared 64-bit atomics: 27 us, 103 tasks)
 #pragma unroll
     for (std::uint32_t k = 0; k < demands; ++k) {
 #pragma unroll
@@ -340,7 +364,7 @@ __global__ void __launch_bounds__(Threads) decode_setup_kernel(const decode_task
     std::uint64_t v[2] = {0, 0};  // groups, units
     if (i < count) {
       const tensor_ref& t = tasks[i].tensor;
-      const std::uint64_t tiles = temp.group_prefix[i + 1];
+      const std::uint64_t tiles = group_prefix[i + 1];
       if (decoded_in_units(t)) {
         v[1] = tiles * team_warps(t, team);
       } else {
@@ -358,19 +382,63 @@ __global__ void __launch_bounds__(Threads) decode_setup_kernel(const decode_task
     for (std::uint32_t k = 0; k < 2; ++k) {
       std::uint64_t before, total;
       scan_warp_slots<Threads / 32>(warp_sums[k], lane, warp, before, total);
-      if (i < count) (k == 0 ? temp.group_prefix : temp.unit_prefix)[i + 1] = carry[k] + before + v[k];
+      if (i < count) (k == 0 ? group_prefix : unit_prefix)[i + 1] = carry[k] + before + v[k];
       carry[k] += total;
     }
     __syncthreads();
   }
   if (tid == 0) {
-    temp.group_prefix[0] = 0;
-    temp.unit_prefix[0] = 0;
+    group_prefix[0] = 0;
+    unit_prefix[0] = 0;
+  }
+  __syncthreads();
+  return team;
+}
+
+// Copies the call's tasks (at most planned_in_block) into `staging` (shared memory) with the whole
+// block, and returns the copy. Read field by field from global memory, each task was a chain of
+// dependent loads (the checks branch on one field before they read the next); here every thread
+// issues its loads at once and the block waits for them once.
+template <int Threads>
+__device__ const decode_task* stage_tasks(const decode_task* tasks, std::uint32_t count, void* staging) {
+  static_assert(sizeof(decode_task) % 8 == 0 && alignof(decode_task) >= 8, "tasks copy in 8-byte words");
+  const auto* src = reinterpret_cast<const unsigned long long*>(tasks);
+  auto* dst = static_cast<unsigned long long*>(staging);
+  const std::uint32_t words = count * static_cast<std::uint32_t>(sizeof(decode_task) / 8);
+  for (std::uint32_t i = threadIdx.x; i < words; i += Threads) dst[i] = src[i];
+  __syncthreads();
+  return static_cast<const decode_task*>(staging);
+}
+
+// Sets the work counters and the per-SM block counters of the workspace to zero.
+__device__ inline void reset_counters(const decode_temp& temp) {
+  if (threadIdx.x == 0) {
     *temp.group_counter = 0;
     *temp.unit_counter = 0;
-    *temp.call_warps = team;
   }
-  for (std::uint32_t i = tid; i < sm_slots; i += Threads) temp.sm_blocks[i] = 0;
+  for (std::uint32_t i = threadIdx.x; i < sm_slots; i += blockDim.x) temp.sm_blocks[i] = 0;
+}
+
+// Calls of more than planned_in_block tasks: one block plans the call into the workspace (the
+// tasks' status words, the prefix sums, the call's team size) and resets the counters.
+// (Kernels are templates so that the header can be included by many translation units.)
+template <int Threads = setup_threads>
+__global__ void __launch_bounds__(Threads) decode_setup_kernel(const decode_task* tasks, std::uint32_t count,
+                                                                      status* statuses, decode_temp temp,
+                                                                      std::uint64_t grid_warps, std::uint32_t team) {
+  ::tilecodec::detail::allow_next_grid();  // the decode kernel's blocks may launch and wait
+  team = plan_tasks<Threads>(tasks, count, statuses, temp.group_prefix, temp.unit_prefix, grid_warps, team);
+  if (threadIdx.x == 0) *temp.call_warps = team;
+  reset_counters(temp);
+}
+
+// Calls of at most planned_in_block tasks: the decode kernel's blocks plan the call themselves
+// while this one block sets the status words to success and resets the counters.
+template <int Threads = decode_block_threads>
+__global__ void __launch_bounds__(Threads) decode_reset_kernel(std::uint32_t count, status* statuses, decode_temp temp) {
+  ::tilecodec::detail::allow_next_grid();
+  for (std::uint32_t i = threadIdx.x; i < count; i += Threads) statuses[i] = status::success;
+  reset_counters(temp);
 }
 
 __device__ inline void raise_status(status* s, status value) {
@@ -481,34 +549,67 @@ TILECODEC_DECODE_TILE_FN void decode_fixed_units(const decode_task* tasks, std::
 
 template <int Threads = decode_block_threads>
 __global__ void __launch_bounds__(Threads, TILECODEC_DECODE_MIN_BLOCKS)
-    decode_kernel(const decode_task* tasks, std::uint32_t count, status* statuses, decode_temp temp) {
+    decode_kernel(const decode_task* tasks, std::uint32_t count, status* statuses, decode_temp temp, std::uint32_t team) {
   static_assert(Threads == decode_block_threads, "the decode kernel's tile groups assume 256 threads");
   extern __shared__ __align__(128) std::uint8_t smem_bytes[];
   decode_block_storage& smem = *reinterpret_cast<decode_block_storage*>(smem_bytes);
   const std::uint32_t warp = threadIdx.x / 32;
-  const std::uint32_t call_team = *temp.call_warps;
+  // The plan: small calls make it here, in every block, while the reset kernel before this one
+  // still runs (it reads only the tasks); larger ones read it from the workspace. Where it lives
+  // is kept in shared memory and read at each claim, not held in registers across the loops.
+  if (count <= planned_in_block) {
+    // The warps' storage is free until the plan is made: the tasks, then their checks.
+    static_assert(sizeof(decode_task) * planned_in_block + sizeof(status) * planned_in_block <= sizeof(smem.warp),
+                  "the tasks and their checks fit the warps' storage");
+    const decode_task* staged = stage_tasks<Threads>(tasks, count, smem.warp);
+    status* checks = reinterpret_cast<status*>(reinterpret_cast<std::uint8_t*>(smem.warp) + sizeof(decode_task) * planned_in_block);
+    const std::uint32_t call_team = plan_tasks<Threads>(staged, count, checks, smem.plan.group_prefix, smem.plan.unit_prefix,
+                                                        std::uint64_t(gridDim.x) * decode_block_warps, team);
+    ::tilecodec::detail::wait_for_previous_grid();
+    if (blockIdx.x == 0)
+      for (std::uint32_t i = threadIdx.x; i < count; i += Threads)
+        if (checks[i] != status::success) raise_status(statuses + i, checks[i]);
+    if (threadIdx.x == 0) {
+      smem.group_prefix = smem.plan.group_prefix;
+      smem.unit_prefix = smem.plan.unit_prefix;
+      smem.call_team = call_team;
+    }
+  } else {
+    ::tilecodec::detail::wait_for_previous_grid();
+    if (threadIdx.x == 0) {
+      smem.group_prefix = temp.group_prefix;
+      smem.unit_prefix = temp.unit_prefix;
+      smem.call_team = *temp.call_warps;
+    }
+  }
   if (TILECODEC_DECODE_SPREAD_NS > 0 && threadIdx.x == 0) {
     std::uint32_t sm;
     asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
     if (atomicAdd(temp.sm_blocks + sm % sm_slots, 1u) > 0) __nanosleep(TILECODEC_DECODE_SPREAD_NS);
   }
+  __syncthreads();  // the plan's place, and the warps' storage free for decoding
+  const std::uint32_t call_team = smem.call_team;
   // Groups: claimed by the block, one tile per warp (or per team of warps).
-  const std::uint64_t total = temp.group_prefix[count];
-  std::uint32_t task_index = 0;  // thread 0's cursor into group_prefix
+  constexpr std::uint32_t no_task = ~0u;
+  std::uint32_t task_index = 0;  // thread 0's cursor into the group prefix
   const std::uint8_t* loaded = nullptr;  // table in shared memory: this tensor's
   status table_status = status::success;
   for (;;) {
     if (threadIdx.x == 0) {
+      const std::uint64_t* group_prefix = smem.group_prefix;
       const unsigned long long g = atomicAdd(temp.group_counter, 1ull);
-      if (g < total)
-        while (temp.group_prefix[task_index + 1] <= g) ++task_index;
-      smem.group = g;
-      smem.task = task_index;
+      if (g < group_prefix[count]) {
+        while (group_prefix[task_index + 1] <= g) ++task_index;
+        smem.group = g - group_prefix[task_index];
+        smem.task = task_index;
+      } else {
+        smem.task = no_task;
+      }
     }
     __syncthreads();
-    const std::uint64_t g = smem.group;
     const std::uint32_t ti = smem.task;
-    if (g >= total) break;
+    if (ti == no_task) break;
+    const std::uint64_t group = smem.group;  // within the task
     const decode_task& task = tasks[ti];
     const tensor_ref& tensor = task.tensor;
     const bool coded = has_rans_table(tensor.coding);
@@ -521,7 +622,7 @@ __global__ void __launch_bounds__(Threads, TILECODEC_DECODE_MIN_BLOCKS)
     } else {
       const bool lanes = tensor.coding == plane_coding::rans_lanes;
       const std::uint32_t w = team_warps(tensor, call_team);
-      const std::uint64_t tile = task.first_tile + (g - temp.group_prefix[ti]) * (decode_block_warps / w) + warp / w;
+      const std::uint64_t tile = task.first_tile + group * (decode_block_warps / w) + warp / w;
       const std::uint64_t count_in_task =
           task.tile_count == all_tiles ? tensor.tile_count - task.first_tile : task.tile_count;
       if (tile < task.first_tile + count_in_task) {
@@ -532,7 +633,7 @@ __global__ void __launch_bounds__(Threads, TILECODEC_DECODE_MIN_BLOCKS)
     }
     __syncthreads();
   }
-  decode_fixed_units(tasks, count, statuses, temp.unit_prefix, temp.unit_counter, call_team, smem.warp[warp].fixed);
+  decode_fixed_units(tasks, count, statuses, smem.unit_prefix, temp.unit_counter, call_team, smem.warp[warp].fixed);
 }
 
 #if defined(__CUDACC__)
@@ -590,11 +691,18 @@ inline std::uint32_t decode_grid_blocks(int device, const void* kernel) {
   if (options.max_blocks != 0 && options.max_blocks < blocks) blocks = options.max_blocks;
   constexpr int smem = static_cast<int>(sizeof(detail::decode_block_storage));
 
-  detail::decode_setup_kernel<><<<1, detail::setup_threads, 0, stream>>>(
-      d_tasks, task_count, d_status, temp, std::uint64_t(blocks) * detail::decode_block_warps, options.team_warps);
+  // Small calls: a reset kernel that reads nothing, then the decode kernel, whose blocks plan the
+  // call while the reset runs. Larger ones: the setup kernel plans it once. Either way the decode
+  // kernel may launch before the kernel ahead of it has finished (device/dependent_launch.cuh).
+  if (task_count <= detail::planned_in_block)
+    detail::decode_reset_kernel<><<<1, detail::decode_block_threads, 0, stream>>>(task_count, d_status, temp);
+  else
+    detail::decode_setup_kernel<><<<1, detail::setup_threads, 0, stream>>>(
+        d_tasks, task_count, d_status, temp, std::uint64_t(blocks) * detail::decode_block_warps, options.team_warps);
   if (cudaPeekAtLastError() != cudaSuccess) return status::cuda_error;
-  detail::decode_kernel<><<<blocks, detail::decode_block_threads, smem, stream>>>(d_tasks, task_count, d_status, temp);
-  if (cudaPeekAtLastError() != cudaSuccess) return status::cuda_error;
+  if (::tilecodec::detail::launch_after_previous(detail::decode_kernel<>, dim3(blocks), dim3(detail::decode_block_threads), smem,
+                                                 stream, d_tasks, task_count, d_status, temp, options.team_warps) != cudaSuccess)
+    return status::cuda_error;
   return status::success;
 }
 #endif  // __CUDACC__

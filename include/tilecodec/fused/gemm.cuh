@@ -29,6 +29,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "../device/dependent_launch.cuh"
 #include "../device/kernel_setup.cuh"
 #include "gemm_kernel.cuh"
 #include "matrix_ref.cuh"
@@ -122,17 +123,9 @@ status launch_gemm(const gemm_args& args, dim3 grid, cudaStream_t stream, const 
     kernel<<<grid, cta_threads, smem, stream>>>(args);
     return cudaGetLastError() == cudaSuccess ? status::success : status::cuda_error;
   }
-  cudaLaunchAttribute overlap[1];
-  overlap[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  overlap[0].val.programmaticStreamSerializationAllowed = 1;
-  cudaLaunchConfig_t config{};
-  config.gridDim = grid;
-  config.blockDim = dim3(cta_threads);
-  config.dynamicSmemBytes = smem;
-  config.stream = stream;
-  config.attrs = overlap;
-  config.numAttrs = 1;
-  return cudaLaunchKernelEx(&config, kernel, args) == cudaSuccess ? status::success : status::cuda_error;
+  return ::tilecodec::detail::launch_after_previous(kernel, grid, dim3(cta_threads), smem, stream, args) == cudaSuccess
+             ? status::success
+             : status::cuda_error;
 }
 
 // Fast code widths compiled per quantization (the encoder's usual choices); other widths take

@@ -38,6 +38,7 @@
 #include <cstdint>
 
 #include "../coder/fixed.hpp"
+#include "../device/dependent_launch.cuh"
 #include "../dtype.hpp"
 #include "../format/mma_order.hpp"
 #include "../format/planes.hpp"
@@ -207,20 +208,12 @@ __device__ __forceinline__ void cp_async4_or_zero(void* smem, const void* gmem, 
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 
-// Programmatic dependent launch (sm_90; both are no-ops in a kernel launched without it). The
-// wait returns once the previous kernel in the stream has finished and its writes are visible to
-// this thread; every thread that reads the activations or writes anything global passes it first.
-// The trigger lets the next kernel (if it was launched to overlap this one) start its own prologue.
-__device__ __forceinline__ void wait_for_previous_grid() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;\n" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void allow_next_grid() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-#endif
-}
+// Programmatic dependent launch (device/dependent_launch.cuh): every thread that reads the
+// activations or writes anything global waits for the previous kernel first; the trigger lets the
+// next kernel (if it was launched to overlap this one) start its own prologue.
+using ::tilecodec::detail::allow_next_grid;
+using ::tilecodec::detail::wait_for_previous_grid;
+
 template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
 
