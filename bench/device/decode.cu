@@ -185,45 +185,42 @@ void bm_memcpy(benchmark::State& state) {
                                                  benchmark::Counter::kIs1000);
 }
 
-// The floor of a small call: an empty one-block kernel, timed like a decode call (events around
-// the launch, a synchronize after it).
+// Times each call of launch(): CUDA events around it and a synchronize after (manual time); every
+// iteration's milliseconds also go to `ms`.
+template <class Launch>
+void time_each_call(benchmark::State& state, std::vector<double>& ms, Launch&& launch) {
+  timer t;
+  for (auto _ : state) {
+    TILECODEC_CUDA_CHECK(cudaEventRecord(t.a));
+    launch();
+    TILECODEC_CUDA_CHECK(cudaEventRecord(t.b));
+    TILECODEC_CUDA_CHECK(cudaEventSynchronize(t.b));
+    TILECODEC_CUDA_CHECK(cudaGetLastError());
+    float elapsed = 0;
+    TILECODEC_CUDA_CHECK(cudaEventElapsedTime(&elapsed, t.a, t.b));
+    state.SetIterationTime(elapsed * 1e-3);
+    ms.push_back(elapsed);
+  }
+}
+
+// The floor of a small call: an empty one-block kernel, timed like a decode call.
 __global__ void empty_kernel() {}
 std::vector<double> g_empty_ms;
 
 void bm_empty_launch(benchmark::State& state) {
-  timer t;
   empty_kernel<<<1, 32>>>();
   TILECODEC_CUDA_CHECK(cudaDeviceSynchronize());
-  for (auto _ : state) {
-    TILECODEC_CUDA_CHECK(cudaEventRecord(t.a));
-    empty_kernel<<<1, 32>>>();
-    TILECODEC_CUDA_CHECK(cudaEventRecord(t.b));
-    TILECODEC_CUDA_CHECK(cudaEventSynchronize(t.b));
-    TILECODEC_CUDA_CHECK(cudaGetLastError());
-    float ms = 0;
-    TILECODEC_CUDA_CHECK(cudaEventElapsedTime(&ms, t.a, t.b));
-    state.SetIterationTime(ms * 1e-3);
-    g_empty_ms.push_back(ms);
-  }
+  time_each_call(state, g_empty_ms, [] { empty_kernel<<<1, 32>>>(); });
 }
 
 void bm_decode(benchmark::State& state, workload* w) {
-  timer t;
-  int c = 0;
   w->launch(0, nullptr);  // warm-up (module load)
   TILECODEC_CUDA_CHECK(cudaDeviceSynchronize());
-  for (auto _ : state) {
-    TILECODEC_CUDA_CHECK(cudaEventRecord(t.a));
+  int c = 0;
+  time_each_call(state, w->ms, [&] {
     w->launch(c, nullptr);
-    TILECODEC_CUDA_CHECK(cudaEventRecord(t.b));
-    TILECODEC_CUDA_CHECK(cudaEventSynchronize(t.b));
-    TILECODEC_CUDA_CHECK(cudaGetLastError());
-    float ms = 0;
-    TILECODEC_CUDA_CHECK(cudaEventElapsedTime(&ms, t.a, t.b));
-    state.SetIterationTime(ms * 1e-3);
-    w->ms.push_back(ms);
     c = (c + 1) % w->copies;
-  }
+  });
   using C = benchmark::Counter;
   state.counters["out_GBps"] = C(double(w->out_bytes), C::kIsIterationInvariantRate, C::kIs1000);
   state.counters["traffic_GBps"] = C(double(w->in_bytes + w->out_bytes), C::kIsIterationInvariantRate, C::kIs1000);

@@ -308,8 +308,8 @@ __device__ void scan_warp_slots(const std::uint64_t* slots, std::uint32_t lane, 
 // of 4, which need 1.7 waves, and 15-21% faster than one warp; PERFORMANCE.md 3.1). Fixed-coded
 // and stored tiles are not in groups: each takes `team_warps` units, claimed by single warps.
 // Reads only the tasks (and writes only the three arrays), so a kernel may plan before
-// wait_for_previous_grid(). Inlined: as a call from the decode kernel it made a 16-task call 6%
-// slower and large ones 2-4% (H200, PERFORMANCE.md 3.12).
+// wait_for_previous_grid(). Inlined: as a call from the decode kernel it made calls 1-8% slower
+// (H200, PERFORMANCE.md 3.12).
 template <int Threads>
 __device__ __forceinline__ std::uint32_t plan_tasks(const decode_task* tasks, std::uint32_t count, status* checks,
                                                     std::uint64_t* group_prefix, std::uint64_t* unit_prefix,
