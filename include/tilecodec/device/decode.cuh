@@ -18,7 +18,7 @@
 // own shared memory, while a one-block reset kernel ahead of it zeroes the status words and the
 // work counters (the decode kernel is launched to overlap it: device/dependent_launch.cuh); a
 // larger call is planned once, into the workspace, by a one-block setup kernel. The decode kernel
-// is a persistent grid (one wave: SMs x resident blocks of 256 threads, 97.5 KB of dynamic shared
+// is a persistent grid (one wave: SMs x resident blocks of 256 threads, 97.7 KB of dynamic shared
 // memory each) whose blocks claim groups from the first counter. A block
 // loads a tensor's frequency table into shared memory once and keeps it while it claims groups of
 // the same tensor; each warp decodes one tile of its group (warp/warp_window_decode.cuh):
@@ -129,7 +129,7 @@ union decode_warp_storage {
 static_assert(sizeof(::tilecodec::detail::fixed_warp_storage) <= sizeof(::tilecodec::detail::warp_lanes_storage<128>),
               "the fixed-code staging fits in the lane-stream rings: the block's shared memory does not grow");
 
-// 97.5 KB (the table + 8 warps x 9.2 KB + the plan), above the 48 KB a kernel may declare statically: the kernel takes
+// 97.7 KB (the table + 8 warps x 9.2 KB + the plan), above the 48 KB a kernel may declare statically: the kernel takes
 // it as dynamic shared memory, which decode_async opts in to.
 // Calls of at most this many tasks are planned by every block of the decode kernel itself, into
 // its shared memory (decode_plan_storage): the call then costs one launch after a reset kernel
