@@ -83,6 +83,11 @@
 #ifndef TILECODEC_FUSED_STREAM_STAGE_WORDS
 #define TILECODEC_FUSED_STREAM_STAGE_WORDS 1
 #endif
+// Stream path: the first quads start before the first tile's escape entries are asked for (they
+// need its row table, one more round trip); 0: after (the first tile's escape data waited for).
+#ifndef TILECODEC_FUSED_STREAM_EARLY_QUADS
+#define TILECODEC_FUSED_STREAM_EARLY_QUADS 1
+#endif
 // Escapes on the stream path: 1 = each lane corrects its own two rows entry by entry (no
 // shuffles, no search; the row's corrections summed in entry order), 0 = the chunk path's shuffle
 // pass over all of the strip's entries (one entry per lane, segmented scan per row). Both are
@@ -102,6 +107,11 @@ inline constexpr std::uint32_t chunk_kcs = 16;                  // k chunks (16 
 inline constexpr std::uint32_t x_stride = 16 * chunk_kcs + 8;  // halves per staged x row (+8: no bank conflicts)
 inline constexpr std::uint32_t escape_slots = 8;               // escape entries prefetched per lane per chunk
 inline constexpr std::uint32_t stream_tiles = 32;              // tiles per piece of the stream path (one lane each)
+// Escape entries of one strip of one tile the stream path keeps in shared memory (4-byte words
+// per buffer, two buffers): 2 KB, 1024 two-byte entries, 6.25% of a 64 x 256 strip's weights
+// (synthetic Llama-like int8: about 290 on average, up to 660). Entries past the copy are read
+// from global memory one at a time, which made the warps of such strips the call's slowest.
+inline constexpr std::uint32_t stream_entry_words = 512;
 
 enum class path : int { fixed_fast = 0, element = 1, rans = 2 };
 
@@ -128,7 +138,7 @@ struct gemm_args {
 // The stream path (warp_gemm::stream) does not stage activations; its second escape buffers and
 // its tile table take the place of the staged x.
 struct stream_storage {
-  std::uint32_t entries[32 * escape_slots];  // escape entries of every other tile (the first buffer: warp_storage)
+  std::uint32_t entries[2][stream_entry_words];  // escape entries of tiles i & 1 (bytes from a 4-byte boundary)
   std::uint32_t rows[2][34];                 // row-table words of two tiles: raw row starts ro .. ro + 65
   std::uint32_t total[2];                    // the word holding each tile's entry count (row h), low half
   struct meta_t {
@@ -695,19 +705,20 @@ struct warp_gemm {
     }
   }
 
-  // Copies the row-table words of piece tile i (rows ro .. ro + 65, and row h) into buffer i & 1.
-  __device__ void stream_rows_copy(std::uint32_t i, const fixed_tile_shape& sh, std::uint32_t h) {
+  // Copies the row-table words of piece tile i (rows ro .. ro + 65, and row h) into buffer i & 1;
+  // commit false: the copies join the next copy group the caller commits.
+  __device__ void stream_rows_copy(std::uint32_t i, const fixed_tile_shape& sh, std::uint32_t h, bool commit) {
     const std::uint64_t off = st->s.toff[i];
     if (off == ~std::uint64_t(0)) return;
     const std::uint8_t* rs = W.data + W.payload_offset + off + sh.code_bytes;  // 4-byte aligned: ro, h even
     cp_async4(&st->s.rows[i & 1u][lane], rs + 2u * ro + 4u * lane);  // rows ro .. ro + 63
     if (lane == 0) cp_async4(&st->s.rows[i & 1u][32], rs + 2u * ro + 128u);  // rows ro + 64, ro + 65
     if (lane == 1) cp_async4(&st->s.total[i & 1u], rs + 2u * h);
-    cp_async_commit();
+    if (commit) cp_async_commit();
   }
 
   // Row table of piece tile i landed: checks it and copies the strip's entries into buffer i & 1.
-  __device__ void stream_entries_copy(std::uint32_t i, const fixed_tile_shape& sh) {
+  __device__ void stream_entries_copy(std::uint32_t i, const fixed_tile_shape& sh, bool commit) {
     const std::uint64_t off = st->s.toff[i];
     std::uint32_t n_ent = 0, e_begin = 0, cached = 0, total = 0;
     std::uint64_t base = 0;
@@ -724,11 +735,11 @@ struct warp_gemm {
         const std::uint8_t* tile = W.data + W.payload_offset + off;
         base = (sh.escapes_offset + std::uint64_t(e_begin) * sh.entry_bytes) & ~std::uint64_t(3);
         const std::uint64_t end = sh.escapes_offset + std::uint64_t(e_end) * sh.entry_bytes;
-        const std::uint64_t words = (end - base + 3) / 4 < 32u * escape_slots ? (end - base + 3) / 4 : 32u * escape_slots;
+        const std::uint64_t words = (end - base + 3) / 4 < stream_entry_words ? (end - base + 3) / 4 : stream_entry_words;
         cached = static_cast<std::uint32_t>(4 * words);
-        std::uint32_t* ent = (i & 1u) ? st->s.entries : st->entries;
+        std::uint32_t* ent = st->s.entries[i & 1u];
         for (std::uint32_t k = lane; k < words; k += 32) cp_async4(&ent[k], tile + base + 4 * k);
-        cp_async_commit();
+        if (commit) cp_async_commit();
       }
     }
     if (lane == 0) {
@@ -743,13 +754,11 @@ struct warp_gemm {
   // Escape pass of piece tile i, chunk columns [ca, cb) of it.
   __device__ void stream_escapes(std::uint32_t i, const fixed_tile_shape& sh, std::uint32_t ca, std::uint32_t cb,
                                  std::uint64_t tcol0) {
-    asm volatile("cp.async.wait_all;\n" ::: "memory");
-    __syncwarp();
     const auto m = st->s.meta[i & 1u];
     if (m.n_ent != 0) {
       const std::uint8_t* tile = W.data + W.payload_offset + st->s.toff[i];
       escapes(tile, sh, 64u, ca, cb, tcol0, m.e_begin, m.n_ent, m.total, m.base, m.cached,
-              reinterpret_cast<const std::uint16_t*>(st->s.rows[i & 1u]), m.e_begin, (i & 1u) ? st->s.entries : st->entries,
+              reinterpret_cast<const std::uint16_t*>(st->s.rows[i & 1u]), m.e_begin, st->s.entries[i & 1u],
               false);
     }
     __syncwarp();
@@ -761,13 +770,11 @@ struct warp_gemm {
   // of columns outside [ca, cb) are skipped; x comes from L1.
   __device__ void stream_escapes_rows(std::uint32_t i, const fixed_tile_shape& sh, std::uint32_t ca, std::uint32_t cb,
                                       std::uint64_t tcol0) {
-    asm volatile("cp.async.wait_all;\n" ::: "memory");
-    __syncwarp();
     const auto m = st->s.meta[i & 1u];
     if (m.n_ent != 0) {
       const std::uint8_t* tile = W.data + W.payload_offset + st->s.toff[i];
       const std::uint16_t* rows = reinterpret_cast<const std::uint16_t*>(st->s.rows[i & 1u]);
-      const unsigned char* bytes = reinterpret_cast<const unsigned char*>((i & 1u) ? st->s.entries : st->entries);
+      const unsigned char* bytes = reinterpret_cast<const unsigned char*>(st->s.entries[i & 1u]);
       const std::uint32_t eb = sh.entry_bytes, vb = sh.value_bits, vmask = (1u << vb) - 1u;
       // Byte of entry e_begin in the copy (the copy starts at its 4-byte boundary).
       const std::uint32_t a0 = static_cast<std::uint32_t>((sh.escapes_offset + std::uint64_t(m.e_begin) * eb) & 3u);
@@ -816,7 +823,40 @@ struct warp_gemm {
         }
       };
       auto walk = [&](std::uint32_t r, std::uint32_t p, std::uint32_t e, std::uint32_t b0, float (&sum)[8]) {
-        if (fast) {
+        // int8, batch <= 8, 2-byte entries in the copy: four entries a step, their activation
+        // loads issued together (one round trip per step instead of one per entry). The sums take
+        // the entries in the same order as one at a time, and an entry at or past cb ends the row
+        // as it would there. (Lossless keeps the loop below: with this one beside it the lossless
+        // kernel ran 5-7% slower, PERFORMANCE.md 6.10.)
+        if (NG == 1 && !LOSSLESS && fast) {
+#pragma unroll 1
+          for (; p < e; p += 4) {
+            std::uint32_t col[4];
+            float delta[4];
+            bool in[4], live = true;
+#pragma unroll
+            for (int k = 0; k < 4; ++k) {
+              const std::uint32_t v = p + k < e ? std::uint32_t(e16[p + k]) : cb << vb;
+              col[k] = v >> vb;
+              live = live && col[k] < cb;  // columns increase along a row
+              in[k] = live && col[k] >= ca;
+              delta[k] = in[k] ? delta_of(r, col[k], v & vmask) : 0.0f;
+            }
+            const std::uint16_t* xp = xc;
+#pragma unroll
+            for (int b = 0; b < 8; ++b) {
+              if (b > 0 && std::uint32_t(b) >= nb) break;  // nb >= 1
+              std::uint32_t xv[4];
+#pragma unroll
+              for (int k = 0; k < 4; ++k) xv[k] = in[k] ? ldg_u16(xp + col[k]) : 0u;
+#pragma unroll
+              for (int k = 0; k < 4; ++k)
+                if (in[k]) sum[b] = fmaf(delta[k], half_bits_to_float<XBF16>(xv[k]), sum[b]);
+              xp += ldx;
+            }
+            if (!live) break;
+          }
+        } else if (fast) {
 #pragma unroll 1
           for (; p < e; ++p) {
             const std::uint32_t v = e16[p];
@@ -938,6 +978,7 @@ struct warp_gemm {
       std::uint32_t wb[DS][K > 0 ? K : 1], rb[DS][LOSSLESS ? 7 : 1];
       // STAGE: slot d of the shared ring takes the quad prefetch(d) asks for (one commit group).
       constexpr bool STAGE = STAGE_WORDS;
+      constexpr bool EARLY = TILECODEC_FUSED_STREAM_EARLY_QUADS != 0 && !SMEM_B;
       const std::uint32_t words_ring = STAGE ? static_cast<std::uint32_t>(__cvta_generic_to_shared(words_smem)) : 0u;
       auto prefetch = [&](int d) {
         if constexpr (STAGE) {
@@ -1006,13 +1047,33 @@ struct warp_gemm {
         for (int n = 0; n < NG; ++n) xr[n] = x + (8u * n + g < nb ? (8u * n + g) * a.ldx : 0u) + col0 + 2u * t;
         stream_b(xr, 0, xn);
       }
-      // 3. escape data of the first tile (waited for: once per piece) and the row table of the second.
-      if (esc) {
-        stream_rows_copy(0, sh, h);
-        if (nt > 1) stream_rows_copy(1, sh, h);
-        asm volatile("cp.async.wait_all;\n" ::: "memory");
+      // 3. escape data: the row tables of the first two tiles now; the first tile's entries (which
+      // need its row table) after the first group of quads, when that table has landed.
+      // Waits for escape data (`since`: quads consumed since the data was asked). On the staged
+      // path the escape copies join the next quad's copy group (one group per quad, so the
+      // quads' own waits stay exact): data asked DS or more quads ago has landed once all but
+      // the newest DS - 1 groups have, and the code words in flight stay in flight.
+      constexpr bool JOIN = STAGE && EARLY;
+      auto wait_escape_data = [&](std::uint32_t since) {
+        if constexpr (JOIN) {
+          if (since >= std::uint32_t(DS)) cp_async_wait<DS - 1>();
+          else asm volatile("cp.async.wait_all;\n" ::: "memory");
+        } else {
+          asm volatile("cp.async.wait_all;\n" ::: "memory");
+        }
         __syncwarp();
-        stream_entries_copy(0, sh);
+      };
+      bool entries_pending = false;  // the first tile's entries are still to be asked for
+      std::uint32_t asked = 0;       // quads consumed when the next escape pass's data was asked
+      if (esc) {
+        stream_rows_copy(0, sh, h, !JOIN);
+        if (nt > 1) stream_rows_copy(1, sh, h, !JOIN);
+        if constexpr (EARLY) {
+          entries_pending = true;
+        } else {
+          wait_escape_data(0);
+          stream_entries_copy(0, sh, true);
+        }
       }
       // 4. the quads; tile ends between groups.
       const std::uint32_t first2 = W.first | (W.first << 16);
@@ -1063,9 +1124,17 @@ struct warp_gemm {
           }
         }
         if constexpr (SMEM_B) ring_g = ring_g == 2 ? 0u : ring_g + 1u;
+        const std::uint32_t done = j + DS < nq ? j + DS : nq;  // quads consumed
+        if (entries_pending) {  // the row tables were asked before any quad was consumed
+          wait_escape_data(done);
+          stream_entries_copy(0, sh, !JOIN);
+          entries_pending = false;
+          asked = done;
+        }
         // Tiles the consumer has left: their escape passes (one site, outside the unrolled body).
         while (ct < nt && j + DS >= cend) {
           if (esc) {
+            wait_escape_data(done - asked);
             const std::uint32_t ka = ct == 0 ? k0 : 0u;            // the tile's k chunks [ka, ka + cend - tq0)
             const std::uint32_t tq0 = ct == 0 ? 0u : ct * kt - k0;  // its first piece quad
             if constexpr (TILECODEC_FUSED_STREAM_ROW_ESCAPES != 0)
@@ -1073,8 +1142,9 @@ struct warp_gemm {
             else
               stream_escapes(ct, sh, 16u * ka, 16u * (ka + cend - tq0), (tc0 + ct) * L.tile_cols);
             if (ct + 1 < nt) {
-              stream_entries_copy(ct + 1, sh);
-              if (ct + 2 < nt) stream_rows_copy(ct + 2, sh, h);
+              stream_entries_copy(ct + 1, sh, !JOIN);
+              asked = done;
+              if (ct + 2 < nt) stream_rows_copy(ct + 2, sh, h, !JOIN);
             }
           }
           ++ct;
