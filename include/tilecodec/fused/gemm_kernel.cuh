@@ -785,6 +785,8 @@ struct warp_gemm {
       // entry p is u16 number p of the copy from byte a0.
       const bool fast = eb == 2u && a0 + 2u * m.n_ent <= m.cached;
       const std::uint16_t* e16 = reinterpret_cast<const std::uint16_t*>(bytes + a0);
+      const bool fast4 = eb == 4u && a0 == 0u && 4u * m.n_ent <= m.cached;  // the same for 4-byte entries
+      const std::uint32_t* e32 = reinterpret_cast<const std::uint32_t*>(bytes);
       const std::uint64_t ldx = a.ldx;
       // Batch 9-16: eight batch entries at a time (two walks of a row's entries: fewer live
       // registers beside the accumulators and the code-word ring); batch rows past nb read row 0
@@ -823,12 +825,12 @@ struct warp_gemm {
         }
       };
       auto walk = [&](std::uint32_t r, std::uint32_t p, std::uint32_t e, std::uint32_t b0, float (&sum)[8]) {
-        // int8, batch <= 8, 2-byte entries in the copy: four entries a step, their activation
-        // loads issued together (one round trip per step instead of one per entry). The sums take
-        // the entries in the same order as one at a time, and an entry at or past cb ends the row
-        // as it would there. (Lossless keeps the loop below: with this one beside it the lossless
-        // kernel ran 5-7% slower, PERFORMANCE.md 6.10.)
-        if (NG == 1 && !LOSSLESS && fast) {
+        // Batch <= 8, the strip's entries all in the copy (int8: 2 bytes each, lossless: 4): four
+        // entries a step, their activation loads issued together (one round trip per step instead
+        // of one per entry). The sums take the entries in the same order as one at a time, and an
+        // entry at or past cb ends the row as it would there. (A version that also read entries
+        // past the copy from global memory made the lossless kernel 14% slower: PERFORMANCE.md 6.10.)
+        if (NG == 1 && (LOSSLESS ? fast4 : fast)) {
 #pragma unroll 1
           for (; p < e; p += 4) {
             std::uint32_t col[4];
@@ -836,7 +838,7 @@ struct warp_gemm {
             bool in[4], live = true;
 #pragma unroll
             for (int k = 0; k < 4; ++k) {
-              const std::uint32_t v = p + k < e ? std::uint32_t(e16[p + k]) : cb << vb;
+              const std::uint32_t v = p + k < e ? (LOSSLESS ? e32[p + k] : std::uint32_t(e16[p + k])) : cb << vb;
               col[k] = v >> vb;
               live = live && col[k] < cb;  // columns increase along a row
               in[k] = live && col[k] >= ca;
