@@ -804,3 +804,58 @@ TEST_CASE("fused gemm [quick]: calls launched to overlap the previous one give t
     TC_CUDA(cudaStreamDestroy(stream));
   }
 }
+
+TEST_CASE("fused gemm [quick]: a strip split in two reduced in a cluster gives the workspace path's bits") {
+  // 512 input columns give two splits per strip (32 units, at least 16 per block); with
+  // gemm_launch::cluster_reduce the two blocks add their sums in distributed shared memory, without
+  // it through the workspace. Same order of the same fp32 terms: the same bits. Stream path
+  // (int8, lossless), batch 9-16 path and chunk path (int4); a strip of 8 rows at the edge.
+  TILECODEC_SEEDED_RNG(rng);
+  for (const std::uint64_t n : {256ull, 200ull}) {
+    constexpr std::uint64_t k = 512;
+    host::synthetic_params sp;
+    sp.seed = rng();
+    const std::vector<std::uint16_t> b = host::to_half_bits(host::synthetic_weights(n, k, sp), dtype::bf16);
+    const encoded_tensor encs[] = {host::encode<fused::int8_codec>(b.data(), dtype::bf16, {n, k}),
+                                   host::encode<fused::lossless_codec>(b.data(), dtype::bf16, {n, k}),
+                                   host::encode<fused::int4_codec>(b.data(), dtype::bf16, {n, k})};
+    for (const encoded_tensor& e : encs) {
+      const fused::linear layer(e, 16);
+      for (std::uint32_t batch : {1u, 4u, 16u}) {
+        CAPTURE(n);
+        CAPTURE(batch);
+        CAPTURE(int(e.header().params.quant));
+        REQUIRE(fused::plan_gemm(layer.ref(), batch).splits == 2);
+        device_buffer x(batch * k * 2), y(batch * n * 4), status_word(4);
+        std::vector<std::uint16_t> xh(batch * k);
+        std::normal_distribution<float> g(0.0f, 1.0f);
+        for (auto& v : xh) v = float_to_bf16(g(rng));
+        TC_CUDA(cudaMemcpy(x.p, xh.data(), xh.size() * 2, cudaMemcpyHostToDevice));
+        auto run = [&](bool cluster) {
+          TC_CUDA(cudaMemset(y.p, 0xff, batch * n * 4));  // NaN poison
+          TC_CUDA(cudaMemset(status_word.p, 0, 4));
+          fused::gemm_launch launch;
+          launch.cluster_reduce = cluster;
+          REQUIRE(layer.forward_async(x.p, dtype::bf16, batch, y.p, dtype::f32, nullptr,
+                                      static_cast<std::uint32_t*>(status_word.p), 0, 0, launch) == status::success);
+          TC_CUDA(cudaDeviceSynchronize());
+          TC_CUDA(cudaGetLastError());
+          std::uint32_t s = 1;
+          TC_CUDA(cudaMemcpy(&s, status_word.p, 4, cudaMemcpyDeviceToHost));
+          CHECK(s == 0);
+          std::vector<std::uint32_t> out(batch * n);
+          TC_CUDA(cudaMemcpy(out.data(), y.p, out.size() * 4, cudaMemcpyDeviceToHost));
+          return out;
+        };
+        const std::vector<std::uint32_t> in_cluster = run(true), in_workspace = run(false);
+        std::uint64_t differ = 0, finite = 0;
+        for (std::size_t i = 0; i < in_cluster.size(); ++i) {
+          differ += in_cluster[i] != in_workspace[i];
+          finite += (in_cluster[i] & 0x7f800000u) != 0x7f800000u;
+        }
+        CHECK(differ == 0);
+        CHECK(finite == in_cluster.size());  // every output written
+      }
+    }
+  }
+}

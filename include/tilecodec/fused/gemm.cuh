@@ -42,6 +42,12 @@
 #ifndef TILECODEC_FUSED_MIN_UNITS
 #define TILECODEC_FUSED_MIN_UNITS 2
 #endif
+// A strip split in two launched as one thread-block cluster whose partial sums meet in
+// distributed shared memory, instead of the workspace, a fence and an atomic counter (sm_90;
+// detail::max_cluster_splits).
+#ifndef TILECODEC_FUSED_CLUSTER_SPLITS
+#define TILECODEC_FUSED_CLUSTER_SPLITS 1
+#endif
 
 namespace tilecodec {
 namespace fused {
@@ -63,6 +69,10 @@ struct gemm_launch {
   // previous kernel must not write this call's weights, and the status word may be raised before
   // it has finished. Off: an ordinary launch.
   bool overlap_previous = false;
+  // A strip split in two reduces its halves in a thread-block cluster (distributed shared
+  // memory) when the device allows it; off: through the workspace, as larger splits do. Both give
+  // the same bits.
+  bool cluster_reduce = true;
 };
 
 namespace detail {
@@ -111,6 +121,32 @@ inline std::size_t align256(std::size_t v) { return (v + 255) / 256 * 256; }
 
 namespace detail {
 
+// Whether `kernel` can run clusters of max_cluster_splits blocks (asked of the driver once per
+// kernel and device).
+inline bool cluster_splits_supported(const void* kernel, std::size_t smem) {
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) return false;
+  return ::tilecodec::detail::once_per_kernel(kernel, device, [&]() -> std::uint32_t {
+           cudaLaunchAttribute attr;
+           attr.id = cudaLaunchAttributeClusterDimension;
+           attr.val.clusterDim.x = 1;
+           attr.val.clusterDim.y = max_cluster_splits;
+           attr.val.clusterDim.z = 1;
+           cudaLaunchConfig_t config{};
+           config.gridDim = dim3(1, max_cluster_splits, 1);
+           config.blockDim = dim3(cta_threads);
+           config.dynamicSmemBytes = smem;
+           config.attrs = &attr;
+           config.numAttrs = 1;
+           int clusters = 0;
+           if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &config) != cudaSuccess) {
+             (void)cudaGetLastError();
+             return 2u;
+           }
+           return clusters > 0 ? 1u : 2u;
+         }) == 1u;
+}
+
 template <quant::kind Q, int NG, bool XBF16, path P, int K>
 status launch_gemm(const gemm_args& args, dim3 grid, cudaStream_t stream, const gemm_launch& launch) {
   constexpr std::size_t smem = gemm_smem_bytes<NG, P>() + cta_warps * warp_gemm<Q, NG, XBF16, P, K>::stage_bytes;
@@ -119,11 +155,30 @@ status launch_gemm(const gemm_args& args, dim3 grid, cudaStream_t stream, const 
     if (::tilecodec::detail::opt_in_dynamic_smem(reinterpret_cast<const void*>(kernel), static_cast<int>(smem)) != cudaSuccess)
       return status::cuda_error;
   }
+  if (args.cluster_splits && cluster_splits_supported(reinterpret_cast<const void*>(kernel), smem)) {
+    cudaLaunchAttribute attrs[2];
+    attrs[0].id = cudaLaunchAttributeClusterDimension;
+    attrs[0].val.clusterDim.x = 1;
+    attrs[0].val.clusterDim.y = grid.y;  // the strip's splits
+    attrs[0].val.clusterDim.z = 1;
+    attrs[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attrs[1].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t config{};
+    config.gridDim = grid;
+    config.blockDim = dim3(cta_threads);
+    config.dynamicSmemBytes = smem;
+    config.stream = stream;
+    config.attrs = attrs;
+    config.numAttrs = launch.overlap_previous ? 2 : 1;
+    return cudaLaunchKernelEx(&config, kernel, args) == cudaSuccess ? status::success : status::cuda_error;
+  }
+  gemm_args plain = args;
+  plain.cluster_splits = false;
   if (!launch.overlap_previous) {
-    kernel<<<grid, cta_threads, smem, stream>>>(args);
+    kernel<<<grid, cta_threads, smem, stream>>>(plain);
     return cudaGetLastError() == cudaSuccess ? status::success : status::cuda_error;
   }
-  return ::tilecodec::detail::launch_after_previous(kernel, grid, dim3(cta_threads), smem, stream, args) == cudaSuccess
+  return ::tilecodec::detail::launch_after_previous(kernel, grid, dim3(cta_threads), smem, stream, plain) == cudaSuccess
              ? status::success
              : status::cuda_error;
 }
@@ -206,6 +261,8 @@ status select_quant(const gemm_args& args, dim3 grid, cudaStream_t stream, const
   args.status = status_word;
   args.x_aligned = reinterpret_cast<std::uintptr_t>(x) % 4 == 0 && ldx % 2 == 0;
   args.x_aligned16 = reinterpret_cast<std::uintptr_t>(x) % 16 == 0 && ldx % 8 == 0;
+  args.cluster_splits = TILECODEC_FUSED_CLUSTER_SPLITS != 0 && launch.cluster_reduce && plan.splits > 1 &&
+                        plan.splits <= detail::max_cluster_splits;
   const bool bf16 = x_type == dtype::bf16;
   const std::uint32_t zero = w.quant == quant::kind::int4_group ? 8u : 128u;
   const std::uint32_t first = w.coding == plane_coding::fixed ? w.first : 0u;

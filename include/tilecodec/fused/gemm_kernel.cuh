@@ -33,6 +33,7 @@
 // sums the partials in split order. Every sum has a fixed order: results are deterministic.
 #pragma once
 
+#include <cooperative_groups.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -107,6 +108,10 @@ inline constexpr std::uint32_t chunk_kcs = 16;                  // k chunks (16 
 inline constexpr std::uint32_t x_stride = 16 * chunk_kcs + 8;  // halves per staged x row (+8: no bank conflicts)
 inline constexpr std::uint32_t escape_slots = 8;               // escape entries prefetched per lane per chunk
 inline constexpr std::uint32_t stream_tiles = 32;              // tiles per piece of the stream path (one lane each)
+// Splits reduced in one thread-block cluster (gemm.cuh). Only pairs: on an H200, 2-block clusters
+// made 8192x8192 1-10% faster, 4-block ones made 4096x4096 and 4096x14336 40-80% slower
+// (fewer blocks resident at once; PERFORMANCE.md 6.11).
+inline constexpr std::uint32_t max_cluster_splits = 2;
 // Escape entries of one strip of one tile the stream path keeps in shared memory (4-byte words
 // per buffer, two buffers): 2 KB, 1024 two-byte entries, 6.25% of a 64 x 256 strip's weights
 // (synthetic Llama-like int8: about 290 on average, up to 660). Entries past the copy are read
@@ -131,6 +136,8 @@ struct gemm_args {
   std::uint32_t int_sub = 0;          // fragment.cuh int_pair_sub() for this tensor
   bool x_aligned = false;             // x and ldx allow 32-bit loads of pairs
   bool x_aligned16 = false;           // x and ldx allow 16-byte copies of 8 columns
+  bool cluster_splits = false;        // splits > 1 launched as clusters of `splits` blocks along y:
+                                      // the partials meet in distributed shared memory, not the workspace
 };
 
 // Per-warp shared memory of the fixed / per-element paths. At the end of the warp's work its
@@ -1286,6 +1293,46 @@ __global__ void __launch_bounds__(cta_threads, 2) gemm_kernel(const gemm_args ar
     }
     return;
   }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if (args.cluster_splits) {
+    // The strip's splits are one cluster (rank = split): each block's sum of its warps goes to
+    // the start of its shared memory, and split 0 adds the blocks' sums in split order, the same
+    // order as the workspace path below (bit-identical results), then stores the outputs.
+    namespace cg = cooperative_groups;
+    const cg::cluster_group cluster = cg::this_cluster();
+    constexpr std::uint32_t per_thread = (BC * 64u + cta_threads - 1) / cta_threads;
+    float v[per_thread];
+#pragma unroll
+    for (std::uint32_t k = 0; k < per_thread; ++k) {
+      const std::uint32_t idx = tid + k * cta_threads;
+      v[k] = 0.0f;
+      if (idx < BC * 64u)
+#pragma unroll
+        for (int w = 0; w < cta_warps; ++w) v[k] += red(w, idx);
+    }
+    __syncthreads();  // every warp's sums read before warp 0's storage takes the block's
+    float* block_sum = reinterpret_cast<float*>(smem + table_bytes);
+#pragma unroll
+    for (std::uint32_t k = 0; k < per_thread; ++k)
+      if (tid + k * cta_threads < BC * 64u) block_sum[tid + k * cta_threads] = v[k];
+    cluster.sync();  // the blocks' sums are visible across the cluster
+    if (split == 0) {
+#pragma unroll
+      for (std::uint32_t k = 0; k < per_thread; ++k) {
+        const std::uint32_t idx = tid + k * cta_threads;
+        v[k] = 0.0f;
+        if (idx < BC * 64u)
+          for (std::uint32_t s = 0; s < args.splits; ++s) v[k] += cluster.map_shared_rank(block_sum, s)[idx];
+      }
+    }
+    cluster.sync();  // no block leaves while split 0 still reads its shared memory
+    if (split == 0)
+#pragma unroll
+      for (std::uint32_t k = 0; k < per_thread; ++k)
+        if (tid + k * cta_threads < BC * 64u) finish(tid + k * cta_threads, v[k]);
+    return;
+  }
+#endif
   __shared__ std::uint32_t last;
   const std::uint64_t group = std::uint64_t(chunk) * args.strips + strip;
   float* partial = args.partials + (group * args.splits) * (BC * 64u);
