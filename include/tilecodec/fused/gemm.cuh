@@ -18,7 +18,8 @@
 // Results are deterministic: every sum has a fixed order, whatever the timing.
 // Workspace: with it the columns are also split across blocks for small N (more of the GPU
 // busy); without it (nullptr, 0) every block covers all columns. It holds counters that the
-// kernel returns to zero: zero it once after allocating, and give each stream its own.
+// kernel returns to zero: zero it once after allocating, and give each stream its own. A strip
+// split in two adds its halves in a thread-block cluster instead (gemm_launch::cluster_reduce).
 // Corrupt weights never make the kernel read outside the tensor's bytes; the tiles concerned
 // give wrong values and *status_word (optional, device memory) is raised to the error code.
 #pragma once

@@ -110,7 +110,7 @@ inline constexpr std::uint32_t escape_slots = 8;               // escape entries
 inline constexpr std::uint32_t stream_tiles = 32;              // tiles per piece of the stream path (one lane each)
 // Splits reduced in one thread-block cluster (gemm.cuh). Only pairs: on an H200, 2-block clusters
 // made 8192x8192 1-10% faster, 4-block ones made 4096x4096 and 4096x14336 40-80% slower
-// (fewer blocks resident at once; PERFORMANCE.md 6.11).
+// (why was not measured; PERFORMANCE.md 6.11).
 inline constexpr std::uint32_t max_cluster_splits = 2;
 // Escape entries of one strip of one tile the stream path keeps in shared memory (4-byte words
 // per buffer, two buffers): 2 KB, 1024 two-byte entries, 6.25% of a 64 x 256 strip's weights
