@@ -441,21 +441,23 @@ TEST_CASE("fused gemm: fast paths with escapes (int8 k = 6 and 7, int4 k = 4, lo
 TEST_CASE("fused gemm [quick]: stream path (int8, lossless), escapes per row (2- and 4-byte entries, past the copy), batch 1..16") {
   // Whole-width mma tiles, int8 fixed coder, even ldx: every warp takes the stream path
   // (warp_gemm::stream; batch 9-16 when ldx is a multiple of 8, half the cases, else the chunk
-  // path) and corrects its tiles' escapes row by row; lossless
-  // weights on the 256-column shapes (stream path at batch <= 8). Few escapes per strip (data 2:
-  // all entries in the shared-memory copy) and many (data 3: hundreds per 64-row strip, past the
-  // copy, read from global memory); 2-byte entries (256-column tiles) and 4-byte ones (512).
+  // path) and corrects its tiles' escapes row by row (batch 9-16: patches them into the A
+  // fragments, its escape data asked tiles ahead; 64-column tiles are too short for that and
+  // wait); lossless weights on the 256-column shapes (stream path at batch <= 8). Few escapes
+  // per strip (data 2: all entries in the shared-memory copy) and many (data 3: hundreds per
+  // 64-row strip, past the copy, read from global memory); 2-byte entries (64- and 256-column
+  // tiles) and 4-byte ones (512).
   TILECODEC_SEEDED_RNG(rng);
   std::string widths;
   int i = 0;
   for (int data : {2, 3})
-    for (std::uint32_t tc : {256u, 512u})
+    for (std::uint32_t tc : {64u, 256u, 512u})
       for (std::uint32_t batch : {1u, 3u, 4u, 8u, 12u, 16u}) {
         gemm_case c;
         c.tile_rows = tc == 512 ? 64 : 256;
         c.tile_cols = tc;
         c.n = 128 + 64 * (rng() % 3);
-        c.k = tc * (1 + rng() % 3);
+        c.k = tc == 64 ? 64 * (4 + rng() % 4) : tc * (1 + rng() % 3);  // enough columns for escapes to pay
         c.data = data;
         c.batch = batch;
         c.x_type = i % 2 ? dtype::f16 : dtype::bf16;

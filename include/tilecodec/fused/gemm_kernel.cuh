@@ -27,7 +27,10 @@
 // filled with cp.async two groups of quads ahead, one ldmatrix per quad), and each tile's escape
 // pass run between two groups of quads (one site outside the unrolled body) from entries and
 // row-table words copied a tile ahead: each lane walks the entries of its own two rows (row
-// table, no search, no shuffles). Other cases take the chunk path above.
+// table, no search, no shuffles). int8 at batch 9-16 instead patches escapes into the A
+// fragments before the mma (each quad's fragments pass through shared memory, the lanes write
+// the escaped weights of their own rows there; escape data copied two and three tiles ahead), so
+// an escape costs nothing per batch entry. Other cases take the chunk path above.
 // Per-warp results meet in shared memory in a fixed order; with splits > 1 each block writes its
 // partial to the workspace and the last block of the strip (an atomic counter, reset after use)
 // sums the partials in split order. Every sum has a fixed order: results are deterministic.
@@ -66,6 +69,14 @@
 #endif
 #ifndef TILECODEC_FUSED_STREAM_NG2_DEPTH  // batch 9-16, stream path: quads in flight (0: the chunk path's D; 3 was slower)
 #define TILECODEC_FUSED_STREAM_NG2_DEPTH 0
+#endif
+// int8 escapes on the stream path at batch 9-16 (B fragments from the shared ring): 1 = patched
+// into the A fragments before the mma (each quad's fragments pass through shared memory, where
+// the lanes write the escaped values of their own rows), so they cost no work per batch entry;
+// 0 = each tile's correction pass after its last quad, 16 activation loads and FMAs per escape
+// (PERFORMANCE.md 6.12).
+#ifndef TILECODEC_FUSED_STREAM_PATCH_ESCAPES
+#define TILECODEC_FUSED_STREAM_PATCH_ESCAPES 1
 #endif
 #ifndef TILECODEC_FUSED_STREAM_ESC_LOADS  // x loads in flight per escape entry, stream path, batch 9-16
 #define TILECODEC_FUSED_STREAM_ESC_LOADS 4
@@ -156,16 +167,31 @@ struct stream_storage {
   std::uint64_t tend[stream_tiles];
 };
 
+// What the stream path's patched escapes (TILECODEC_FUSED_STREAM_PATCH_ESCAPES) keep beside
+// stream_storage, in the chunk path's entry buffer: a third row-table buffer (the tables are asked
+// three tiles ahead) and each lane's cursors in the entries of its two rows.
+struct stream_cursors {
+  std::uint32_t rows[34];
+  std::uint32_t total;
+  std::uint32_t cur[2][32];  // [row lane / lane + 32][lane]: next entry | end << 16 (strip entry numbers)
+  std::uint32_t tag[32];     // piece tile + 1 the lane's cursors are in (0: none yet)
+};
+
 template <int NG>
 struct warp_storage {
   union {
     alignas(16) std::uint16_t x[8 * NG][x_stride];  // staged activations of the chunk
     stream_storage s;
   };
-  std::uint32_t entries[32 * escape_slots];       // bytes of the strip's escape entries (from a 4-byte boundary)
+  union {
+    std::uint32_t entries[32 * escape_slots];     // bytes of the strip's escape entries (from a 4-byte boundary)
+    stream_cursors sc;
+  };
   std::uint16_t rows[68];                          // escape row table of the strip, from its first entry
-  float corr[8 * NG][64];                          // escape corrections, [batch][row]
+  alignas(16) float corr[8 * NG][64];              // escape corrections, [batch][row] (patched escapes: scratch)
 };
+
+static_assert(sizeof(stream_cursors) <= sizeof(std::uint32_t) * 32 * escape_slots, "stream_cursors too large");
 
 __device__ __forceinline__ void cp_async4_or_zero(void* smem, const void* gmem, bool copy);
 
@@ -680,6 +706,24 @@ struct warp_gemm {
   // Quads of group G (DS quads) are copied at the start of group G - 2.
   static constexpr bool SMEM_B = STREAMED && (TILECODEC_FUSED_STREAM_SMEM_B & NG) != 0;
   static constexpr int RS = 3 * DS;
+  static constexpr bool PATCH = SMEM_B && Q == quant::kind::int8_rowwise && TILECODEC_FUSED_STREAM_PATCH_ESCAPES != 0;
+  // Row-table buffer of piece tile i: two (i & 1), or three (i % 3) with patched escapes.
+  __device__ std::uint32_t* rows_buf(std::uint32_t i) const {
+    if constexpr (PATCH) {
+      const std::uint32_t k = i % 3u;
+      return k < 2u ? st->s.rows[k] : st->sc.rows;
+    } else {
+      return st->s.rows[i & 1u];
+    }
+  }
+  __device__ std::uint32_t* total_buf(std::uint32_t i) const {
+    if constexpr (PATCH) {
+      const std::uint32_t k = i % 3u;
+      return k < 2u ? &st->s.total[k] : &st->sc.total;
+    } else {
+      return &st->s.total[i & 1u];
+    }
+  }
   static constexpr std::uint32_t ring_slot = 8u * NG * 32u;
   static constexpr std::uint32_t ring_offset = (sizeof(stream_storage) + 15u) / 16u * 16u;
   static_assert(!SMEM_B || ring_offset + RS * ring_slot <= sizeof(std::uint16_t) * 8u * NG * x_stride,
@@ -718,9 +762,10 @@ struct warp_gemm {
     const std::uint64_t off = st->s.toff[i];
     if (off == ~std::uint64_t(0)) return;
     const std::uint8_t* rs = W.data + W.payload_offset + off + sh.code_bytes;  // 4-byte aligned: ro, h even
-    cp_async4(&st->s.rows[i & 1u][lane], rs + 2u * ro + 4u * lane);  // rows ro .. ro + 63
-    if (lane == 0) cp_async4(&st->s.rows[i & 1u][32], rs + 2u * ro + 128u);  // rows ro + 64, ro + 65
-    if (lane == 1) cp_async4(&st->s.total[i & 1u], rs + 2u * h);
+    std::uint32_t* rows = rows_buf(i);
+    cp_async4(&rows[lane], rs + 2u * ro + 4u * lane);  // rows ro .. ro + 63
+    if (lane == 0) cp_async4(&rows[32], rs + 2u * ro + 128u);  // rows ro + 64, ro + 65
+    if (lane == 1) cp_async4(total_buf(i), rs + 2u * h);
     if (commit) cp_async_commit();
   }
 
@@ -730,10 +775,10 @@ struct warp_gemm {
     std::uint32_t n_ent = 0, e_begin = 0, cached = 0, total = 0;
     std::uint64_t base = 0;
     if (off != ~std::uint64_t(0)) {
-      const std::uint16_t* rows = reinterpret_cast<const std::uint16_t*>(st->s.rows[i & 1u]);
+      const std::uint16_t* rows = reinterpret_cast<const std::uint16_t*>(rows_buf(i));
       e_begin = rows[0];
       const std::uint32_t e_end = rows[64];
-      total = st->s.total[i & 1u] & 0xffffu;
+      total = *total_buf(i) & 0xffffu;
       const std::uint64_t bytes = st->s.tend[i] - off;
       if (e_begin > e_end || e_end > total || sh.escapes_offset + std::uint64_t(total) * sh.entry_bytes > bytes) {
         if (lane == 0) report(a.status, status::corrupt_payload);
@@ -765,10 +810,118 @@ struct warp_gemm {
     if (m.n_ent != 0) {
       const std::uint8_t* tile = W.data + W.payload_offset + st->s.toff[i];
       escapes(tile, sh, 64u, ca, cb, tcol0, m.e_begin, m.n_ent, m.total, m.base, m.cached,
-              reinterpret_cast<const std::uint16_t*>(st->s.rows[i & 1u]), m.e_begin, st->s.entries[i & 1u],
+              reinterpret_cast<const std::uint16_t*>(rows_buf(i)), m.e_begin, st->s.entries[i & 1u],
               false);
     }
     __syncwarp();
+  }
+
+  // What an escape adds per unit of activation: its value minus what its code 0 decoded to.
+  __device__ __forceinline__ float escape_delta(std::uint32_t r, std::uint32_t col, std::uint32_t val, int first,
+                                                std::uint64_t tcol0) const {
+    if constexpr (LOSSLESS) {
+      return half_bits_to_float<XBF16>(val) - half_bits_to_float<XBF16>(lossless16_join(W.first, lossless16_raw(val)));
+    } else {
+      float delta = float(int(val) - first);
+      if constexpr (INT4) delta *= int4_scale(row0 + r, tcol0 + col);
+      return delta;
+    }
+  }
+
+  // Where the escaped weight at strip row r, tile column col goes in the fragment scratch (lane
+  // (r % 8) * 4 + (c % 8) / 2 of the m16n8k16 A layout, register (r / 16) * 4 + (r / 8 % 2) +
+  // 2 (c / 8), half c % 2, with c = col % 16) and its 16 bits there.
+  __device__ __forceinline__ void patch_target(std::uint32_t r, std::uint32_t col, std::uint32_t val, float c0,
+                                               std::uint64_t tcol0, std::uint32_t& addr, std::uint32_t& bits) const {
+    const std::uint32_t scratch = static_cast<std::uint32_t>(__cvta_generic_to_shared(&st->corr[0][0]));
+    const std::uint32_t c = col & 15u, owner = ((r & 7u) << 2) | ((c & 7u) >> 1);
+    addr = scratch + 64u * owner + (((((r >> 4) & 3u) ^ ((owner >> 1) & 3u))) << 4) +
+           4u * (((r >> 3) & 1u) | ((c >> 3) << 1)) + 2u * (c & 1u);
+    const float w = c0 + escape_delta(r, col, val, static_cast<int>(W.first), tcol0);
+    bits = XBF16 ? float_to_bf16(w) : float_to_f16(w);  // integers: exact
+  }
+
+  // Patched escapes (PATCH): the escaped weights of quad idx (piece quad; its tile ti, whose
+  // columns start at piece quad tq0 - ka) written into the A fragments af. Each lane stores its
+  // fragments in its 64 bytes of scratch (corr's place; 16-byte chunks rotated against bank
+  // conflicts), lanes with an escape in this quad (next_q == idx) walk their two rows and write the
+  // escaped values into the owners' scratch, and every lane reloads its fragments. The mma then
+  // multiplies the true weights: no correction pass, nothing per batch entry.
+  __device__ __forceinline__ void patch_quad(std::uint32_t (&af)[4][4], std::uint32_t idx, std::uint32_t ti,
+                                             std::uint32_t tq0, std::uint32_t ka, std::uint32_t tile_end,
+                                             std::uint64_t tcol0, const fixed_tile_shape& sh, float c0,
+                                             std::uint32_t& next_q) {
+    const std::uint32_t scratch = static_cast<std::uint32_t>(__cvta_generic_to_shared(&st->corr[0][0]));
+    const std::uint32_t mine = scratch + 64u * lane, rot = (lane >> 1) & 3u;
+#pragma unroll
+    for (int r4 = 0; r4 < 4; ++r4)
+      asm volatile("st.shared.v4.u32 [%0], {%1,%2,%3,%4};\n" ::"r"(mine + ((std::uint32_t(r4) ^ rot) << 4)),
+                   "r"(af[r4][0]), "r"(af[r4][1]), "r"(af[r4][2]), "r"(af[r4][3])
+                   : "memory");
+    __syncwarp();
+    const std::uint32_t vb = sh.value_bits, vmask = (1u << vb) - 1u;
+    auto patch = [&](std::uint32_t r, std::uint32_t col, std::uint32_t val) {
+      std::uint32_t addr, bits;
+      patch_target(r, col, val, c0, tcol0, addr, bits);
+      asm volatile("st.shared.u16 [%0], %1;\n" ::"r"(addr), "h"(static_cast<std::uint16_t>(bits)) : "memory");
+    };
+    if (next_q == idx) {
+      const auto m = st->s.meta[ti & 1u];
+      if (st->sc.tag[lane] != ti + 1u) {  // first escape of this lane in tile ti: its cursors
+        const std::uint16_t* rows = reinterpret_cast<const std::uint16_t*>(rows_buf(ti));
+#pragma unroll
+        for (int rr = 0; rr < 2; ++rr) {
+          std::uint32_t p = 0, e = 0;
+          if (m.n_ent != 0) {
+            const std::uint32_t r = lane + 32u * rr;
+            p = std::uint32_t(rows[r]) - m.e_begin;
+            e = std::uint32_t(rows[r + 1]) - m.e_begin;
+            if (e > m.n_ent) e = m.n_ent;  // corrupt tables: never past the strip's checked entries
+            if (p > e) p = e;
+          }
+          st->sc.cur[rr][lane] = p | (e << 16);
+        }
+        st->sc.tag[lane] = ti + 1u;
+      }
+      const std::uint8_t* tile = W.data + W.payload_offset + st->s.toff[ti];
+      const unsigned char* bytes = reinterpret_cast<const unsigned char*>(st->s.entries[ti & 1u]);
+      const std::uint32_t eb = sh.entry_bytes;
+      const std::uint32_t a0 = static_cast<std::uint32_t>((sh.escapes_offset + std::uint64_t(m.e_begin) * eb) & 3u);
+      const std::uint32_t clo = 16u * (idx - tq0 + ka), chi = clo + 16u;  // the quad's tile columns
+      std::uint32_t next_col = ~0u;
+#pragma unroll 1
+      for (std::uint32_t rr = 0; rr < 2u; ++rr) {
+        const std::uint32_t r = lane + 32u * rr;
+        const std::uint32_t cur = st->sc.cur[rr][lane];
+        std::uint32_t p = cur & 0xffffu;
+        const std::uint32_t e = cur >> 16;
+#pragma unroll 1
+        for (; p < e; ++p) {
+          const std::uint32_t at = a0 + p * eb;
+          const std::uint64_t v = eb == 2u && at + 2u <= m.cached
+                                      ? std::uint64_t(*reinterpret_cast<const std::uint16_t*>(bytes + at))
+                                      : load_entry(tile, sh, m.e_begin + p);
+          const std::uint32_t col = static_cast<std::uint32_t>(v >> vb);
+          if (col >= chi) {  // columns increase along a row
+            next_col = col < next_col ? col : next_col;
+            break;
+          }
+          if (col < clo) continue;  // before the piece's first column (or out of order: corrupt)
+          patch(r, col, static_cast<std::uint32_t>(v) & vmask);
+        }
+        st->sc.cur[rr][lane] = p | (e << 16);
+      }
+      // The lane's next quad with an escape: in this tile, else the next tile's first quad.
+      const std::uint32_t q = next_col == ~0u ? tile_end : next_col / 16u - ka + tq0;
+      next_q = q < tile_end ? q : tile_end;
+    }
+    __syncwarp();
+#pragma unroll
+    for (int r4 = 0; r4 < 4; ++r4)
+      asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+                   : "=r"(af[r4][0]), "=r"(af[r4][1]), "=r"(af[r4][2]), "=r"(af[r4][3])
+                   : "r"(mine + ((std::uint32_t(r4) ^ rot) << 4))
+                   : "memory");
   }
 
   // Escape pass of piece tile i on the lanes' own rows: lane l corrects rows l and l + 32 of the
@@ -780,7 +933,7 @@ struct warp_gemm {
     const auto m = st->s.meta[i & 1u];
     if (m.n_ent != 0) {
       const std::uint8_t* tile = W.data + W.payload_offset + st->s.toff[i];
-      const std::uint16_t* rows = reinterpret_cast<const std::uint16_t*>(st->s.rows[i & 1u]);
+      const std::uint16_t* rows = reinterpret_cast<const std::uint16_t*>(rows_buf(i));
       const unsigned char* bytes = reinterpret_cast<const unsigned char*>(st->s.entries[i & 1u]);
       const std::uint32_t eb = sh.entry_bytes, vb = sh.value_bits, vmask = (1u << vb) - 1u;
       // Byte of entry e_begin in the copy (the copy starts at its 4-byte boundary).
@@ -802,13 +955,7 @@ struct warp_gemm {
       // on nb (one L1 round trip after another, but no spills in the quad loop; parallel loads
       // spilled there and ran up to 14% slower on lossless, PERFORMANCE.md 6.5).
       auto delta_of = [&](std::uint32_t r, std::uint32_t col, std::uint32_t val) {
-        if constexpr (LOSSLESS) {
-          return half_bits_to_float<XBF16>(val) - half_bits_to_float<XBF16>(lossless16_join(W.first, lossless16_raw(val)));
-        } else {
-          float delta = float(int(val) - first);
-          if constexpr (INT4) delta *= int4_scale(row0 + r, tcol0 + col);
-          return delta;
-        }
+        return escape_delta(r, col, val, first, tcol0);
       };
       auto correct = [&](std::uint32_t r, std::uint32_t col, std::uint32_t val, std::uint32_t b0, float (&sum)[8]) {
         const float delta = delta_of(r, col, val);  // one entry in [ca, cb)
@@ -1074,7 +1221,27 @@ struct warp_gemm {
       };
       bool entries_pending = false;  // the first tile's entries are still to be asked for
       std::uint32_t asked = 0;       // quads consumed when the next escape pass's data was asked
-      if (esc) {
+      std::uint32_t next_q = ~0u;    // PATCH: the lane's next quad with an escape (piece quad)
+      float c0 = 0.0f;               // PATCH: the A value that code 0 decodes to
+      if (esc && PATCH) {
+        // Row tables three tiles ahead, entries two: the first three tables, then the first two
+        // tiles' entries, landed before the first quad.
+        for (std::uint32_t i = 0; i < 3u && i < nt; ++i) stream_rows_copy(i, sh, h, false);
+        cp_async_commit();
+        asm volatile("cp.async.wait_all;\n" ::: "memory");
+        __syncwarp();
+        stream_entries_copy(0, sh, false);
+        if (nt > 1) stream_entries_copy(1, sh, false);
+        cp_async_commit();
+        asm volatile("cp.async.wait_all;\n" ::: "memory");
+        st->sc.tag[lane] = 0;
+        __syncwarp();
+        next_q = 0;
+        const std::uint32_t zero[K > 0 ? K : 1] = {};
+        std::uint32_t a00[4][4];
+        int_quad_fragments<K, XBF16>(zero, a.int_sub, a00);
+        c0 = half_bits_to_float<XBF16>(a00[0][0] & 0xffffu);
+      } else if (esc) {
         stream_rows_copy(0, sh, h, !JOIN);
         if (nt > 1) stream_rows_copy(1, sh, h, !JOIN);
         if constexpr (EARLY) {
@@ -1125,6 +1292,15 @@ struct warp_gemm {
               if constexpr (LOSSLESS) lossless_fragments<XBF16>(pairs, first2, rb[d], af);
               else int_fragments<XBF16, (K > 7)>(pairs, a.int_sub, af);
             }
+            if constexpr (PATCH) {
+              if (esc) {  // quad idx is in tile ct, or (a group across a tile end) in ct + 1
+                const bool later = idx >= cend;
+                const std::uint32_t ti = later ? ct + 1u : ct;
+                const std::uint32_t tend = later ? (cend + kt < nq ? cend + kt : nq) : cend;
+                patch_quad(af, idx, ti, ti == 0 ? 0u : ti * kt - k0, ti == 0 ? k0 : 0u, tend,
+                           (tc0 + ti) * L.tile_cols, sh, c0, next_q);
+              }
+            }
             if constexpr (STAGE) __syncwarp();  // every lane has read slot d before it is refilled
             if (idx + DS < nq) prefetch(d);
             else if constexpr (STAGE) cp_async_commit();  // an empty group keeps the count of groups in flight
@@ -1132,7 +1308,25 @@ struct warp_gemm {
             mma_quad(af, xb);
           }
         }
+        if constexpr (PATCH) {
+          // Tiles the consumer has left: the escape data of two and three tiles on.
+          const std::uint32_t jend = j + DS < nq ? j + DS : nq;
+          while (ct < nt && jend >= cend) {
+            if (esc && ct + 1 < nt) {
+              // Data asked here is used three groups later at the earliest (a tile of >= 4 groups):
+              // by then the ring's waits have seen its copy group land. Shorter tiles wait here.
+              __syncwarp();  // tile ct's entries and row table are free
+              if (kt < 4u * DS) asm volatile("cp.async.wait_all;\n" ::: "memory");
+              if (ct + 2 < nt) stream_entries_copy(ct + 2, sh, false);
+              if (ct + 3 < nt) stream_rows_copy(ct + 3, sh, h, false);
+              __syncwarp();
+            }
+            ++ct;
+            cend = cend + kt < nq ? cend + kt : nq;
+          }
+        }
         if constexpr (SMEM_B) ring_g = ring_g == 2 ? 0u : ring_g + 1u;
+        if constexpr (PATCH) continue;
         const std::uint32_t done = j + DS < nq ? j + DS : nq;  // quads consumed
         if (entries_pending) {  // the row tables were asked before any quad was consumed
           wait_escape_data(done);
@@ -1158,6 +1352,17 @@ struct warp_gemm {
           }
           ++ct;
           cend = cend + kt < nq ? cend + kt : nq;
+        }
+      }
+      if constexpr (PATCH) {
+        // No copy may still land in the storage that the next piece or the partial sums take, and
+        // corr (the fragment scratch) returns to zero: no corrections on this path.
+        asm volatile("cp.async.wait_all;\n" ::: "memory");
+        __syncwarp();
+        if (esc) {
+          float4* z = reinterpret_cast<float4*>(&st->corr[0][0]);
+          for (std::uint32_t k = lane; k < 2048u / 16u; k += 32) z[k] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+          __syncwarp();
         }
       }
     }
