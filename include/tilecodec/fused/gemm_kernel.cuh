@@ -1316,7 +1316,10 @@ struct warp_gemm {
               // Data asked here is used three groups later at the earliest (a tile of >= 4 groups):
               // by then the ring's waits have seen its copy group land. Shorter tiles wait here.
               __syncwarp();  // tile ct's entries and row table are free
-              if (kt < 4u * DS) asm volatile("cp.async.wait_all;\n" ::: "memory");
+              if (kt < 4u * DS) {  // (warp-uniform) each lane waits for its own copies, then all of them have landed
+                asm volatile("cp.async.wait_all;\n" ::: "memory");
+                __syncwarp();
+              }
               if (ct + 2 < nt) stream_entries_copy(ct + 2, sh, false);
               if (ct + 3 < nt) stream_rows_copy(ct + 3, sh, h, false);
               __syncwarp();
