@@ -1292,7 +1292,10 @@ struct warp_gemm {
               if constexpr (LOSSLESS) lossless_fragments<XBF16>(pairs, first2, rb[d], af);
               else int_fragments<XBF16, (K > 7)>(pairs, a.int_sub, af);
             }
-            if constexpr (PATCH) {
+            if constexpr (STAGE) __syncwarp();  // every lane has read slot d before it is refilled
+            if (idx + DS < nq) prefetch(d);
+            else if constexpr (STAGE) cp_async_commit();  // an empty group keeps the count of groups in flight
+            if constexpr (PATCH) {  // after the refill is issued: its copies overlap the patch
               if (esc) {  // quad idx is in tile ct, or (a group across a tile end) in ct + 1
                 const bool later = idx >= cend;
                 const std::uint32_t ti = later ? ct + 1u : ct;
@@ -1301,9 +1304,6 @@ struct warp_gemm {
                            (tc0 + ti) * L.tile_cols, sh, c0, next_q);
               }
             }
-            if constexpr (STAGE) __syncwarp();  // every lane has read slot d before it is refilled
-            if (idx + DS < nq) prefetch(d);
-            else if constexpr (STAGE) cp_async_commit();  // an empty group keeps the count of groups in flight
             enter_group(col0 + 16u * idx);
             mma_quad(af, xb);
           }
