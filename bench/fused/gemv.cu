@@ -57,6 +57,7 @@ enum class variant {
   cublas_f16,
   cublas_bf16,
   fused_int8,           // fixed coder, mma order, x fp16
+  fused_int8_k8,        // the same with the code width pinned at 8 bits: no escapes (encode_options::fixed_code_bits)
   fused_int4,           // fixed coder (4-bit codes), group 128, x fp16
   fused_lossless_bf16,  // fixed coder on the 9-bit symbols + raw plane, x bf16
   fused_int8_rans,      // rANS 64 x 256 tiles, mma order
@@ -72,6 +73,7 @@ const char* name_of(variant v) {
     case variant::cublas_f16: return "cublas_f16";
     case variant::cublas_bf16: return "cublas_bf16";
     case variant::fused_int8: return "fused_int8_fixed";
+    case variant::fused_int8_k8: return "fused_int8_fixed_k8";
     case variant::fused_int4: return "fused_int4_fixed";
     case variant::fused_lossless_bf16: return "fused_bf16_lossless_fixed";
     case variant::fused_int8_rans: return "fused_int8_rans";
@@ -164,7 +166,7 @@ device_state& state_for(const shape& s, variant v) {
   } else {
     format_params p;
     switch (v) {
-      case variant::fused_int8: case variant::decode_cublas_int8: case variant::fused_int8_pdl:
+      case variant::fused_int8: case variant::fused_int8_k8: case variant::decode_cublas_int8: case variant::fused_int8_pdl:
         p = fused::int8_codec::params();
         break;
       case variant::fused_int4: p = fused::int4_codec::params(); break;
@@ -174,8 +176,10 @@ device_state& state_for(const shape& s, variant v) {
       case variant::fused_int8_rans: p = fused::int8_rans_codec::params(); break;
       default: p = fused::lossless_rans_codec::params(); break;
     }
+    host::encode_options opt;
+    if (v == variant::fused_int8_k8) opt.fixed_code_bits = 8;
     enc = host::encode(bf16 ? static_cast<const void*>(w.bf16.data()) : static_cast<const void*>(w.f16.data()),
-                       bf16 ? dtype::bf16 : dtype::f16, {s.n, s.k}, p);
+                       bf16 ? dtype::bf16 : dtype::f16, {s.n, s.k}, p, opt);
     bytes = enc.bytes();
   }
   st->read_bytes = bytes.size();
@@ -317,6 +321,7 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("l2_bytes", std::to_string(prop.l2CacheSize));
   const shape shapes[] = {{4096, 4096}, {14336, 4096}, {4096, 14336}, {8192, 8192}, {28672, 8192}};
   const variant variants[] = {variant::cublas_f16,        variant::cublas_bf16,         variant::fused_int8,
+                              variant::fused_int8_k8,
                               variant::fused_int4,        variant::fused_lossless_bf16, variant::fused_int8_rans,
                               variant::fused_lossless_rans, variant::decode_cublas_int8,  variant::decode_cublas_lossless,
                               variant::fused_int8_pdl,    variant::fused_lossless_pdl};

@@ -135,6 +135,7 @@ struct gemm_case {
   bool workspace = true;
   int data = 0;
   bool x_aligned = false;  // even ldx (32-bit pairs: the int8 stream path), else any padding
+  std::uint32_t code_bits = 0;  // encode_options::fixed_code_bits (0: the encoder's choice)
 };
 
 std::string describe(const gemm_case& c) {
@@ -143,7 +144,7 @@ std::string describe(const gemm_case& c) {
          std::to_string(c.tile_rows) + "x" + std::to_string(c.tile_cols) + " N " + std::to_string(c.n) + " K " +
          std::to_string(c.k) + " batch " + std::to_string(c.batch) + " x " + dtype_name(c.x_type) + " y " +
          dtype_name(c.y_type) + " ws " + std::to_string(int(c.workspace)) + " data " + std::to_string(c.data) +
-         (c.x_aligned ? " x aligned" : "");
+         (c.x_aligned ? " x aligned" : "") + (c.code_bits ? " code bits " + std::to_string(c.code_bits) : "");
 }
 
 format_params params_of(const gemm_case& c) {
@@ -164,7 +165,9 @@ format_params params_of(const gemm_case& c) {
 double run_case(const gemm_case& c, std::mt19937_64& rng, const weights* given = nullptr, std::uint32_t* k_used = nullptr) {
   INFO(describe(c));
   const weights w = given ? *given : make_weights(rng, c.source, c.n, c.k, c.data);
-  const encoded_tensor enc = host::encode(w.bytes.data(), w.type, {c.n, c.k}, params_of(c));
+  host::encode_options opt;
+  opt.fixed_code_bits = c.code_bits;
+  const encoded_tensor enc = host::encode(w.bytes.data(), w.type, {c.n, c.k}, params_of(c), opt);
   if (k_used) *k_used = enc.header().coding == plane_coding::fixed ? enc.header().params.prob_bits : 0;
   const std::vector<double> wd = dequantized(enc);
   // Activations, rows ldx apart (odd padding now and then: unaligned pairs).
@@ -405,6 +408,30 @@ TEST_CASE("fused gemm [quick]: fixed coder, mma order, every quantization, edge 
       c.workspace = rng() & 1;
       run_case(c, rng);
     }
+}
+
+TEST_CASE("fused gemm [quick]: int8 with the code width pinned at 8 (no escapes), stream and edge tiles, batch 1..16") {
+  TILECODEC_SEEDED_RNG(rng);
+  const std::uint32_t batches[] = {1, 4, 9, 16};
+  for (int i = 0; i < 8; ++i) {
+    gemm_case c;
+    c.code_bits = 8;
+    c.data = 1;  // Llama-like: the encoder alone would take k = 6 or 7
+    c.batch = batches[i % 4];
+    c.x_type = rng() & 1 ? dtype::bf16 : dtype::f16;
+    c.y_type = i % 2 ? dtype::f32 : dtype::bf16;
+    if (i < 4) {  // whole-width tiles: the stream path
+      c.n = 64 * (1 + rng() % 6);
+      c.k = 256 * (1 + rng() % 4);
+      c.x_aligned = true;
+    } else {  // edge tiles both ways
+      c.n = 64 + rng() % 300;
+      c.k = 16 + rng() % 700;
+    }
+    std::uint32_t k_used = 0;
+    run_case(c, rng, nullptr, &k_used);
+    CHECK(k_used == 8);
+  }
 }
 
 TEST_CASE("fused gemm: fast paths with escapes (int8 k = 6 and 7, int4 k = 4, lossless k = 4 and 5)") {

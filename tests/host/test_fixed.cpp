@@ -163,6 +163,63 @@ TEST_CASE("fixed coder picks a narrow code with escapes on Llama-like int8 weigh
   CHECK(a == b);
 }
 
+TEST_CASE("fixed coder: encode_options::fixed_code_bits pins the code width, same decoded values") {
+  host::synthetic_params sp;
+  sp.seed = tilecodec_test::test_seed();
+  INFO("seed: TILECODEC_SEED=" << sp.seed);
+  const std::uint64_t rows = 320, cols = 1000;  // edge tiles both ways
+  const std::vector<float> w = host::synthetic_weights(rows, cols, sp);
+  using int8_fixed = codec<tile256_mma, quant::int8_rowwise, coder::fixed>;
+  auto encode_pinned = [&](std::uint32_t bits) {
+    host::encode_options o;
+    o.fixed_code_bits = bits;
+    return host::encode<int8_fixed>(w.data(), dtype::f32, {rows, cols}, o);
+  };
+  const auto chosen = encode_pinned(0);
+  REQUIRE(chosen.header().coding == plane_coding::fixed);
+  const std::uint32_t k = chosen.header().params.prob_bits;
+  REQUIRE(k < 8);  // Llama-like int8 weights: a narrow code with escapes
+  const std::vector<std::uint8_t> expect = tilecodec_test::decode_all(chosen, dtype::f32);
+  CHECK(encode_pinned(k).bytes() == chosen.bytes());  // pinning the chosen width changes nothing
+  // The symbol width or more: full-width codes, no escapes (and no row tables), a larger payload.
+  const auto full = encode_pinned(8);
+  REQUIRE(full.header().coding == plane_coding::fixed);
+  CHECK(full.header().params.prob_bits == 8);
+  CHECK(!fixed_code{8, 0, full.header().alphabet}.has_escapes());
+  CHECK(full.header().payload_bytes > chosen.header().payload_bytes);
+  CHECK(encode_pinned(9).bytes() == full.bytes());
+  CHECK(encode_pinned(40).bytes() == full.bytes());
+  CHECK(tilecodec_test::decode_all(full, dtype::f32) == expect);
+  // Narrower than chosen: more escapes, still that width (a pin is never stored instead).
+  const auto narrow = encode_pinned(k - 1);
+  REQUIRE(narrow.header().coding == plane_coding::fixed);
+  CHECK(narrow.header().params.prob_bits == k - 1);
+  CHECK(tilecodec_test::decode_all(narrow, dtype::f32) == expect);
+  // Without a pin the encoder stores a tensor whose codes would be larger (tiny edge-only tiles).
+  const std::vector<float> small = host::synthetic_weights(3, 5, sp);
+  host::encode_options pin8;
+  pin8.fixed_code_bits = 8;
+  CHECK(host::encode<int8_fixed>(small.data(), dtype::f32, {3, 5}).header().coding == plane_coding::stored);
+  const auto small8 = host::encode<int8_fixed>(small.data(), dtype::f32, {3, 5}, pin8);
+  CHECK(small8.header().coding == plane_coding::fixed);
+  CHECK(tilecodec_test::decode_all(small8, dtype::f32) ==
+        tilecodec_test::decode_all(host::encode<int8_fixed>(small.data(), dtype::f32, {3, 5}), dtype::f32));
+  // Lossless bf16: any pinned width round-trips exactly.
+  const std::vector<std::uint16_t> bf = host::to_half_bits(w, dtype::bf16);
+  for (std::uint32_t bits : {1u, 4u, 9u}) {
+    CAPTURE(bits);
+    host::encode_options o;
+    o.fixed_code_bits = bits;
+    const auto enc = host::encode<codec<tile256_mma, quant::lossless, coder::fixed>>(bf.data(), dtype::bf16, {rows, cols}, o);
+    REQUIRE(enc.header().coding == plane_coding::fixed);
+    const std::uint32_t got = enc.header().params.prob_bits;
+    CHECK((got == bits || got == 9u));  // 9: a tile with more than 65535 escapes
+    std::vector<std::uint16_t> out(bf.size());
+    REQUIRE(host::decode(enc.view(), out.data(), dtype::bf16, out.size() * 2) == status::success);
+    CHECK(out == bf);
+  }
+}
+
 TEST_CASE("fixed coder: a tile with more than 65535 escapes falls back to full-width codes") {
   // 8 tiles of 512 x 512: seven hold one value, the last holds a value of a far exponent
   // everywhere, so the global one-symbol window would leave 262144 escapes in that tile.

@@ -172,22 +172,35 @@ inline std::uint32_t fixed_best_window(const std::uint64_t* counts, std::uint32_
 }
 }  // namespace detail
 
+// The code of width k (1..symbol bits; 0 or wider: the symbol width, no escapes) whose window
+// holds the most of a histogram; `in` gets that count.
+[[nodiscard]] inline fixed_code fixed_code_of_width(const std::uint64_t* counts, std::uint32_t alphabet,
+                                                    std::uint32_t k, std::uint64_t& in) {
+  const std::uint32_t sb = fixed_symbol_bits(alphabet);
+  if (k == 0 || k >= sb) {
+    in = 0;
+    for (std::uint32_t s = 0; s < alphabet; ++s) in += counts[s];
+    return fixed_code{sb, 0, alphabet};
+  }
+  return fixed_code{k, detail::fixed_best_window(counts, alphabet, 1u << k, in), alphabet};
+}
+
 // Chooses k and the window for a tensor's histogram: the smallest payload, counting each escape
-// at its entry size and each tile's row_start table. Never worse than k = symbol bits.
+// at its entry size and each tile's row_start table. Never worse than k = symbol bits. A caller
+// that wants no escapes (the fused kernels' batch 9-16 pay for each one) pins k at the symbol
+// width (format_params::prob_bits).
 [[nodiscard]] inline fixed_code choose_fixed_code(const std::uint64_t* counts, std::uint32_t alphabet,
                                                   std::uint64_t tile_count, std::uint32_t tile_rows,
                                                   std::uint32_t tile_cols) {
   const std::uint32_t sb = fixed_symbol_bits(alphabet);
   std::uint64_t total = 0;
-  for (std::uint32_t s = 0; s < alphabet; ++s) total += counts[s];
-  fixed_code best{sb, 0, alphabet};
+  fixed_code best = fixed_code_of_width(counts, alphabet, sb, total);
   double best_bits = double(total) * sb;
   for (std::uint32_t k = 1; k < sb; ++k) {
-    std::uint64_t best_in = 0;
-    const std::uint32_t best_first = detail::fixed_best_window(counts, alphabet, 1u << k, best_in);
-    const fixed_code c{k, best_first, alphabet};
+    std::uint64_t in = 0;
+    const fixed_code c = fixed_code_of_width(counts, alphabet, k, in);
     const fixed_tile_shape shape = fixed_shape(c, tile_rows, tile_cols);
-    const double bits = double(total) * k + double(total - best_in) * 8.0 * shape.entry_bytes +
+    const double bits = double(total) * k + double(total - in) * 8.0 * shape.entry_bytes +
                         double(tile_count) * 16.0 * (tile_rows + 1);
     if (bits < best_bits) best_bits = bits, best = c;
   }
