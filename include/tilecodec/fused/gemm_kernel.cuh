@@ -273,6 +273,9 @@ struct warp_gemm {
   static constexpr int BC = 8 * NG;
   static constexpr bool INT4 = Q == quant::kind::int4_group;
   static constexpr bool LOSSLESS = Q == quant::kind::lossless;
+  // Fast-path codes as wide as the symbols (int8 k = 8, int4 k = 4; K is the tensor's k): no
+  // escapes can exist, so their passes are compiled out.
+  static constexpr bool FULL_WIDTH = P == path::fixed_fast && ((Q == quant::kind::int8_rowwise && K >= 8) || (INT4 && K >= 4));
   // Quads in flight per warp on the chunk path (registers).
   static constexpr int D = LOSSLESS ? (NG == 1 ? 3 : 2) : K <= 5 ? (NG == 1 ? 4 : (INT4 ? 2 : 3)) : (NG == 1 ? 3 : 2);
 
@@ -677,7 +680,7 @@ struct warp_gemm {
     }
     const bool fast = P == path::fixed_fast && fixed && tile_uses_mma_order(W.order, h, w) &&
                       (!LOSSLESS || (reinterpret_cast<std::uintptr_t>(raw) & 3u) == 0);
-    const bool esc = fixed && W.fixed().has_escapes();
+    const bool esc = !FULL_WIDTH && fixed && W.fixed().has_escapes();
     for (std::uint32_t k0 = ka; k0 < kb; k0 += chunk_kcs)
       chunk(tile, bytes, h, w, hr, k0, k0 + chunk_kcs < kb ? k0 + chunk_kcs : kb, tcol0, raw, fast, sh, esc);
   }
@@ -1377,7 +1380,7 @@ struct warp_gemm {
       const std::uint32_t kt = L.tile_cols / 16u;
       const std::uint32_t h = L.height_of_grid_row(gr);
       const fixed_tile_shape sh = fixed_shape(W.fixed(), h, L.tile_cols);
-      const bool esc = W.fixed().has_escapes();
+      const bool esc = !FULL_WIDTH && W.fixed().has_escapes();
       for (std::uint64_t pa = u0; pa < u1;) {
         const std::uint64_t tc0 = pa / kt;
         const std::uint64_t pb = u1 < (tc0 + stream_tiles) * kt ? u1 : (tc0 + stream_tiles) * kt;
