@@ -5,8 +5,9 @@
 //
 //   example_04_fused_mlp [hidden=1024] [intermediate=2816] [batch=4]
 //
-// Two weight formats: lossless bf16 (bit-exact weights, ~11.5 bits each) and int8 per-row
-// (~7.3 bits each, fixed-length codes with escapes). Exit code 0 when every check passes.
+// Three weight formats: lossless bf16 (bit-exact weights, ~11.5 bits each), int8 per-row (~7.3
+// bits each, fixed-length codes with escapes) and the same int8 with 8-bit codes (no escapes:
+// the faster fused product). Exit code 0 when every check passes.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -163,12 +164,16 @@ int main(int argc, char** argv) {
 
   bool ok = true;
   std::vector<double> y_lossless_ref;
-  for (int format = 0; format < 2; ++format) {
-    const char* name = format == 0 ? "lossless bf16" : "int8 per-row";
+  for (int format = 0; format < 3; ++format) {
+    const char* name = format == 0 ? "lossless bf16" : (format == 1 ? "int8 per-row" : "int8, 8-bit");
     const format_params params = format == 0 ? fused::lossless_codec::params() : fused::int8_codec::params();
-    const encoded_tensor eg = host::encode(w.gate.data(), dtype::bf16, {std::uint64_t(inter), std::uint64_t(hidden)}, params);
-    const encoded_tensor eu = host::encode(w.up.data(), dtype::bf16, {std::uint64_t(inter), std::uint64_t(hidden)}, params);
-    const encoded_tensor ed = host::encode(w.down.data(), dtype::bf16, {std::uint64_t(hidden), std::uint64_t(inter)}, params);
+    // Format 2: int8 codes pinned at 8 bits (no escapes): about 10% more bytes than the smallest
+    // width, faster fused products at every batch size (docs/PERFORMANCE.md 6.13).
+    host::encode_options opt;
+    if (format == 2) opt.fixed_code_bits = 8;
+    const encoded_tensor eg = host::encode(w.gate.data(), dtype::bf16, {std::uint64_t(inter), std::uint64_t(hidden)}, params, opt);
+    const encoded_tensor eu = host::encode(w.up.data(), dtype::bf16, {std::uint64_t(inter), std::uint64_t(hidden)}, params, opt);
+    const encoded_tensor ed = host::encode(w.down.data(), dtype::bf16, {std::uint64_t(hidden), std::uint64_t(inter)}, params, opt);
     const fused::linear gate(eg, batch), up(eu, batch), down(ed, batch);
 
     // The fused block: three compressed projections and the gating.
