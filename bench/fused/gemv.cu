@@ -57,7 +57,7 @@ enum class variant {
   cublas_f16,
   cublas_bf16,
   fused_int8,           // fixed coder, mma order, x fp16
-  fused_int8_k8,        // the same with the code width pinned at 8 bits: no escapes (encode_options::fixed_code_bits)
+  fused_int8_k8,        // the same with the code width pinned at 8 bits: no escapes (format_params::prob_bits)
   fused_int4,           // fixed coder (4-bit codes), group 128, x fp16
   fused_lossless_bf16,  // fixed coder on the 9-bit symbols + raw plane, x bf16
   fused_int8_rans,      // rANS 64 x 256 tiles, mma order
@@ -176,10 +176,9 @@ device_state& state_for(const shape& s, variant v) {
       case variant::fused_int8_rans: p = fused::int8_rans_codec::params(); break;
       default: p = fused::lossless_rans_codec::params(); break;
     }
-    host::encode_options opt;
-    if (v == variant::fused_int8_k8) opt.fixed_code_bits = 8;
+    if (v == variant::fused_int8_k8) p.prob_bits = 8;
     enc = host::encode(bf16 ? static_cast<const void*>(w.bf16.data()) : static_cast<const void*>(w.f16.data()),
-                       bf16 ? dtype::bf16 : dtype::f16, {s.n, s.k}, p, opt);
+                       bf16 ? dtype::bf16 : dtype::f16, {s.n, s.k}, p);
     bytes = enc.bytes();
   }
   st->read_bytes = bytes.size();

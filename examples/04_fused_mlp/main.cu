@@ -166,14 +166,13 @@ int main(int argc, char** argv) {
   std::vector<double> y_lossless_ref;
   for (int format = 0; format < 3; ++format) {
     const char* name = format == 0 ? "lossless bf16" : (format == 1 ? "int8 per-row" : "int8, 8-bit");
-    const format_params params = format == 0 ? fused::lossless_codec::params() : fused::int8_codec::params();
+    format_params params = format == 0 ? fused::lossless_codec::params() : fused::int8_codec::params();
     // Format 2: int8 codes pinned at 8 bits (no escapes): about 10% more bytes than the smallest
     // width, faster fused products at every batch size (docs/PERFORMANCE.md 6.13).
-    host::encode_options opt;
-    if (format == 2) opt.fixed_code_bits = 8;
-    const encoded_tensor eg = host::encode(w.gate.data(), dtype::bf16, {std::uint64_t(inter), std::uint64_t(hidden)}, params, opt);
-    const encoded_tensor eu = host::encode(w.up.data(), dtype::bf16, {std::uint64_t(inter), std::uint64_t(hidden)}, params, opt);
-    const encoded_tensor ed = host::encode(w.down.data(), dtype::bf16, {std::uint64_t(hidden), std::uint64_t(inter)}, params, opt);
+    if (format == 2) params.prob_bits = 8;
+    const encoded_tensor eg = host::encode(w.gate.data(), dtype::bf16, {std::uint64_t(inter), std::uint64_t(hidden)}, params);
+    const encoded_tensor eu = host::encode(w.up.data(), dtype::bf16, {std::uint64_t(inter), std::uint64_t(hidden)}, params);
+    const encoded_tensor ed = host::encode(w.down.data(), dtype::bf16, {std::uint64_t(hidden), std::uint64_t(inter)}, params);
     const fused::linear gate(eg, batch), up(eu, batch), down(ed, batch);
 
     // The fused block: three compressed projections and the gating.

@@ -135,7 +135,7 @@ struct gemm_case {
   bool workspace = true;
   int data = 0;
   bool x_aligned = false;  // even ldx (32-bit pairs: the int8 stream path), else any padding
-  std::uint32_t code_bits = 0;  // encode_options::fixed_code_bits (0: the encoder's choice)
+  std::uint32_t code_bits = 0;  // fixed coder: the pinned code width (format_params::prob_bits; 0: the encoder's choice)
 };
 
 std::string describe(const gemm_case& c) {
@@ -155,7 +155,7 @@ format_params params_of(const gemm_case& c) {
   p.order = c.order;
   p.tile_rows = c.tile_rows;
   p.tile_cols = c.tile_cols;
-  p.prob_bits = c.coder == coder::kind::rans ? 12 : 0;
+  p.prob_bits = c.coder == coder::kind::rans ? 12 : (c.coder == coder::kind::fixed ? c.code_bits : 0);
   p.lanes = c.coder == coder::kind::raw ? 1 : 32;
   return p;
 }
@@ -165,9 +165,7 @@ format_params params_of(const gemm_case& c) {
 double run_case(const gemm_case& c, std::mt19937_64& rng, const weights* given = nullptr, std::uint32_t* k_used = nullptr) {
   INFO(describe(c));
   const weights w = given ? *given : make_weights(rng, c.source, c.n, c.k, c.data);
-  host::encode_options opt;
-  opt.fixed_code_bits = c.code_bits;
-  const encoded_tensor enc = host::encode(w.bytes.data(), w.type, {c.n, c.k}, params_of(c), opt);
+  const encoded_tensor enc = host::encode(w.bytes.data(), w.type, {c.n, c.k}, params_of(c));
   if (k_used) *k_used = enc.header().coding == plane_coding::fixed ? enc.header().params.prob_bits : 0;
   const std::vector<double> wd = dequantized(enc);
   // Activations, rows ldx apart (odd padding now and then: unaligned pairs).

@@ -4,6 +4,7 @@
 #include <tilecodec/tilecodec.hpp>
 #include <tilecodec/coder/fixed.hpp>
 #include <tilecodec/format/mma_order.hpp>
+#include <tilecodec/format/policy_rules.hpp>
 #include <tilecodec/format/safetensors.hpp>
 #include <tilecodec/host/synthetic.hpp>
 
@@ -163,18 +164,19 @@ TEST_CASE("fixed coder picks a narrow code with escapes on Llama-like int8 weigh
   CHECK(a == b);
 }
 
-TEST_CASE("fixed coder: encode_options::fixed_code_bits pins the code width, same decoded values") {
+TEST_CASE("fixed coder: prob_bits 1..9 pins the code width, same decoded values") {
   host::synthetic_params sp;
   sp.seed = tilecodec_test::test_seed();
   INFO("seed: TILECODEC_SEED=" << sp.seed);
-  const std::uint64_t rows = 320, cols = 1000;  // edge tiles both ways
+  const std::uint64_t rows = 512, cols = 4096;  // whole tiles: a narrow width codes (edge tiles below)
   const std::vector<float> w = host::synthetic_weights(rows, cols, sp);
   using int8_fixed = codec<tile256_mma, quant::int8_rowwise, coder::fixed>;
-  auto encode_pinned = [&](std::uint32_t bits) {
-    host::encode_options o;
-    o.fixed_code_bits = bits;
-    return host::encode<int8_fixed>(w.data(), dtype::f32, {rows, cols}, o);
+  auto pinned_params = [](std::uint32_t bits) {
+    format_params p = int8_fixed::params();
+    p.prob_bits = bits;
+    return p;
   };
+  auto encode_pinned = [&](std::uint32_t bits) { return host::encode(w.data(), dtype::f32, {rows, cols}, pinned_params(bits)); };
   const auto chosen = encode_pinned(0);
   REQUIRE(chosen.header().coding == plane_coding::fixed);
   const std::uint32_t k = chosen.header().params.prob_bits;
@@ -188,7 +190,9 @@ TEST_CASE("fixed coder: encode_options::fixed_code_bits pins the code width, sam
   CHECK(!fixed_code{8, 0, full.header().alphabet}.has_escapes());
   CHECK(full.header().payload_bytes > chosen.header().payload_bytes);
   CHECK(encode_pinned(9).bytes() == full.bytes());
-  CHECK(encode_pinned(40).bytes() == full.bytes());
+  // Above 9 (the rANS default 12 of hand-written params, for one): the encoder's choice, as 0.
+  CHECK(encode_pinned(12).bytes() == chosen.bytes());
+  CHECK(encode_pinned(40).bytes() == chosen.bytes());
   CHECK(tilecodec_test::decode_all(full, dtype::f32) == expect);
   // Narrower than chosen: more escapes, still that width (a pin is never stored instead).
   const auto narrow = encode_pinned(k - 1);
@@ -197,20 +201,25 @@ TEST_CASE("fixed coder: encode_options::fixed_code_bits pins the code width, sam
   CHECK(tilecodec_test::decode_all(narrow, dtype::f32) == expect);
   // Without a pin the encoder stores a tensor whose codes would be larger (tiny edge-only tiles).
   const std::vector<float> small = host::synthetic_weights(3, 5, sp);
-  host::encode_options pin8;
-  pin8.fixed_code_bits = 8;
   CHECK(host::encode<int8_fixed>(small.data(), dtype::f32, {3, 5}).header().coding == plane_coding::stored);
-  const auto small8 = host::encode<int8_fixed>(small.data(), dtype::f32, {3, 5}, pin8);
+  const auto small8 = host::encode(small.data(), dtype::f32, {3, 5}, pinned_params(8));
   CHECK(small8.header().coding == plane_coding::fixed);
   CHECK(tilecodec_test::decode_all(small8, dtype::f32) ==
         tilecodec_test::decode_all(host::encode<int8_fixed>(small.data(), dtype::f32, {3, 5}), dtype::f32));
+  // The rule syntax reaches the pin (tilecodec compress --rule 'PATTERN=int8:...:prob-bits=8').
+  tensor_policy rule;
+  std::string why;
+  REQUIRE_MESSAGE(parse_policy("int8:coder=fixed:order=mma:prob-bits=8", rule, &why), why);
+  CHECK(host::encode(w.data(), dtype::f32, {rows, cols}, rule.params).bytes() == full.bytes());
+  REQUIRE_MESSAGE(parse_policy("int8:coder=fixed:order=mma", rule, &why), why);
+  CHECK(host::encode(w.data(), dtype::f32, {rows, cols}, rule.params).bytes() == chosen.bytes());
   // Lossless bf16: any pinned width round-trips exactly.
   const std::vector<std::uint16_t> bf = host::to_half_bits(w, dtype::bf16);
   for (std::uint32_t bits : {1u, 4u, 9u}) {
     CAPTURE(bits);
-    host::encode_options o;
-    o.fixed_code_bits = bits;
-    const auto enc = host::encode<codec<tile256_mma, quant::lossless, coder::fixed>>(bf.data(), dtype::bf16, {rows, cols}, o);
+    format_params p = codec<tile256_mma, quant::lossless, coder::fixed>::params();
+    p.prob_bits = bits;
+    const auto enc = host::encode(bf.data(), dtype::bf16, {rows, cols}, p);
     REQUIRE(enc.header().coding == plane_coding::fixed);
     const std::uint32_t got = enc.header().params.prob_bits;
     CHECK((got == bits || got == 9u));  // 9: a tile with more than 65535 escapes

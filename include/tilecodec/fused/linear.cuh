@@ -2,9 +2,9 @@
 // compressed in GPU memory: it owns the encoded bytes and a split-K workspace, both allocated at
 // construction; forward_async allocates nothing and only enqueues work on the given stream.
 //
-//   tilecodec::host::encode_options opt;
-//   opt.fixed_code_bits = 8;  // int8: no escapes, faster at every batch; leave 0 for the smallest size
-//   auto enc = tilecodec::host::encode<tilecodec::fused::int8_codec>(w.data(), dtype::bf16, {out, in}, opt);
+//   tilecodec::format_params p = tilecodec::fused::int8_codec::params();
+//   p.prob_bits = 8;  // int8 codes of 8 bits: no escapes, faster at every batch; 0 for the smallest size
+//   auto enc = tilecodec::host::encode(w.data(), dtype::bf16, {out, in}, p);
 //   tilecodec::fused::linear layer(enc);                       // uploads (synchronous, at load time)
 //   layer.forward_async(d_x, dtype::bf16, batch, d_y, dtype::bf16, stream);   // x [batch][in], y [batch][out]
 #pragma once

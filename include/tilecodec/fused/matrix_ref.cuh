@@ -35,7 +35,7 @@ namespace fused {
 
 // Codecs for the fused kernels: the mma symbol order and the fixed coder (coder/fixed.hpp). The
 // encoder takes the smallest code width (int8 Llama-like weights: 7 bits and 1.8% escapes); int8
-// pinned at 8 bits (host::encode_options::fixed_code_bits = 8: no escapes, about 10% more bytes)
+// pinned at 8 bits (format_params::prob_bits = 8, rule option prob-bits=8: no escapes, ~10% more bytes)
 // runs the fused GEMV/GEMM faster at every batch size (H200: 1-14% at batch 1, 14-27% at batch 4,
 // 27-40% at batch 16; docs/PERFORMANCE.md 6.13).
 using int8_codec = codec<tile256_mma, quant::int8_rowwise, coder::fixed>;

@@ -41,12 +41,6 @@ struct encode_options {
   unsigned threads = 0;         // 0: all hardware threads
   std::string name = "tensor";  // used in error messages
   bool simd = true;             // AVX2 rANS encoder when the CPU has it (same bytes as the scalar one)
-  // Fixed coder (coding 2): the code width k, 1..9 (the symbol width or more: full-width codes,
-  // no escapes, e.g. 8 for int8); 0 = the width of the smallest payload. A pinned width is kept
-  // even where storing the symbols would be smaller (a tile with more than 65535 escapes still
-  // takes full-width codes). The fused kernels run faster on int8 pinned at 8 than on the
-  // smallest width at every batch size (docs/PERFORMANCE.md 6.13).
-  std::uint32_t fixed_code_bits = 0;
 };
 
 // What the encoder measured; not stored in the encoded bytes.
@@ -496,11 +490,16 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
 
   // The fixed coders (coder/fixed.hpp, coder/fixed_marked.hpp): code width and window from the histogram.
   fixed_code fixed{};
+  // prob_bits 1..9 pins the fixed coder's width (the window is still the histogram's best): the
+  // caller's choice of decode speed over size (the fused kernels run int8 pinned at 8, no escapes,
+  // faster than the smallest width at every batch size: docs/PERFORMANCE.md 6.13). 0, or above 9
+  // (the rANS default of hand-written params), leaves it to the encoder.
+  const std::uint32_t pinned_bits =
+      params.coder == coder::kind::fixed && params.prob_bits >= 1 && params.prob_bits <= 9 ? params.prob_bits : 0;
   if (params.coder == coder::kind::fixed && elements > 0) {
-    // options.fixed_code_bits, when set, pins the code width (the window is still the histogram's best).
     std::uint64_t in = 0;
-    fixed = options.fixed_code_bits != 0
-                ? fixed_code_of_width(counts.data(), h.alphabet, options.fixed_code_bits, in)
+    fixed = pinned_bits != 0
+                ? fixed_code_of_width(counts.data(), h.alphabet, pinned_bits, in)
                 : choose_fixed_code(counts.data(), h.alphabet, h.tile_count, layout.tile_rows, layout.tile_cols);
     h.coding = plane_coding::fixed;
     h.params.prob_bits = fixed.bits;
@@ -593,10 +592,10 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
     h.params.prob_bits = fixed.bits;
     payload = encode_tiles(h.coding);
   }
-  // A pinned fixed width is the caller's choice of decode speed over size: never stored instead.
-  const bool pinned = params.coder == coder::kind::fixed && options.fixed_code_bits != 0;
+  // A pinned fixed width is the caller's choice of decode speed over size: never stored instead
+  // (a tile with more than 65535 escapes still takes full-width codes, above).
   if ((has_rans_table(h.coding) && payload >= stored_payload) ||
-      (is_fixed_coding(h.coding) && payload > stored_payload && !pinned)) {
+      (is_fixed_coding(h.coding) && payload > stored_payload && pinned_bits == 0)) {
     h.coding = plane_coding::stored;  // the estimate was optimistic: store instead of expanding
     if (fixed_coder) h.params.prob_bits = 0;
     payload = encode_tiles(h.coding);

@@ -22,7 +22,10 @@ struct format_params {
   std::uint32_t tile_rows = 256;
   std::uint32_t tile_cols = 256;
   std::uint32_t group_size = 0;  // int4_group only
-  std::uint32_t prob_bits = 12;  // rans only
+  // rANS: probability bits, 8..12. Fixed coders: the code width k, 1..9, pinned (the symbol width
+  // or more: full-width codes, no escapes); 0 = the encoder's choice. coder::fixed also leaves a
+  // value above 9 (such as this rANS default in hand-written params) to the encoder.
+  std::uint32_t prob_bits = 12;
   std::uint32_t lanes = 32;      // rans only
 
   friend bool operator==(const format_params& a, const format_params& b) {
