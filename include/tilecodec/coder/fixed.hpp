@@ -187,8 +187,8 @@ inline std::uint32_t fixed_best_window(const std::uint64_t* counts, std::uint32_
 
 // Chooses k and the window for a tensor's histogram: the smallest payload, counting each escape
 // at its entry size and each tile's row_start table. Never worse than k = symbol bits. A caller
-// that wants no escapes (the fused kernels' batch 9-16 pay for each one) pins k at the symbol
-// width (format_params::prob_bits).
+// that wants no escapes (the fused kernels run faster without them) pins k at the symbol width
+// (format_params::prob_bits).
 [[nodiscard]] inline fixed_code choose_fixed_code(const std::uint64_t* counts, std::uint32_t alphabet,
                                                   std::uint64_t tile_count, std::uint32_t tile_rows,
                                                   std::uint32_t tile_cols) {
