@@ -277,7 +277,7 @@ struct rule_options {
   std::vector<std::string> rules;
   std::string config;
   void add_to(CLI::App* sub) {
-    sub->add_option("--preset,-p", preset, "policy preset: lossless (default), int8, int4, raw");
+    sub->add_option("--preset,-p", preset, "policy preset: lossless (default), int8, int4, int8-fused, int4-fused, raw");
     sub->add_option("--rule,-r", rules, "'PATTERN=POLICY' rule, tried before the preset (repeatable), e.g. '*.bias=raw'")
         ->allow_extra_args(false);
     sub->add_option("--config,-c", config, "JSON rules file: {\"preset\": ..., \"rules\": [{\"pattern\", \"policy\", ...}]}");

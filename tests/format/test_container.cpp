@@ -655,6 +655,17 @@ TEST_CASE("policy rules: names, presets, rule strings and JSON files") {
   CHECK(policy_name(int8.choose("model.layers.0.self_attn.q_proj.weight", dtype::i32, {1024, 1024}).policy) == "raw");
   CHECK(policy_name(policy_rules::preset("int4").choose("model.layers.0.mlp.gate_proj.weight", dtype::f16, {512, 512}).policy) == "int4-g128");
   CHECK(policy_name(policy_rules::preset("raw").choose("w", dtype::f16, {512, 512}).policy) == "raw");
+  // The fused presets: matrices in the fused kernels' form (int8 codes pinned at 8 bits), the rest as int8.
+  const policy_rules int8_fused = policy_rules::preset("int8-fused");
+  const tensor_policy fused_q = int8_fused.choose("model.layers.0.mlp.up_proj.weight", dtype::bf16, {512, 512}).policy;
+  CHECK(policy_name(fused_q) == "int8:coder=fixed:order=mma");
+  CHECK(fused_q.params.prob_bits == 8);
+  CHECK(policy_name(int8_fused.choose("lm_head.weight", dtype::bf16, {32000, 4096}).policy) == "lossless");
+  CHECK(policy_name(policy_rules::preset("int4-fused").choose("model.layers.0.mlp.gate_proj.weight", dtype::f16, {512, 512}).policy) ==
+        "int4-g128:coder=fixed:order=mma");
+  tensor_policy from_name;
+  REQUIRE(parse_policy("int8:coder=fixed:order=mma:prob-bits=8", from_name));
+  CHECK(from_name == fused_q);
   CHECK_THROWS_AS(policy_rules::preset("zstd"), error);
   CHECK(policy_name(policy_rules().choose("anything", dtype::bf16, {2}).policy) == "lossless");  // no rules: lossless
   CHECK(policy_name(policy_rules().choose("anything", dtype::u8, {2}).policy) == "raw");
@@ -726,7 +737,7 @@ TEST_CASE("model io: safetensors -> container -> safetensors, every policy") {
   scratch_dir dir;
   const std::string src = dir.file("model.safetensors");
   write_safetensors_model(src, rng());
-  for (const char* preset : {"lossless", "int8", "int4", "raw"}) {
+  for (const char* preset : {"lossless", "int8", "int4", "int8-fused", "int4-fused", "raw"}) {
     CAPTURE(preset);
     tilecodec::host::compress_options opt;
     opt.rules = tilecodec::policy_rules::preset(preset);
@@ -748,13 +759,20 @@ TEST_CASE("model io: safetensors -> container -> safetensors, every policy") {
     CHECK(policy["scale_f8"] == "raw");
     CHECK(policy["empty"] == "raw");
     CHECK(policy["layers.0.input_layernorm.weight"] == "raw");
-    const std::string matrix = std::string(preset) == "int8" ? "int8" : std::string(preset) == "int4" ? "int4-g128" : preset;
+    const std::string p = preset;
+    const std::string matrix = p == "int8" ? "int8" : p == "int4" ? "int4-g128" : p == "int8-fused" ? "int8:coder=fixed:order=mma"
+                               : p == "int4-fused" ? "int4-g128:coder=fixed:order=mma" : p;
     CHECK(policy["layers.0.attention.q_proj.weight"] == matrix);
     CHECK(policy["layers.0.mlp.up_proj.weight"] == matrix);
     CHECK(policy["embed_tokens.weight"] == (std::string(preset) == "raw" ? "raw" : "lossless"));
 
     const tilecodec::host::model_reader model(tcm);
     CHECK(model.metadata() == ct::metadata_map{{"format", "pt"}});
+    if (p == "int8-fused") {  // the pinned width reaches the stored tensor: 8-bit codes, no escapes
+      const auto& e = model.at("layers.0.mlp.up_proj.weight");
+      CHECK(e.params.coder == tilecodec::coder::kind::fixed);
+      CHECK(e.params.prob_bits == 8);
+    }
     tilecodec::host::verify_options vo;
     vo.original = src;
     const auto v = tilecodec::host::verify_model(model, vo);

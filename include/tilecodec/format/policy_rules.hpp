@@ -10,8 +10,9 @@
 // uncoded instead of rANS), ":coder=fixed" (fixed-length codes, for fused kernels),
 // ":coder=fixed-marked" (fixed-length codes with marked escapes, for device-wide decode) or
 // ":coder=rans-lanes" (rANS with one stream per lane, for GPU decode; lanes 32, 64, 128), ":order=mma"
-// (symbols in MMA fragment order), ":lanes=N" and ":prob-bits=P" (rANS parameters). A choice this
-// build's format cannot encode is refused when the policy is parsed.
+// (symbols in MMA fragment order), ":lanes=N" and ":prob-bits=P" (rANS parameters; for the fixed
+// coders the code width, 1..9, pinned: the symbol width means no escapes). A choice this build's
+// format cannot encode is refused when the policy is parsed.
 //
 // Rules are tried in order; the first that matches a tensor gives its policy. A rule matches when
 // its glob pattern matches the whole tensor name (`*` any run, `?` one character, `[abc]`, `[a-z]`,
@@ -23,6 +24,10 @@
 //   lossless (the default)  small tensors (< 16384 elements), norms and biases raw; the rest lossless
 //   int8                    as lossless, but 2-D+ attention and MLP weight matrices int8
 //   int4                    as lossless, but 2-D+ attention and MLP weight matrices int4-g128
+//   int8-fused              as int8, but the matrices in the fused kernels' form (fused/): mma
+//                           order, fixed-length codes pinned at 8 bits (no escapes: the fastest
+//                           fused int8, docs/PERFORMANCE.md 6.13), "int8:coder=fixed:order=mma:prob-bits=8"
+//   int4-fused              as int4, the matrices "int4-g128:coder=fixed:order=mma"
 //   raw                     everything raw (a repackaging, for comparison)
 // Embeddings and output heads stay lossless in every preset: quantizing them costs the most quality.
 //
@@ -287,7 +292,7 @@ class policy_rules {
   policy_rules() = default;
 
   [[nodiscard]] static const std::vector<std::string>& preset_names() {
-    static const std::vector<std::string> names = {"lossless", "int8", "int4", "raw"};
+    static const std::vector<std::string> names = {"lossless", "int8", "int4", "int8-fused", "int4-fused", "raw"};
     return names;
   }
 
@@ -310,15 +315,23 @@ class policy_rules {
       r.add(make("*", tensor_policy::raw(), origin));
       return r;
     }
-    if (n != "lossless" && n != "int8" && n != "int4")
-      throw error(status::invalid_argument, "unknown preset '" + std::string(name) + "' (lossless, int8, int4, raw)");
+    if (n != "lossless" && n != "int8" && n != "int4" && n != "int8-fused" && n != "int4-fused")
+      throw error(status::invalid_argument,
+                  "unknown preset '" + std::string(name) + "' (lossless, int8, int4, int8-fused, int4-fused, raw)");
     policy_rule small = make("*", tensor_policy::raw(), origin + ": small tensor");
     small.max_elements = small_tensor_elements - 1;
     r.add(small);
     r.add(make("*[Nn]orm*", tensor_policy::raw(), origin + ": normalisation"));
     r.add(make("*.bias", tensor_policy::raw(), origin + ": bias"));
     if (n != "lossless") {
-      const tensor_policy q = tensor_policy::encoded(n == "int8" ? int8_codec::params() : int4_codec::params());
+      format_params qp = n == "int8" ? int8_codec::params() : int4_codec::params();
+      if (n == "int8-fused") {
+        qp = codec<tile256_mma, quant::int8_rowwise, coder::fixed>::params();
+        qp.prob_bits = 8;
+      } else if (n == "int4-fused") {
+        qp = codec<tile256_mma, quant::int4_group<128>, coder::fixed>::params();
+      }
+      const tensor_policy q = tensor_policy::encoded(qp);
       for (const std::string& pat : matrix_patterns()) {
         policy_rule m = make(pat, q, origin + ": attention/MLP matrix");
         m.min_rank = 2;
