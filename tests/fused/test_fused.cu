@@ -772,6 +772,48 @@ TEST_CASE("fused gemm [quick]: arguments and unsupported tensors") {
   CHECK(fused::dequantize_async(ref, dy.p, dtype::bf16, 64, nullptr, 0) == status::unsupported);
 }
 
+TEST_CASE("fused linear [quick]: built from a view of bytes held elsewhere (a container blob), the owning layer's bits") {
+  TILECODEC_SEEDED_RNG(rng);
+  constexpr std::uint64_t n = 320, k = 512;
+  host::synthetic_params sp;
+  sp.seed = rng();
+  const std::vector<std::uint16_t> b = host::to_half_bits(host::synthetic_weights(n, k, sp), dtype::bf16);
+  format_params p = fused::int8_codec::params();
+  p.prob_bits = 8;  // what the int8-fused preset writes
+  const encoded_tensor enc = host::encode(b.data(), dtype::bf16, {n, k}, p);
+  // The bytes at an offset inside a larger buffer, as a container blob read from a file.
+  std::vector<std::uint8_t> blob(4096 + enc.size(), 0xa5);
+  std::copy(enc.bytes().begin(), enc.bytes().end(), blob.begin() + 4096);
+  encoded_tensor_view view;
+  std::string why;
+  REQUIRE_MESSAGE(encoded_tensor_view::parse(blob.data() + 4096, enc.size(), view, &why) == status::success, why);
+  const fused::linear owning(enc, 4), viewed(view, 4);
+  CHECK(viewed.device_bytes() == owning.device_bytes());
+  constexpr std::uint32_t batch = 4;
+  device_buffer x(batch * k * 2), y(batch * n * 4);
+  std::vector<std::uint16_t> xh(batch * k);
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  for (auto& v : xh) v = float_to_bf16(g(rng));
+  TC_CUDA(cudaMemcpy(x.p, xh.data(), xh.size() * 2, cudaMemcpyHostToDevice));
+  auto run = [&](const fused::linear& layer) {
+    TC_CUDA(cudaMemset(y.p, 0xff, batch * n * 4));  // NaN poison
+    REQUIRE(layer.forward_async(x.p, dtype::bf16, batch, y.p, dtype::f32, nullptr) == status::success);
+    TC_CUDA(cudaDeviceSynchronize());
+    TC_CUDA(cudaGetLastError());
+    std::vector<std::uint32_t> out(batch * n);
+    TC_CUDA(cudaMemcpy(out.data(), y.p, out.size() * 4, cudaMemcpyDeviceToHost));
+    return out;
+  };
+  const std::vector<std::uint32_t> a = run(owning), c = run(viewed);
+  CHECK(a == c);
+  std::uint64_t finite = 0;
+  for (std::uint32_t v : a) finite += (v & 0x7f800000u) != 0x7f800000u;
+  CHECK(finite == a.size());
+  // A tensor the fused kernels do not serve (one dimension) throws, from a view too.
+  const encoded_tensor vec = host::encode<fused::int8_codec>(b.data(), dtype::bf16, {n * k});
+  CHECK_THROWS_AS(fused::linear(vec.view()), error);
+}
+
 TEST_CASE("fused gemm [quick]: calls launched to overlap the previous one give the same bits") {
   // A chain of layers, each one's output the next one's input, run with ordinary launches and
   // with gemm_launch::overlap_previous (each call may start while the one before still runs and

@@ -30,21 +30,15 @@ class linear {
 
   // Copies the encoded weight (out_features x in_features) to the current device. Throws
   // tilecodec::error when the tensor is not one the fused kernels serve, or CUDA fails.
-  explicit linear(const encoded_tensor& weights, std::uint32_t max_batch = 16) {
-    const std::uint64_t size = weights.size();
-    check(cudaMalloc(&bytes_, size), "cudaMalloc (weights)");
-    check(cudaMemcpy(bytes_, weights.bytes().data(), size, cudaMemcpyHostToDevice), "cudaMemcpy (weights)");
-    std::string why;
-    const status s = make_matrix_ref(weights.view(), bytes_, ref_, &why);
-    if (s != status::success) {
-      release();
-      throw error(s, "fused::linear: " + why);
-    }
-    device_bytes_ = size;
-    workspace_bytes_ = gemm_workspace_bytes(ref_, max_batch);
-    if (workspace_bytes_ != 0) {
-      check(cudaMalloc(&workspace_, workspace_bytes_), "cudaMalloc (workspace)");
-      check(cudaMemset(workspace_, 0, workspace_bytes_), "cudaMemset (workspace)");  // counters start at zero
+  explicit linear(const encoded_tensor& weights, std::uint32_t max_batch = 16) : linear(weights.view(), max_batch) {}
+  // The same from a view of bytes held elsewhere, e.g. a container's blob
+  // (container::open_encoded; files written with the int8-fused or int4-fused preset).
+  explicit linear(const encoded_tensor_view& weights, std::uint32_t max_batch = 16) {
+    try {
+      upload(weights, max_batch);
+    } catch (...) {
+      release();  // nothing allocated stays behind a failed construction
+      throw;
     }
   }
   ~linear() { release(); }
@@ -79,6 +73,20 @@ class linear {
   [[nodiscard]] std::size_t device_bytes() const { return device_bytes_ + workspace_bytes_; }
 
  private:
+  void upload(const encoded_tensor_view& weights, std::uint32_t max_batch) {
+    const std::uint64_t size = weights.size();
+    check(cudaMalloc(&bytes_, size), "cudaMalloc (weights)");
+    check(cudaMemcpy(bytes_, weights.data(), size, cudaMemcpyHostToDevice), "cudaMemcpy (weights)");
+    std::string why;
+    const status s = make_matrix_ref(weights, bytes_, ref_, &why);
+    if (s != status::success) throw error(s, "fused::linear: " + why);
+    device_bytes_ = size;
+    workspace_bytes_ = gemm_workspace_bytes(ref_, max_batch);
+    if (workspace_bytes_ != 0) {
+      check(cudaMalloc(&workspace_, workspace_bytes_), "cudaMalloc (workspace)");
+      check(cudaMemset(workspace_, 0, workspace_bytes_), "cudaMemset (workspace)");  // counters start at zero
+    }
+  }
   static void check(cudaError_t e, const char* what) {
     if (e != cudaSuccess) throw error(status::cuda_error, std::string("fused::linear: ") + what + ": " + cudaGetErrorString(e));
   }
