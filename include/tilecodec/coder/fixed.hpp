@@ -194,7 +194,8 @@ inline std::uint32_t fixed_best_window(const std::uint64_t* counts, std::uint32_
                                                   std::uint32_t tile_cols) {
   const std::uint32_t sb = fixed_symbol_bits(alphabet);
   std::uint64_t total = 0;
-  fixed_code best = fixed_code_of_width(counts, alphabet, sb, total);
+  for (std::uint32_t s = 0; s < alphabet; ++s) total += counts[s];
+  fixed_code best{sb, 0, alphabet};
   double best_bits = double(total) * sb;
   for (std::uint32_t k = 1; k < sb; ++k) {
     std::uint64_t in = 0;

@@ -324,13 +324,11 @@ class policy_rules {
     r.add(make("*[Nn]orm*", tensor_policy::raw(), origin + ": normalisation"));
     r.add(make("*.bias", tensor_policy::raw(), origin + ": bias"));
     if (n != "lossless") {
-      format_params qp = n == "int8" ? int8_codec::params() : int4_codec::params();
-      if (n == "int8-fused") {
-        qp = codec<tile256_mma, quant::int8_rowwise, coder::fixed>::params();
-        qp.prob_bits = 8;
-      } else if (n == "int4-fused") {
-        qp = codec<tile256_mma, quant::int4_group<128>, coder::fixed>::params();
-      }
+      format_params qp = n == "int8" ? int8_codec::params()
+                         : n == "int4" ? int4_codec::params()
+                         : n == "int8-fused" ? fused::int8_codec::params()
+                                             : fused::int4_codec::params();
+      if (n == "int8-fused") qp.prob_bits = 8;  // 8-bit codes: no escapes, the fastest fused int8
       const tensor_policy q = tensor_policy::encoded(qp);
       for (const std::string& pat : matrix_patterns()) {
         policy_rule m = make(pat, q, origin + ": attention/MLP matrix");

@@ -33,18 +33,8 @@
 namespace tilecodec {
 namespace fused {
 
-// Codecs for the fused kernels: the mma symbol order and the fixed coder (coder/fixed.hpp). The
-// encoder takes the smallest code width (int8 Llama-like weights: 7 bits and 1.8% escapes); int8
-// pinned at 8 bits (format_params::prob_bits = 8, rule option prob-bits=8: no escapes, ~10% more bytes)
-// runs the fused GEMV/GEMM faster at every batch size (H200: 1-14% at batch 1, 14-27% at batch 4,
-// 27-40% at batch 16; docs/PERFORMANCE.md 6.13).
-using int8_codec = codec<tile256_mma, quant::int8_rowwise, coder::fixed>;
-using int4_codec = codec<tile256_mma, quant::int4_group<128>, coder::fixed>;
-using lossless_codec = codec<tile256_mma, quant::lossless, coder::fixed>;
-// rANS made consumable by the same kernels (one warp decodes a whole 64-row tile).
-using int8_rans_codec = codec<tile<64, 256, symbol_order::mma>, quant::int8_rowwise, coder::rans<12, 32>>;
-using int4_rans_codec = codec<tile<64, 256, symbol_order::mma>, quant::int4_group<128>, coder::rans<12, 32>>;
-using lossless_rans_codec = codec<tile<64, 256, symbol_order::mma>, quant::lossless, coder::rans<12, 32>>;
+// The fused kernels' codecs (fused::int8_codec, ...) are in policy/codec.hpp: the mode-1 presets
+// name them too.
 
 struct matrix_ref {
   const std::uint8_t* data = nullptr;  // the encoded tensor's bytes, device memory, 16-byte aligned
