@@ -245,6 +245,29 @@ std::vector<std::pair<quant::kind, std::uint32_t>> quantizations() {
 
 namespace {
 
+// int4_interleaved_fragments against the code-pair decode a (the usual k order) of the same 4-bit
+// words: register j, half h holds column 2t + (j >> 1) + 8h of row g + 8 (j & 1), i.e. the usual
+// register 2 (h) + (j & 1), half (j >> 1); interleave_b_fragment moves the B columns alike.
+void check_interleaved(const std::uint32_t (&w)[4], const std::uint32_t (&a)[4][4], bool x_bf16, int zero,
+                       std::uint32_t first) {
+  std::uint32_t il[4][4];
+  if (x_bf16) fused::int4_interleaved_fragments<true>(w, fused::int_pair_sub<true>(zero, first), fused::int_pair_sub_high<true>(zero, first), il);
+  else fused::int4_interleaved_fragments<false>(w, fused::int_pair_sub<false>(zero, first), fused::int_pair_sub_high<false>(zero, first), il);
+  for (int r4 = 0; r4 < 4; ++r4)
+    for (int j = 0; j < 4; ++j)
+      for (int half = 0; half < 2; ++half) {
+        const std::uint16_t got = static_cast<std::uint16_t>(il[r4][j] >> (16 * half));
+        const std::uint16_t expect = static_cast<std::uint16_t>(a[r4][2 * half + (j & 1)] >> (16 * (j >> 1)));
+        INFO("interleaved r4 " << r4 << " reg " << j << " half " << half);
+        REQUIRE(got == expect);
+      }
+  // B: columns 2t, 2t + 1 | 2t + 8, 2t + 9 become 2t, 2t + 8 | 2t + 1, 2t + 9.
+  std::uint32_t b0 = 0x11110000u, b1 = 0x99998888u;  // column c's value: c * 0x1111 (t = 0)
+  fused::interleave_b_fragment(b0, b1);
+  REQUIRE(b0 == 0x88880000u);
+  REQUIRE(b1 == 0x99991111u);
+}
+
 // Checks every quad of every mma tile of a fixed-coded tensor: the A registers that
 // fixed_quad_pairs + int_fragments / lossless_fragments produce for each lane hold exactly the
 // values of the elements the mma layout puts there (escapes: the code-0 placeholder).
@@ -301,6 +324,9 @@ void check_quads(const encoded_tensor& enc, bool x_bf16) {
           }
           for (int r4 = 0; r4 < 4; ++r4)
             for (int j = 0; j < 4; ++j) REQUIRE(fused_a[r4][j] == a[r4][j]);
+          if constexpr (K == 4) {
+            if (h.params.quant == quant::kind::int4_group) check_interleaved(w, a, x_bf16, zero, code.first);
+          }
         }
         for (int r4 = 0; r4 < 4; ++r4)
           for (int j = 0; j < 4; ++j)
@@ -463,7 +489,7 @@ TEST_CASE("fused gemm: fast paths with escapes (int8 k = 6 and 7, int4 k = 4, lo
   MESSAGE("code widths chosen: " << s);
 }
 
-TEST_CASE("fused gemm [quick]: stream path (int8, lossless), escapes per row (2- and 4-byte entries, past the copy), batch 1..16") {
+TEST_CASE("fused gemm [quick]: stream path (int8, int4, lossless), escapes per row (2- and 4-byte entries, past the copy), batch 1..16") {
   // Whole-width mma tiles, int8 fixed coder, even ldx: every warp takes the stream path
   // (warp_gemm::stream; batch 9-16 when ldx is a multiple of 8, half the cases, else the chunk
   // path) and corrects its tiles' escapes row by row (batch 9-16: patches them into the A
@@ -471,7 +497,7 @@ TEST_CASE("fused gemm [quick]: stream path (int8, lossless), escapes per row (2-
   // wait); lossless weights on the 256-column shapes (stream path at batch <= 8). Few escapes
   // per strip (data 2: all entries in the shared-memory copy) and many (data 3: hundreds per
   // 64-row strip, past the copy, read from global memory); 2-byte entries (64- and 256-column
-  // tiles) and 4-byte ones (512).
+  // tiles) and 4-byte ones (512). int4 on every shape, at 4 bits and (per-element path) 3.
   TILECODEC_SEEDED_RNG(rng);
   std::string widths;
   int i = 0;
@@ -495,6 +521,18 @@ TEST_CASE("fused gemm [quick]: stream path (int8, lossless), escapes per row (2-
         REQUIRE(k >= 6);  // a fast-path code width (6..8), with escapes
         REQUIRE(k <= 7);
         widths += std::to_string(k) + " ";
+        // int4 on the same shapes, groups of 32, 64 and 128 columns: 4-bit codes (stream path at
+        // any batch, the interleaved k order, no escapes) and codes pinned at 3 bits (a width
+        // without a fast kernel: the per-element path, with escapes).
+        gemm_case c4 = c;
+        c4.quant = quant::kind::int4_group;
+        c4.group = 32u << (i % 3);
+        c4.code_bits = 4;
+        run_case(c4, rng, nullptr, &k);
+        REQUIRE(k == 4);
+        c4.code_bits = 3;
+        run_case(c4, rng, nullptr, &k);
+        REQUIRE(k == 3);
         if (tc == 256 && batch != 3 && batch != 16) {  // lossless on the same shapes (stream path at batch <= 8)
           c.quant = quant::kind::lossless;
           c.source = i % 2 ? dtype::f16 : dtype::bf16;
@@ -541,11 +579,46 @@ void check_device_quad_fragments(std::mt19937_64& rng) {
       }
   }
 }
+template <bool BF16>
+__global__ void int4_interleaved_kernel(const std::uint32_t* words, std::uint32_t sub, std::uint32_t sub_hi, std::uint32_t* out) {
+  std::uint32_t w[4], a[4][4];
+  for (int j = 0; j < 4; ++j) w[j] = words[32 * j + threadIdx.x];
+  fused::int4_interleaved_fragments<BF16>(w, sub, sub_hi, a);
+  for (int r4 = 0; r4 < 4; ++r4)
+    for (int j = 0; j < 4; ++j) out[32 * (4 * r4 + j) + threadIdx.x] = a[r4][j];
+}
+
+// The device's interleaved int4 decode (PTX) against its host model, random words, any first.
+template <bool BF16>
+void check_device_int4_interleaved(std::mt19937_64& rng) {
+  INFO("int4 interleaved, bf16 " << BF16);
+  const std::uint32_t zero = 8, first = std::uint32_t(rng() % 16);
+  const std::uint32_t sub = fused::int_pair_sub<BF16>(zero, first), sub_hi = fused::int_pair_sub_high<BF16>(zero, first);
+  std::vector<std::uint32_t> words(32 * 4), out(32 * 16);
+  for (auto& v : words) v = static_cast<std::uint32_t>(rng());
+  device_buffer dwords(words.size() * 4), dout(out.size() * 4);
+  TC_CUDA(cudaMemcpy(dwords.p, words.data(), words.size() * 4, cudaMemcpyHostToDevice));
+  int4_interleaved_kernel<BF16><<<1, 32>>>(dwords.as<std::uint32_t>(), sub, sub_hi, dout.as<std::uint32_t>());
+  TC_CUDA(cudaGetLastError());
+  TC_CUDA(cudaMemcpy(out.data(), dout.p, out.size() * 4, cudaMemcpyDeviceToHost));
+  for (std::uint32_t lane = 0; lane < 32; ++lane) {
+    std::uint32_t w[4], a[4][4];
+    for (int j = 0; j < 4; ++j) w[j] = words[32 * j + lane];
+    fused::int4_interleaved_fragments<BF16>(w, sub, sub_hi, a);
+    for (int r4 = 0; r4 < 4; ++r4)
+      for (int j = 0; j < 4; ++j) {
+        INFO("lane " << lane << " r4 " << r4 << " reg " << j);
+        REQUIRE(out[32 * (4 * r4 + j) + lane] == a[r4][j]);
+      }
+  }
+}
 }  // namespace
 
-TEST_CASE("fused fragments [quick]: the device's one-step int8 decode equals the host model") {
+TEST_CASE("fused fragments [quick]: the device's one-step int8 and interleaved int4 decodes equal the host model") {
   TILECODEC_SEEDED_RNG(rng);
   for (int rep = 0; rep < 4; ++rep) {
+    check_device_int4_interleaved<false>(rng);
+    check_device_int4_interleaved<true>(rng);
     check_device_quad_fragments<6, false>(rng);
     check_device_quad_fragments<6, true>(rng);
     check_device_quad_fragments<7, false>(rng);

@@ -179,6 +179,15 @@ __host__ __device__ inline std::uint32_t add_pair_host(std::uint32_t a, std::uin
   }
   return r;
 }
+// Two exact fp16 multiply-adds a * m + b (host model of fma.rn.f16x2 on small integers).
+__host__ __device__ inline std::uint32_t fma_pair_host_f16(std::uint32_t a, float m, std::uint32_t b) {
+  std::uint32_t r = 0;
+  for (int k = 0; k < 2; ++k) {
+    const float v = f16_to_float(static_cast<std::uint16_t>(a >> (16 * k))) * m + f16_to_float(static_cast<std::uint16_t>(b >> (16 * k)));
+    r |= std::uint32_t(float_to_f16(v)) << (16 * k);
+  }
+  return r;
+}
 }  // namespace detail
 
 template <bool BF16, bool Wide>
@@ -210,22 +219,23 @@ __host__ __device__ __forceinline__ std::uint32_t int_pair_to_half2(std::uint32_
   return d;
 }
 
+namespace detail {
+// fp16 (or bf16) bits of the positive integer v (< 2048), built from the bit pattern: exact when v
+// is (fp16: always; bf16: v <= 256 or a multiple of a power of two that fits 8 significant bits).
+__host__ __device__ inline std::uint32_t small_int_half_bits(bool bf16, std::uint32_t v) {
+  std::uint32_t e = 0;  // 2^e <= v
+  while (e < 11 && (2u << e) <= v) ++e;
+  return bf16 ? ((e + 127u) << 7) | (((v << 7) >> e) & 0x7fu) : ((e + 15u) << 10) | (((v << 10) >> e) & 0x3ffu);
+}
+}  // namespace detail
+
 // The constant `sub` of int_pair_to_half2 for a tensor: fp16 (1024 + zero - first) as a pair;
 // bf16 narrow: -(128 + zero - first); bf16 wide: unused (first must be 0).
 template <bool BF16>
 __host__ __device__ inline std::uint32_t int_pair_sub(std::uint32_t zero, std::uint32_t first) {
-  // Both are small integers (< 2048), exact in fp16 and bf16; built from their bit patterns.
-  const std::uint32_t v = (BF16 ? 128u : 1024u) + zero - first;
-  std::uint32_t bits;
-  if (!BF16) {  // fp16 of v in [1, 2047]: exponent e with 2^e <= v
-    std::uint32_t e = 0;
-    while ((2u << e) <= v) ++e;
-    bits = ((e + 15u) << 10) | (((v << 10) >> e) & 0x3ffu);
-  } else {  // bf16 of -v, v in [1, 383]
-    std::uint32_t e = 0;
-    while ((2u << e) <= v) ++e;
-    bits = 0x8000u | ((e + 127u) << 7) | (((v << 7) >> e) & 0x7fu);
-  }
+  // fp16: 1024 + zero - first; bf16: -(128 + zero - first). Small integers, exact in both.
+  const std::uint32_t bits = BF16 ? 0x8000u | detail::small_int_half_bits(true, 128u + zero - first)
+                                  : detail::small_int_half_bits(false, 1024u + zero - first);
   return bits | (bits << 16);
 }
 
@@ -277,6 +287,92 @@ TILECODEC_FUSED_UNROLL
         a[r4][j] = d;
       }
   }
+}
+
+// ---- 4-bit codes in the interleaved k order --------------------------------------------------------
+// A word of 4-bit codes holds eight elements of one fragment, e = 0..7 at bits 4e (mma order).
+// The pairs that mask out of a word in one instruction are (e, e + 4): bits 4e and 16 + 4e. They
+// are the same row, columns 2t + c and 2t + c + 8, where an A register wants columns 2t + c and
+// 2t + c + 1. A product sums over k in any order, so these fragments permute k instead of the
+// codes: k slot 2t + 1 carries column 2t + 8 and slot 2t + 8 carries column 2t + 1 (slots 2t and
+// 2t + 9 stay). Register j, half h holds column 2t + (j >> 1) + 8h of row g + 8 (j & 1); the B
+// fragments take the same permutation (interleave_b_fragment). fp16: per word a shift, four
+// LOP3, two subtractions and two fused multiply-adds for eight codes (the odd nibbles enter as
+// 1024 + 16 v and are scaled by 1/16); bf16 has no room for 16 v below its exponent: three shifts,
+// four LOP3 and four fused multiply-adds.
+
+// sub_hi of int4_interleaved_fragments: fp16 -(64 + zero - first) as a pair; bf16: unused (0).
+template <bool BF16>
+__host__ __device__ inline std::uint32_t int_pair_sub_high(std::uint32_t zero, std::uint32_t first) {
+  if constexpr (BF16) {
+    return 0u;
+  } else {
+    const std::uint32_t bits = 0x8000u | detail::small_int_half_bits(false, 64u + zero - first);
+    return bits | (bits << 16);
+  }
+}
+
+// The A registers of a quad of 4-bit codes (the lane's 4 words) in the interleaved k order;
+// sub = int_pair_sub<BF16>(zero, first), sub_hi = int_pair_sub_high<BF16>(zero, first).
+template <bool BF16>
+__host__ __device__ __forceinline__ void int4_interleaved_fragments(const std::uint32_t (&w)[4], std::uint32_t sub,
+                                                                    std::uint32_t sub_hi, std::uint32_t (&a)[4][4]) {
+TILECODEC_FUSED_UNROLL
+  for (int r4 = 0; r4 < 4; ++r4) {
+    const std::uint32_t v = w[r4], v8 = v >> 8;
+    if constexpr (!BF16) {
+      // (e, e + 4) for e = 0, 2: 1024 + v; for e = 1, 3: 1024 + 16 v.
+#if TILECODEC_FUSED_DEVICE_CODE
+      std::uint32_t h0, h1, h2, h3;  // (v & mask) | magic in one LOP3 each (in C++: two, one immediate each)
+      asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(h0) : "r"(v), "n"(0x000f000fu), "r"(0x64006400u));
+      asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(h2) : "r"(v8), "n"(0x000f000fu), "r"(0x64006400u));
+      asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(h1) : "r"(v), "n"(0x00f000f0u), "r"(0x64006400u));
+      asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(h3) : "r"(v8), "n"(0x00f000f0u), "r"(0x64006400u));
+#else
+      const std::uint32_t h0 = (v & 0x000f000fu) | 0x64006400u, h2 = (v8 & 0x000f000fu) | 0x64006400u;
+      const std::uint32_t h1 = (v & 0x00f000f0u) | 0x64006400u, h3 = (v8 & 0x00f000f0u) | 0x64006400u;
+#endif
+#if TILECODEC_FUSED_DEVICE_CODE
+      asm("sub.rn.f16x2 %0, %1, %2;" : "=r"(a[r4][0]) : "r"(h0), "r"(sub));
+      asm("sub.rn.f16x2 %0, %1, %2;" : "=r"(a[r4][1]) : "r"(h2), "r"(sub));
+      asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(a[r4][2]) : "r"(h1), "r"(0x2c002c00u), "r"(sub_hi));  // h / 16 - (64 + zero - first)
+      asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(a[r4][3]) : "r"(h3), "r"(0x2c002c00u), "r"(sub_hi));
+#else
+      a[r4][0] = detail::add_pair_host(h0, sub, false, true);
+      a[r4][1] = detail::add_pair_host(h2, sub, false, true);
+      a[r4][2] = detail::fma_pair_host_f16(h1, 0.0625f, sub_hi);
+      a[r4][3] = detail::fma_pair_host_f16(h3, 0.0625f, sub_hi);
+#endif
+    } else {
+      const std::uint32_t src[4] = {v, v8, v >> 4, v >> 12};  // registers 0..3: (e, e + 4) for e = 0, 2, 1, 3
+      std::uint32_t hs[4];
+TILECODEC_FUSED_UNROLL
+      for (int j = 0; j < 4; ++j) {
+#if TILECODEC_FUSED_DEVICE_CODE
+        asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(hs[j]) : "r"(src[j]), "n"(0x000f000fu), "r"(0x43004300u));
+#else
+        hs[j] = (src[j] & 0x000f000fu) | 0x43004300u;
+#endif
+      }
+TILECODEC_FUSED_UNROLL
+      for (int j = 0; j < 4; ++j) {
+#if TILECODEC_FUSED_DEVICE_CODE
+        asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(a[r4][j]) : "r"(hs[j]), "r"(0x3f803f80u), "r"(sub));  // h * 1 + (-sub)
+#else
+        a[r4][j] = detail::add_pair_host(hs[j], sub, true, false);
+#endif
+      }
+      (void)sub_hi;
+    }
+  }
+}
+
+// The B fragment (b0, b1 as load_b_fragment gives them: columns 2t, 2t + 1 and 2t + 8, 2t + 9)
+// in the interleaved k order: b0 = columns 2t, 2t + 8; b1 = columns 2t + 1, 2t + 9.
+__host__ __device__ __forceinline__ void interleave_b_fragment(std::uint32_t& b0, std::uint32_t& b1) {
+  const std::uint32_t lo = detail::byte_perm(b0, b1, 0x5410u), hi = detail::byte_perm(b0, b1, 0x7632u);
+  b0 = lo;
+  b1 = hi;
 }
 
 // Lossless 16-bit: value bits = sign << 15 | (first + code) << 6 | low 6 bits (format/planes.hpp),

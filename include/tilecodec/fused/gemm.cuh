@@ -268,6 +268,7 @@ status select_quant(const gemm_args& args, dim3 grid, cudaStream_t stream, const
   const std::uint32_t zero = w.quant == quant::kind::int4_group ? 8u : 128u;
   const std::uint32_t first = w.coding == plane_coding::fixed ? w.first : 0u;
   args.int_sub = bf16 ? int_pair_sub<true>(zero, first) : int_pair_sub<false>(zero, first);
+  if (w.quant == quant::kind::int4_group) args.int_sub_hi = bf16 ? int_pair_sub_high<true>(zero, first) : int_pair_sub_high<false>(zero, first);
   const dim3 grid(plan.strips, plan.splits, plan.chunks);
   if (plan.ngroups == 1)
     return bf16 ? detail::select_quant<1, true>(args, grid, stream, launch)

@@ -19,7 +19,7 @@
 //   - escapes of fixed-coded tiles: the chunk's entries are prefetched into registers while the
 //     quads run, then each lane corrects the accumulators it owns (rows g, g + 8 of each 16-row
 //     block, batch columns 2t, 2t + 1): (true - coded value) * x in fp32, entries in order.
-// Stream path (int8 at any batch, lossless at batch <= 8; every tile of the warp's range
+// Stream path (int8 and int4 at any batch, lossless at batch <= 8; every tile of the warp's range
 // whole-width, fixed coder, mma order, x rows 4-byte aligned, 16-byte aligned at batch 9-16;
 // warp_gemm::stream): no chunks and no staging of whole chunks. The quads run as one stream across
 // tiles with the code-word ring refilled across tile boundaries (each slot decoded before it is
@@ -53,13 +53,13 @@
 
 // Tuning (never changes results beyond fp32 summation order of the same terms): the stream path
 // for whole-width fixed-coded tiles, per quantization (bit 1: int8, 2: lossless, 4: int4; the
-// others take the chunk path for every tile; int4 on it: PERFORMANCE.md 6.3), and extra quads of
-// prefetch depth on it.
+// others take the chunk path for every tile; int4 with its interleaved decode: PERFORMANCE.md
+// 6.14), and extra quads of prefetch depth on it.
 #ifndef TILECODEC_FUSED_STREAM
-#define TILECODEC_FUSED_STREAM 3
+#define TILECODEC_FUSED_STREAM 7
 #endif
 #ifndef TILECODEC_FUSED_STREAM_NG2  // batch 9-16 on the stream path too (bits as for TILECODEC_FUSED_STREAM)
-#define TILECODEC_FUSED_STREAM_NG2 1
+#define TILECODEC_FUSED_STREAM_NG2 5
 #endif
 #ifndef TILECODEC_FUSED_STREAM_LI_SHALLOWER  // lossless and int4: quads less than the chunk path's depth
 #define TILECODEC_FUSED_STREAM_LI_SHALLOWER 1
@@ -87,11 +87,12 @@
 #ifndef TILECODEC_FUSED_STREAM_SMEM_B
 #define TILECODEC_FUSED_STREAM_SMEM_B 2
 #endif
-// int8 stream path, batch <= 8: a quad's code words (896 bytes) copied into a per-warp shared ring
-// with 16-byte cp.async (two per lane) and read from there, instead of seven 4-byte loads per lane
-// into registers: wide loads stream better (PERFORMANCE.md 6.7-6.8; H100: batch 1 and 4 2-13%
-// faster from 14336x4096 up, 0.5-1.9% slower at 4096x4096). 0: the register ring. Only these
-// kernels take the ring's shared memory (3 quads x 896 bytes per warp, after the warp storage).
+// Stream path, batch <= 8 (bit 1: int8, bit 4: int4): a quad's code words (int8 k = 7: 896 bytes)
+// copied into a per-warp shared ring with 16-byte cp.async and read from there, instead of K
+// 4-byte loads per lane into registers: wide loads stream better (PERFORMANCE.md 6.7-6.8; H100:
+// int8 batch 1 and 4 2-13% faster from 14336x4096 up, 0.5-1.9% slower at 4096x4096; H200, int4:
+// faster only at 28672x8192, 2-17% slower elsewhere, 6.14). 0: the register ring. Only these
+// kernels take the ring's shared memory (DS quads per warp, after the warp storage).
 #ifndef TILECODEC_FUSED_STREAM_STAGE_WORDS
 #define TILECODEC_FUSED_STREAM_STAGE_WORDS 1
 #endif
@@ -145,6 +146,7 @@ struct gemm_args {
   std::uint32_t* counters = nullptr;  // splits > 1: [chunks][strips], zero between calls
   std::uint32_t* status = nullptr;    // optional: raised to the largest error seen (atomicMax)
   std::uint32_t int_sub = 0;          // fragment.cuh int_pair_sub() for this tensor
+  std::uint32_t int_sub_hi = 0;       // fragment.cuh int_pair_sub_high() (int4, 4-bit codes)
   bool x_aligned = false;             // x and ldx allow 32-bit loads of pairs
   bool x_aligned16 = false;           // x and ldx allow 16-byte copies of 8 columns
   bool cluster_splits = false;        // splits > 1 launched as clusters of `splits` blocks along y:
@@ -276,6 +278,9 @@ struct warp_gemm {
   // Fast-path codes as wide as the symbols (int8 k = 8, int4 k = 4; K is the tensor's k): no
   // escapes can exist, so their passes are compiled out.
   static constexpr bool FULL_WIDTH = P == path::fixed_fast && ((Q == quant::kind::int8_rowwise && K >= 8) || (INT4 && K >= 4));
+  // int4 with 4-bit codes: A and B fragments in the interleaved k order (fragment.cuh
+  // int4_interleaved_fragments: about a third of the instructions of the code-pair decode).
+  static constexpr bool INTERLEAVED = P == path::fixed_fast && INT4 && K == 4;
   // Quads in flight per warp on the chunk path (registers).
   static constexpr int D = LOSSLESS ? (NG == 1 ? 3 : 2) : K <= 5 ? (NG == 1 ? 4 : (INT4 ? 2 : 3)) : (NG == 1 ? 3 : 2);
 
@@ -321,8 +326,8 @@ struct warp_gemm {
   __device__ float xs(std::uint32_t b, std::uint32_t c) const { return half_bits_to_float<XBF16>(st->x[b][c]); }
 
   __device__ float int4_scale(std::uint64_t row, std::uint64_t col) const {
-    return f16_to_float(static_cast<std::uint16_t>(
-        ldg_u16(reinterpret_cast<const std::uint16_t*>(W.data + W.scales_offset) + row * gpr + (col >> gshift))));
+    return half_bits_to_float<false>(
+        ldg_u16(reinterpret_cast<const std::uint16_t*>(W.data + W.scales_offset) + row * gpr + (col >> gshift)));
   }
 
   // Value of a symbol in accumulator units: int8 codes (scaled at the end), int4 code * group
@@ -334,12 +339,12 @@ struct warp_gemm {
   }
 
   // ---- int4 groups: each quad's products (exact codes times x, fp32) take their group's scale ----
+  // The lane's rows are row0 + g + 8 i (i = 2 r + h): one base address, a stride of 8 rows.
   __device__ void load_group(std::uint64_t grp, float (&s)[INT4 ? 8 : 1]) const {
     if constexpr (INT4) {
+      const std::uint16_t* p = reinterpret_cast<const std::uint16_t*>(W.data + W.scales_offset) + (row0 + g) * gpr + grp;
 #pragma unroll
-      for (int r = 0; r < 4; ++r)
-#pragma unroll
-        for (int h = 0; h < 2; ++h) s[2 * r + h] = int4_scale(row0 + 16 * r + g + 8 * h, grp << gshift);
+      for (int i = 0; i < 8; ++i) s[i] = half_bits_to_float<false>(ldg_u16(p + std::uint64_t(i) * 8u * gpr));
     }
   }
   // Before the MMAs of global column col0 (16 aligned): switches to its group and asks L1 for the
@@ -351,29 +356,29 @@ struct warp_gemm {
       load_group(grp, gscale);
       group = grp;
       if (((grp + 1) << gshift) < W.layout.cols) {
-        const std::uint16_t* sc = reinterpret_cast<const std::uint16_t*>(W.data + W.scales_offset);
+        const std::uint16_t* p = reinterpret_cast<const std::uint16_t*>(W.data + W.scales_offset) + (row0 + g) * gpr + grp + 1;
 #pragma unroll
-        for (int r = 0; r < 4; ++r)
-#pragma unroll
-          for (int h = 0; h < 2; ++h)
-            asm volatile("prefetch.global.L1 [%0];" ::"l"(sc + (row0 + 16 * r + g + 8 * h) * gpr + grp + 1));
+        for (int i = 0; i < 8; ++i) asm volatile("prefetch.global.L1 [%0];" ::"l"(p + std::uint64_t(i) * 8u * gpr));
       }
     }
   }
 
+  // B fragments xb in the usual k order (interleaved here when the A fragments are).
   __device__ void mma_quad(const std::uint32_t (&af)[4][4], const std::uint32_t (&xb)[NG][2]) {
 #pragma unroll
     for (int n = 0; n < NG; ++n) {
       if (8u * n >= nb) continue;  // warp-uniform: no batch entries in this group
+      std::uint32_t b0 = xb[n][0], b1 = xb[n][1];
+      if constexpr (INTERLEAVED) interleave_b_fragment(b0, b1);
 #pragma unroll
       for (int r = 0; r < 4; ++r) {
         if constexpr (INT4) {
           float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-          mma_16816<XBF16>(d, af[r], xb[n][0], xb[n][1]);
+          mma_16816<XBF16>(d, af[r], b0, b1);
 #pragma unroll
           for (int c = 0; c < 4; ++c) acc[r][n][c] = fmaf(gscale[2 * r + (c >> 1)], d[c], acc[r][n][c]);
         } else {
-          mma_16816<XBF16>(acc[r][n], af[r], xb[n][0], xb[n][1]);
+          mma_16816<XBF16>(acc[r][n], af[r], b0, b1);
         }
       }
     }
@@ -440,6 +445,8 @@ struct warp_gemm {
             std::uint32_t af[4][4], xb[NG][2];
             if constexpr (Q == quant::kind::int8_rowwise) {
               int_quad_fragments<K, XBF16>(w, a.int_sub, af);  // one step, 5 instructions per pair
+            } else if constexpr (INTERLEAVED) {
+              int4_interleaved_fragments<XBF16>(w, a.int_sub, a.int_sub_hi, af);
             } else {
               std::uint32_t pairs[4][4];
               fixed_quad_pairs<K>(w, pairs);
@@ -695,7 +702,7 @@ struct warp_gemm {
   // row-table words of tile i + 1 and entries of tile i are in flight while tile i is multiplied.
   static constexpr int DS = NG == 2 && TILECODEC_FUSED_STREAM_NG2_DEPTH > 0
                                 ? TILECODEC_FUSED_STREAM_NG2_DEPTH
-                                : (Q == quant::kind::int8_rowwise ? D : D - TILECODEC_FUSED_STREAM_LI_SHALLOWER) +
+                                : (Q == quant::kind::int8_rowwise || (INT4 && NG == 2) ? D : D - TILECODEC_FUSED_STREAM_LI_SHALLOWER) +
                                       TILECODEC_FUSED_STREAM_EXTRA_DEPTH;
   // Activation loads in flight per escape entry (stream_escapes_rows, batch 9-16; 8 batch rows a walk).
   static constexpr int ESC_LOADS = TILECODEC_FUSED_STREAM_ESC_LOADS;
@@ -731,10 +738,9 @@ struct warp_gemm {
   static constexpr std::uint32_t ring_offset = (sizeof(stream_storage) + 15u) / 16u * 16u;
   static_assert(!SMEM_B || ring_offset + RS * ring_slot <= sizeof(std::uint16_t) * 8u * NG * x_stride,
                 "the B ring does not fit in the staged-x area");
-  // Code words through a shared ring (int8, batch <= 8): DS quads of 896 bytes per warp, after the
-  // block's warp storage (only these kernels ask for the extra shared memory).
-  static constexpr bool STAGE_WORDS = TILECODEC_FUSED_STREAM_STAGE_WORDS != 0 && STREAMED &&
-                                      Q == quant::kind::int8_rowwise && NG == 1 && !SMEM_B && K > 0;
+  // Code words through a shared ring (batch <= 8, TILECODEC_FUSED_STREAM_STAGE_WORDS): DS quads per
+  // warp, after the block's warp storage (only these kernels ask for the extra shared memory).
+  static constexpr bool STAGE_WORDS = (TILECODEC_FUSED_STREAM_STAGE_WORDS & QBIT & 5) != 0 && STREAMED && NG == 1 && !SMEM_B && K > 0;
   static constexpr std::uint32_t stage_bytes = STAGE_WORDS ? DS * 128u * std::uint32_t(K) : 0u;
   unsigned char* words_smem = nullptr;  // this warp's ring (STAGE_WORDS), set by the kernel
 
@@ -1289,6 +1295,8 @@ struct warp_gemm {
             }
             if constexpr (Q == quant::kind::int8_rowwise) {
               int_quad_fragments<K, XBF16>(wb[d], a.int_sub, af);
+            } else if constexpr (INTERLEAVED) {
+              int4_interleaved_fragments<XBF16>(wb[d], a.int_sub, a.int_sub_hi, af);
             } else {
               std::uint32_t pairs[4][4];
               fixed_quad_pairs<K>(wb[d], pairs);
