@@ -245,14 +245,10 @@ std::vector<std::pair<quant::kind, std::uint32_t>> quantizations() {
 
 namespace {
 
-// int4_interleaved_fragments against the code-pair decode a (the usual k order) of the same 4-bit
-// words: register j, half h holds column 2t + (j >> 1) + 8h of row g + 8 (j & 1), i.e. the usual
-// register 2 (h) + (j & 1), half (j >> 1); interleave_b_fragment moves the B columns alike.
-void check_interleaved(const std::uint32_t (&w)[4], const std::uint32_t (&a)[4][4], bool x_bf16, int zero,
-                       std::uint32_t first) {
-  std::uint32_t il[4][4];
-  if (x_bf16) fused::int4_interleaved_fragments<true>(w, fused::int_pair_sub<true>(zero, first), fused::int_pair_sub_high<true>(zero, first), il);
-  else fused::int4_interleaved_fragments<false>(w, fused::int_pair_sub<false>(zero, first), fused::int_pair_sub_high<false>(zero, first), il);
+// Registers il in the interleaved k order against a, the same quad's registers in the usual order:
+// register j, half h holds column 2t + (j >> 1) + 8h of row g + 8 (j & 1), i.e. the usual register
+// 2h + (j & 1), half (j >> 1); interleave_b_fragment moves the B columns alike.
+void check_interleaved(const std::uint32_t (&il)[4][4], const std::uint32_t (&a)[4][4]) {
   for (int r4 = 0; r4 < 4; ++r4)
     for (int j = 0; j < 4; ++j)
       for (int half = 0; half < 2; ++half) {
@@ -313,6 +309,11 @@ void check_quads(const encoded_tensor& enc, bool x_bf16) {
           for (int j = 0; j < 7; ++j) rw[j] = detail::get_u32(raw + 896 * q + 28 * lane + 4 * j);
           if (x_bf16) fused::lossless_fragments<true>(pairs, code.first | (code.first << 16), rw, a);
           else fused::lossless_fragments<false>(pairs, code.first | (code.first << 16), rw, a);
+          if constexpr (K == 4) {  // lossless_interleaved_fragments
+            std::uint32_t il[4][4];
+            fused::lossless_interleaved_fragments(w, (code.first | (code.first << 16)) << 6, rw, il);
+            check_interleaved(il, a);
+          }
         } else {
           std::uint32_t fused_a[4][4];  // the one-step decode of the kernels must give the same registers
           if (x_bf16) {
@@ -325,7 +326,12 @@ void check_quads(const encoded_tensor& enc, bool x_bf16) {
           for (int r4 = 0; r4 < 4; ++r4)
             for (int j = 0; j < 4; ++j) REQUIRE(fused_a[r4][j] == a[r4][j]);
           if constexpr (K == 4) {
-            if (h.params.quant == quant::kind::int4_group) check_interleaved(w, a, x_bf16, zero, code.first);
+            if (h.params.quant == quant::kind::int4_group) {  // int4_interleaved_fragments
+              std::uint32_t il[4][4];
+              if (x_bf16) fused::int4_interleaved_fragments<true>(w, sub, fused::int_pair_sub_high<true>(zero, code.first), il);
+              else fused::int4_interleaved_fragments<false>(w, sub, fused::int_pair_sub_high<false>(zero, code.first), il);
+              check_interleaved(il, a);
+            }
           }
         }
         for (int r4 = 0; r4 < 4; ++r4)
@@ -389,8 +395,14 @@ TEST_CASE("fused fragments [host]: quads decode into the mma A layout, every qua
         c.data = data;
         INFO(describe(c));
         const weights w = make_weights(rng, src, c.n, c.k, data);
+        // int4 codes may be stored (4 bits a weight either way, whichever is smaller for the
+        // seed): then the width is pinned at 4, which keeps the fixed coder.
+        c.code_bits = q.first == quant::kind::int4_group &&
+                              host::encode(w.bytes.data(), w.type, {c.n, c.k}, params_of(c)).header().coding != plane_coding::fixed
+                          ? 4u
+                          : 0u;
         const encoded_tensor enc = host::encode(w.bytes.data(), w.type, {c.n, c.k}, params_of(c));
-        widths += std::to_string(enc.header().params.prob_bits) + " ";
+        widths += std::to_string(enc.header().params.prob_bits) + (c.code_bits ? "p " : " ");
         const bool lossless = q.first == quant::kind::lossless;
         check_quads_any(enc, lossless ? src == dtype::bf16 : true);
         if (!lossless) check_quads_any(enc, false);
@@ -612,11 +624,43 @@ void check_device_int4_interleaved(std::mt19937_64& rng) {
       }
   }
 }
+__global__ void lossless_interleaved_kernel(const std::uint32_t* words, std::uint32_t first6, std::uint32_t* out) {
+  std::uint32_t w[4], rw[7], a[4][4];
+  for (int j = 0; j < 4; ++j) w[j] = words[32 * j + threadIdx.x];
+  for (int j = 0; j < 7; ++j) rw[j] = words[32 * (4 + j) + threadIdx.x];
+  fused::lossless_interleaved_fragments(w, first6, rw, a);
+  for (int r4 = 0; r4 < 4; ++r4)
+    for (int j = 0; j < 4; ++j) out[32 * (4 * r4 + j) + threadIdx.x] = a[r4][j];
+}
+
+// The same for 16-bit lossless with 4-bit exponent codes (random codes and raw words).
+void check_device_lossless_interleaved(std::mt19937_64& rng) {
+  const std::uint32_t first = std::uint32_t(rng() % (512 - 16)), first6 = (first | (first << 16)) << 6;
+  std::vector<std::uint32_t> words(32 * 11), out(32 * 16);
+  for (auto& v : words) v = static_cast<std::uint32_t>(rng());
+  device_buffer dwords(words.size() * 4), dout(out.size() * 4);
+  TC_CUDA(cudaMemcpy(dwords.p, words.data(), words.size() * 4, cudaMemcpyHostToDevice));
+  lossless_interleaved_kernel<<<1, 32>>>(dwords.as<std::uint32_t>(), first6, dout.as<std::uint32_t>());
+  TC_CUDA(cudaGetLastError());
+  TC_CUDA(cudaMemcpy(out.data(), dout.p, out.size() * 4, cudaMemcpyDeviceToHost));
+  for (std::uint32_t lane = 0; lane < 32; ++lane) {
+    std::uint32_t w[4], rw[7], a[4][4];
+    for (int j = 0; j < 4; ++j) w[j] = words[32 * j + lane];
+    for (int j = 0; j < 7; ++j) rw[j] = words[32 * (4 + j) + lane];
+    fused::lossless_interleaved_fragments(w, first6, rw, a);
+    for (int r4 = 0; r4 < 4; ++r4)
+      for (int j = 0; j < 4; ++j) {
+        INFO("lossless interleaved, lane " << lane << " r4 " << r4 << " reg " << j);
+        REQUIRE(out[32 * (4 * r4 + j) + lane] == a[r4][j]);
+      }
+  }
+}
 }  // namespace
 
-TEST_CASE("fused fragments [quick]: the device's one-step int8 and interleaved int4 decodes equal the host model") {
+TEST_CASE("fused fragments [quick]: the device's one-step int8 and interleaved int4 / lossless decodes equal the host model") {
   TILECODEC_SEEDED_RNG(rng);
   for (int rep = 0; rep < 4; ++rep) {
+    check_device_lossless_interleaved(rng);
     check_device_int4_interleaved<false>(rng);
     check_device_int4_interleaved<true>(rng);
     check_device_quad_fragments<6, false>(rng);

@@ -397,22 +397,72 @@ __host__ __device__ __forceinline__ std::uint32_t raw_byte_pair(const std::uint3
   return detail::byte_perm(w[w0], w[w1], std::uint32_t((b0 & 3) | ((4 + (b1 & 3)) << 8)));
 }
 
+// Bytes b..b+3 (lo) and b+4..b+7 (hi) of the 28, b = 7 r4 (byte 7 of the last group: 0).
+__host__ __device__ __forceinline__ void raw_group_words(const std::uint32_t (&w)[7], int r4, std::uint32_t& lo, std::uint32_t& hi) {
+  const int b = 7 * r4, wl = b >> 2, sl = b & 3;
+  lo = sl == 0 ? w[wl] : detail::byte_perm(w[wl], w[wl + 1], std::uint32_t(0x3210 + 0x1111 * sl));
+  hi = detail::byte_perm(w[(b + 4) >> 2], (b + 4) / 4 + 1 < 7 ? w[(b + 4) / 4 + 1] : 0u, std::uint32_t(0x3210 + 0x1111 * ((b + 4) & 3)));
+}
+
+// Raw value 7 of a group: the top bits of its bytes 0..6, gathered by multiplication (bits 7, 15,
+// 23, 31 of a word land in bits 28..31 of the product; no two partial products collide).
+__host__ __device__ __forceinline__ std::uint32_t raw_value7(std::uint32_t lo, std::uint32_t hi) {
+  const std::uint32_t top_lo = ((lo & 0x80808080u) * 0x00204081u) >> 28;
+  const std::uint32_t top_hi = ((hi & 0x00808080u) * 0x00204081u) >> 28;
+  return top_lo | (top_hi << 4);
+}
+
 // Raw pairs of fragment r4 in A-register order: pairs (0,1), (2,3), (4,5), (6,7).
 __host__ __device__ __forceinline__ void raw_group_pairs(const std::uint32_t (&w)[7], int r4, std::uint32_t (&raw)[4]) {
   const int b = 7 * r4;
   raw[0] = raw_byte_pair(w, b + 0, b + 1);
   raw[1] = raw_byte_pair(w, b + 2, b + 3);
   raw[2] = raw_byte_pair(w, b + 4, b + 5);
-  // Value 7 is the top bits of bytes 0..6, gathered by multiplication (bits 7, 15, 23, 31 of a
-  // word land in bits 28..31 of the product; no two partial products collide).
-  const int wl = b >> 2, sl = b & 3;
-  const std::uint32_t lo = sl == 0 ? w[wl] : detail::byte_perm(w[wl], w[wl + 1], std::uint32_t(0x3210 + 0x1111 * sl));  // bytes b..b+3
-  const std::uint32_t hi = detail::byte_perm(w[(b + 4) >> 2], (b + 4) / 4 + 1 < 7 ? w[(b + 4) / 4 + 1] : 0u,
-                                             std::uint32_t(0x3210 + 0x1111 * ((b + 4) & 3)));  // bytes b+4..b+7
-  const std::uint32_t top_lo = ((lo & 0x80808080u) * 0x00204081u) >> 28;
-  const std::uint32_t top_hi = ((hi & 0x00808080u) * 0x00204081u) >> 28;
-  const std::uint32_t v7 = top_lo | (top_hi << 4);
-  raw[3] = (hi >> 16 & 0xffu) | (v7 << 16);  // byte b+6 is byte 2 of hi
+  std::uint32_t lo, hi;
+  raw_group_words(w, r4, lo, hi);
+  raw[3] = ((hi >> 16) & 0xffu) | (raw_value7(lo, hi) << 16);  // byte b+6 is byte 2 of hi
+}
+
+// Lossless 16-bit with 4-bit exponent codes, in the interleaved k order of
+// int4_interleaved_fragments (same registers, same permutation of the B fragments): register j
+// holds elements (0, 4), (2, 6), (1, 5), (3, 7) of its fragment. Per pair: a LOP3 for the codes,
+// an IMAD that shifts them to the exponent field and adds first, a byte permutation for the raw
+// pair, and three instructions for the low bits and the sign (about 6 instructions, against 12
+// for fixed_quad_pairs + lossless_fragments).
+__host__ __device__ __forceinline__ std::uint32_t lossless_interleaved_pair(std::uint32_t codes, std::uint32_t mul,
+                                                                          std::uint32_t first6, std::uint32_t raw2) {
+  const std::uint32_t sym = codes * mul + first6;  // (first + code) << 6 in both halves
+  std::uint32_t v;
+#if TILECODEC_FUSED_DEVICE_CODE
+  asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(v) : "r"(raw2), "n"(0x003f003fu), "r"(sym));           // low 6 bits
+  asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(v) : "r"(raw2 << 9), "n"(0x80008000u), "r"(v));        // sign
+#else
+  v = (raw2 & 0x003f003fu) | sym;
+  v = ((raw2 << 9) & 0x80008000u) | v;
+#endif
+  return v;
+}
+
+// first6 = (first | first << 16) << 6; raw_words: the lane's 7 raw words of the quad (load_raw_quad).
+__host__ __device__ __forceinline__ void lossless_interleaved_fragments(const std::uint32_t (&w)[4], std::uint32_t first6,
+                                                                       const std::uint32_t (&raw_words)[7],
+                                                                       std::uint32_t (&a)[4][4]) {
+TILECODEC_FUSED_UNROLL
+  for (int r4 = 0; r4 < 4; ++r4) {
+    const std::uint32_t v = w[r4], v8 = v >> 8;
+    const int b = 7 * r4;
+    std::uint32_t raw[4];
+    raw[0] = raw_byte_pair(raw_words, b + 0, b + 4);
+    raw[1] = raw_byte_pair(raw_words, b + 2, b + 6);
+    raw[2] = raw_byte_pair(raw_words, b + 1, b + 5);
+    std::uint32_t lo, hi;
+    raw_group_words(raw_words, r4, lo, hi);
+    raw[3] = detail::byte_perm(lo, raw_value7(lo, hi), 0x0403u);  // byte b+3 in byte 0, value 7 in byte 2
+    a[r4][0] = lossless_interleaved_pair(v & 0x000f000fu, 64u, first6, raw[0]);
+    a[r4][1] = lossless_interleaved_pair(v8 & 0x000f000fu, 64u, first6, raw[1]);
+    a[r4][2] = lossless_interleaved_pair(v & 0x00f000f0u, 4u, first6, raw[2]);
+    a[r4][3] = lossless_interleaved_pair(v8 & 0x00f000f0u, 4u, first6, raw[3]);
+  }
 }
 
 template <bool BF16>

@@ -278,9 +278,10 @@ struct warp_gemm {
   // Fast-path codes as wide as the symbols (int8 k = 8, int4 k = 4; K is the tensor's k): no
   // escapes can exist, so their passes are compiled out.
   static constexpr bool FULL_WIDTH = P == path::fixed_fast && ((Q == quant::kind::int8_rowwise && K >= 8) || (INT4 && K >= 4));
-  // int4 with 4-bit codes: A and B fragments in the interleaved k order (fragment.cuh
-  // int4_interleaved_fragments: about a third of the instructions of the code-pair decode).
-  static constexpr bool INTERLEAVED = P == path::fixed_fast && INT4 && K == 4;
+  // 4-bit codes (int4, lossless exponents): A and B fragments in the interleaved k order
+  // (fragment.cuh int4_interleaved_fragments, lossless_interleaved_fragments: a third to a half of
+  // the instructions of the code-pair decode).
+  static constexpr bool INTERLEAVED = P == path::fixed_fast && (INT4 || LOSSLESS) && K == 4;
   // Quads in flight per warp on the chunk path (registers).
   static constexpr int D = LOSSLESS ? (NG == 1 ? 3 : 2) : K <= 5 ? (NG == 1 ? 4 : (INT4 ? 2 : 3)) : (NG == 1 ? 3 : 2);
 
@@ -445,8 +446,10 @@ struct warp_gemm {
             std::uint32_t af[4][4], xb[NG][2];
             if constexpr (Q == quant::kind::int8_rowwise) {
               int_quad_fragments<K, XBF16>(w, a.int_sub, af);  // one step, 5 instructions per pair
-            } else if constexpr (INTERLEAVED) {
+            } else if constexpr (INTERLEAVED && INT4) {
               int4_interleaved_fragments<XBF16>(w, a.int_sub, a.int_sub_hi, af);
+            } else if constexpr (INTERLEAVED) {
+              lossless_interleaved_fragments(w, first2 << 6, rc, af);
             } else {
               std::uint32_t pairs[4][4];
               fixed_quad_pairs<K>(w, pairs);
@@ -1295,8 +1298,10 @@ struct warp_gemm {
             }
             if constexpr (Q == quant::kind::int8_rowwise) {
               int_quad_fragments<K, XBF16>(wb[d], a.int_sub, af);
-            } else if constexpr (INTERLEAVED) {
+            } else if constexpr (INTERLEAVED && INT4) {
               int4_interleaved_fragments<XBF16>(wb[d], a.int_sub, a.int_sub_hi, af);
+            } else if constexpr (INTERLEAVED) {
+              lossless_interleaved_fragments(wb[d], first2 << 6, rb[d], af);
             } else {
               std::uint32_t pairs[4][4];
               fixed_quad_pairs<K>(wb[d], pairs);
