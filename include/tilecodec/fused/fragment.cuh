@@ -13,6 +13,10 @@
 //   tilecodec::fused::load_b_fragment(x, ldx, batch, col0, aligned, b0, b1);
 //   for (int r4 = 0; r4 < 4; ++r4) tilecodec::fused::mma_16816<false>(acc[r4], a[r4], b0, b1);
 //
+// 4-bit codes (int4, lossless exponents at k = 4) decode cheaper in an interleaved k order: the
+// A registers from int4_interleaved_fragments / lossless_interleaved_fragments, and the B
+// fragment passed through interleave_b_fragment before the mma (same product, see below).
+//
 // Fragment layout (PTX ISA, mma.m16n8k16 .f16/.bf16): with g = lane / 4 and t = lane % 4, A
 // register j holds rows g (j = 0, 2) or g + 8 (j = 1, 3) and columns 2t, 2t+1 (+8 for j >= 2),
 // low half first; B register j holds k rows 2t, 2t+1 (+8 for j = 1) of column n = g; the fp32
