@@ -66,6 +66,8 @@ enum class variant {
   decode_cublas_lossless,  // to bf16, then cuBLAS
   fused_int8_pdl,          // fused_int8 launched to overlap the call before (gemm_launch::overlap_previous)
   fused_lossless_pdl,
+  fused_int8_k8_xbf16,     // fused_int8_k8 and fused_int4 with bf16 weights and activations (the usual LLM case)
+  fused_int4_xbf16,
 };
 
 const char* name_of(variant v) {
@@ -82,13 +84,16 @@ const char* name_of(variant v) {
     case variant::decode_cublas_lossless: return "decode_then_cublas_bf16_lossless";
     case variant::fused_int8_pdl: return "fused_int8_fixed_pdl";
     case variant::fused_lossless_pdl: return "fused_bf16_lossless_fixed_pdl";
+    case variant::fused_int8_k8_xbf16: return "fused_int8_fixed_k8_xbf16";
+    case variant::fused_int4_xbf16: return "fused_int4_fixed_xbf16";
   }
   return "?";
 }
 
 bool is_bf16_path(variant v) {
   return v == variant::cublas_bf16 || v == variant::fused_lossless_bf16 || v == variant::fused_lossless_rans ||
-         v == variant::decode_cublas_lossless || v == variant::fused_lossless_pdl;
+         v == variant::decode_cublas_lossless || v == variant::fused_lossless_pdl || v == variant::fused_int8_k8_xbf16 ||
+         v == variant::fused_int4_xbf16;
 }
 
 // Host weights of the shape being benchmarked (one shape kept at a time).
@@ -167,16 +172,17 @@ device_state& state_for(const shape& s, variant v) {
     format_params p;
     switch (v) {
       case variant::fused_int8: case variant::fused_int8_k8: case variant::decode_cublas_int8: case variant::fused_int8_pdl:
+      case variant::fused_int8_k8_xbf16:
         p = fused::int8_codec::params();
         break;
-      case variant::fused_int4: p = fused::int4_codec::params(); break;
+      case variant::fused_int4: case variant::fused_int4_xbf16: p = fused::int4_codec::params(); break;
       case variant::fused_lossless_bf16: case variant::decode_cublas_lossless: case variant::fused_lossless_pdl:
         p = fused::lossless_codec::params();
         break;
       case variant::fused_int8_rans: p = fused::int8_rans_codec::params(); break;
       default: p = fused::lossless_rans_codec::params(); break;
     }
-    if (v == variant::fused_int8_k8) p.prob_bits = 8;
+    if (v == variant::fused_int8_k8 || v == variant::fused_int8_k8_xbf16) p.prob_bits = 8;
     enc = host::encode(bf16 ? static_cast<const void*>(w.bf16.data()) : static_cast<const void*>(w.f16.data()),
                        bf16 ? dtype::bf16 : dtype::f16, {s.n, s.k}, p);
     bytes = enc.bytes();
@@ -323,7 +329,8 @@ int main(int argc, char** argv) {
                               variant::fused_int8_k8,
                               variant::fused_int4,        variant::fused_lossless_bf16, variant::fused_int8_rans,
                               variant::fused_lossless_rans, variant::decode_cublas_int8,  variant::decode_cublas_lossless,
-                              variant::fused_int8_pdl,    variant::fused_lossless_pdl};
+                              variant::fused_int8_pdl,    variant::fused_lossless_pdl,  variant::fused_int8_k8_xbf16,
+                              variant::fused_int4_xbf16};
   const std::uint32_t batches[] = {1, 4, 16};
   for (const shape& s : shapes)
     for (variant v : variants)

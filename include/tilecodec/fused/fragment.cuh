@@ -253,11 +253,34 @@ TILECODEC_FUSED_UNROLL
 
 // fixed_quad_pairs + int_fragments in one, the same values: the exponent bits that int_pair_to_half2
 // ORs in ride along with the first code, so a pair costs a shift, two LOP3, an IMAD and the
-// subtraction (5 instructions; fp16 with k = 8: a byte permutation and the subtraction; the wide
-// bf16 split keeps the two-step path).
+// subtraction (5 instructions; fp16 with k = 8: a byte permutation and the subtraction; bf16 with
+// k = 8, the wide split: a byte permutation, two LOP3 and a fused multiply-add; k = 9 keeps the
+// two-step path).
 template <int K, bool BF16>
 __host__ __device__ __forceinline__ void int_quad_fragments(const std::uint32_t (&w)[K], std::uint32_t sub, std::uint32_t (&a)[4][4]) {
-  if constexpr (BF16 && K > 7) {
+  if constexpr (BF16 && K == 8) {
+    // The wide bf16 split of int_pair_to_half2 (first is 0) on byte-aligned codes: a byte
+    // permutation puts the two codes under the exponent byte 0x43, a LOP3 clears their top bits
+    // (128 + low 7 bits), another turns the top bits into the constant to add (-256 or -128), one
+    // fused multiply-add: 4 instructions per pair.
+TILECODEC_FUSED_UNROLL
+    for (int r4 = 0; r4 < 4; ++r4)
+TILECODEC_FUSED_UNROLL
+      for (int j = 0; j < 4; ++j) {
+        const int m = 8 * r4 + 2 * j;
+        const std::uint32_t p = detail::byte_perm(w[m >> 2], 0x43004300u, (m & 2) ? 0x5352u : 0x5150u);  // c | 0x43 << 8 | c' << 16 | 0x43 << 24
+#if TILECODEC_FUSED_DEVICE_CODE
+        std::uint32_t h, s, d;
+        asm("lop3.b32 %0, %1, %2, 0, 0xc0;" : "=r"(h) : "r"(p), "n"(0xff7fff7fu));                            // p & ~top bits
+        asm("lop3.b32 %0, %1, %2, %3, 0x6a;" : "=r"(s) : "r"(p), "n"(0x00800080u), "r"(0xc380c380u));        // (p & top) ^ -256
+        asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(h), "r"(0x3f803f80u), "r"(s));
+        a[r4][j] = d;
+#else
+        a[r4][j] = detail::add_pair_host(p & 0xff7fff7fu, (p & 0x00800080u) ^ 0xc380c380u, true, false);
+#endif
+        (void)sub;
+      }
+  } else if constexpr (BF16 && K > 7) {
     std::uint32_t pairs[4][4];
     fixed_quad_pairs<K>(w, pairs);
     int_fragments<true, true>(pairs, sub, a);
