@@ -91,7 +91,7 @@
 // copied into a per-warp shared ring with 16-byte cp.async and read from there, instead of K
 // 4-byte loads per lane into registers: wide loads stream better (PERFORMANCE.md 6.7-6.8; H100:
 // int8 batch 1 and 4 2-13% faster from 14336x4096 up, 0.5-1.9% slower at 4096x4096; H200, int4:
-// faster only at 28672x8192, 2-17% slower elsewhere, 6.14). 0: the register ring. Only these
+// faster only at 28672x8192, 3-18% slower elsewhere, 6.14). 0: the register ring. Only these
 // kernels take the ring's shared memory (DS quads per warp, after the warp storage).
 #ifndef TILECODEC_FUSED_STREAM_STAGE_WORDS
 #define TILECODEC_FUSED_STREAM_STAGE_WORDS 1
