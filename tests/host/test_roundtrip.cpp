@@ -261,6 +261,37 @@ TEST_CASE("quantized encode and decode match the per-element reference, ties inc
 }
 
 // SIMD paths (AVX2 rANS encoder) and the thread count never change the bytes.
+// Groups so small that their fp16 scale is subnormal: s = f16(absmax / 7) can round down far
+// enough that the largest value would clamp by more than half a step (seen: absmax 9.83e-7, s 2
+// steps of 2^-24, 7 s = 8.34e-7). The encoder then takes the next fp16 up; every value stays within
+// half a step of its decoded value.
+TEST_CASE("int4: groups with subnormal scales decode within half a step") {
+  const std::uint64_t rows = 400, cols = 32;
+  std::vector<float> x(rows * cols);
+  for (std::uint64_t r = 0; r < rows; ++r) {
+    const float absmax = float(r + 1) * 1.25e-9f * float(r + 1);  // 1.25e-9 .. 2e-4: subnormal scales and the first normal ones
+    for (std::uint64_t c = 0; c < cols; ++c) x[r * cols + c] = absmax * (float(c) / float(cols - 1) * 2.0f - 1.0f);
+  }
+  format_params p = int4_codec::params();
+  p.group_size = 32;
+  const encoded_tensor enc = host::encode(x.data(), dtype::f32, {rows, cols}, p);
+  std::vector<float> out(x.size());
+  REQUIRE(host::decode(enc.view(), out.data(), dtype::f32, out.size() * 4) == status::success);
+  std::uint64_t bumped = 0;
+  for (std::uint64_t r = 0; r < rows; ++r) {
+    std::uint16_t bits;
+    std::memcpy(&bits, enc.view().scales() + 2 * r, 2);
+    const double s = f16_to_float(bits), absmax = std::fabs(double(x[r * cols]));
+    bumped += absmax > 7.0 * s * (1 + 1e-6);  // scales that rounded below absmax / 7 (within 7.5: allowed)
+    for (std::uint64_t c = 0; c < cols; ++c) {
+      const std::uint64_t i = r * cols + c;
+      INFO("row " << r << " col " << c << " value " << x[i] << " decoded " << out[i] << " scale " << s);
+      REQUIRE(std::fabs(double(x[i]) - double(out[i])) <= 0.5 * s * (1 + 1e-6));
+    }
+  }
+  MESSAGE("groups whose scale rounded below absmax / 7: " << bumped);
+}
+
 TEST_CASE("encoded bytes are the same with and without SIMD, on one thread or several") {
   TILECODEC_SEEDED_RNG(rng);
   const std::uint64_t rows = 300, cols = 1000;

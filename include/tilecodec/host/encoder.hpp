@@ -382,7 +382,13 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
           if ((bits & 0x7c00u) == 0x7c00u)
             throw error(status::invalid_argument, name + ": int4 group scale at row " + std::to_string(r) +
                                                       " overflows fp16 (|value| > 458000)");
-          if (bits == 0 && absmax > 0.0f) bits = 1;  // keep tiny groups representable
+          if (bits == 0 && absmax > 0.0f) {
+            bits = 1;  // keep tiny groups representable
+          } else if (absmax > 7.5f * f16_to_float(bits)) {
+            // A subnormal scale can round down so far that the group's largest value would clamp
+            // by more than half a step; the next fp16 up cannot (absmax <= 7 s + 3.5 steps).
+            ++bits;
+          }
           group_scales[r * gpr + g] = bits;
         }
       }
