@@ -134,6 +134,21 @@ __host__ __device__ __forceinline__ std::uint32_t fixed_code_field(const std::ui
   return detail::funnel(w[j], w[j + 1], std::uint32_t(sh));
 }
 
+namespace detail {
+// (x & Mask) | c in one LOP3 (written in C++ it compiles to two: an instruction takes one 32-bit
+// immediate, so c must come in a register).
+template <std::uint32_t Mask>
+__host__ __device__ __forceinline__ std::uint32_t and_or(std::uint32_t x, std::uint32_t c) {
+#if TILECODEC_FUSED_DEVICE_CODE
+  std::uint32_t d;
+  asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(d) : "r"(x), "n"(Mask), "r"(c));
+  return d;
+#else
+  return (x & Mask) | c;
+#endif
+}
+}  // namespace detail
+
 // code m | code m+1 << 16 | base, from the field f of fixed_code_field: (f & low) | base, plus
 // the second code moved up by a multiply-add (base must leave bits 0..K-1 and 16..15+K clear).
 // On the device the three instructions are spelled out in PTX: written in C++, the compiler turns
@@ -143,9 +158,9 @@ template <int K>
 __host__ __device__ __forceinline__ std::uint32_t fixed_pair_from_field(std::uint32_t f, std::uint32_t base) {
   constexpr std::uint32_t low = (1u << K) - 1u;
 #if TILECODEC_FUSED_DEVICE_CODE
-  std::uint32_t lo, hi, d;
-  asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(lo) : "r"(f), "n"(low), "r"(base));  // (f & low) | base
-  asm("lop3.b32 %0, %1, %2, 0, 0xc0;" : "=r"(hi) : "r"(f), "n"(low << K));          // f & (low << K)
+  const std::uint32_t lo = detail::and_or<low>(f, base);
+  std::uint32_t hi, d;
+  asm("lop3.b32 %0, %1, %2, 0, 0xc0;" : "=r"(hi) : "r"(f), "n"(low << K));  // f & (low << K)
   asm("mad.lo.u32 %0, %1, %2, %3;" : "=r"(d) : "r"(hi), "n"(1u << (16 - K)), "r"(lo));
   return d;
 #else
@@ -278,8 +293,8 @@ TILECODEC_FUSED_UNROLL
 #else
         a[r4][j] = detail::add_pair_host(p & 0xff7fff7fu, (p & 0x00800080u) ^ 0xc380c380u, true, false);
 #endif
-        (void)sub;
       }
+    (void)sub;
   } else if constexpr (BF16 && K > 7) {
     std::uint32_t pairs[4][4];
     fixed_quad_pairs<K>(w, pairs);
@@ -349,16 +364,8 @@ TILECODEC_FUSED_UNROLL
     const std::uint32_t v = w[r4], v8 = v >> 8;
     if constexpr (!BF16) {
       // (e, e + 4) for e = 0, 2: 1024 + v; for e = 1, 3: 1024 + 16 v.
-#if TILECODEC_FUSED_DEVICE_CODE
-      std::uint32_t h0, h1, h2, h3;  // (v & mask) | magic in one LOP3 each (in C++: two, one immediate each)
-      asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(h0) : "r"(v), "n"(0x000f000fu), "r"(0x64006400u));
-      asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(h2) : "r"(v8), "n"(0x000f000fu), "r"(0x64006400u));
-      asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(h1) : "r"(v), "n"(0x00f000f0u), "r"(0x64006400u));
-      asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(h3) : "r"(v8), "n"(0x00f000f0u), "r"(0x64006400u));
-#else
-      const std::uint32_t h0 = (v & 0x000f000fu) | 0x64006400u, h2 = (v8 & 0x000f000fu) | 0x64006400u;
-      const std::uint32_t h1 = (v & 0x00f000f0u) | 0x64006400u, h3 = (v8 & 0x00f000f0u) | 0x64006400u;
-#endif
+      const std::uint32_t h0 = detail::and_or<0x000f000fu>(v, 0x64006400u), h2 = detail::and_or<0x000f000fu>(v8, 0x64006400u);
+      const std::uint32_t h1 = detail::and_or<0x00f000f0u>(v, 0x64006400u), h3 = detail::and_or<0x00f000f0u>(v8, 0x64006400u);
 #if TILECODEC_FUSED_DEVICE_CODE
       asm("sub.rn.f16x2 %0, %1, %2;" : "=r"(a[r4][0]) : "r"(h0), "r"(sub));
       asm("sub.rn.f16x2 %0, %1, %2;" : "=r"(a[r4][1]) : "r"(h2), "r"(sub));
@@ -374,13 +381,7 @@ TILECODEC_FUSED_UNROLL
       const std::uint32_t src[4] = {v, v8, v >> 4, v >> 12};  // registers 0..3: (e, e + 4) for e = 0, 2, 1, 3
       std::uint32_t hs[4];
 TILECODEC_FUSED_UNROLL
-      for (int j = 0; j < 4; ++j) {
-#if TILECODEC_FUSED_DEVICE_CODE
-        asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(hs[j]) : "r"(src[j]), "n"(0x000f000fu), "r"(0x43004300u));
-#else
-        hs[j] = (src[j] & 0x000f000fu) | 0x43004300u;
-#endif
-      }
+      for (int j = 0; j < 4; ++j) hs[j] = detail::and_or<0x000f000fu>(src[j], 0x43004300u);
 TILECODEC_FUSED_UNROLL
       for (int j = 0; j < 4; ++j) {
 #if TILECODEC_FUSED_DEVICE_CODE
@@ -459,15 +460,8 @@ __host__ __device__ __forceinline__ void raw_group_pairs(const std::uint32_t (&w
 __host__ __device__ __forceinline__ std::uint32_t lossless_interleaved_pair(std::uint32_t codes, std::uint32_t mul,
                                                                           std::uint32_t first6, std::uint32_t raw2) {
   const std::uint32_t sym = codes * mul + first6;  // (first + code) << 6 in both halves
-  std::uint32_t v;
-#if TILECODEC_FUSED_DEVICE_CODE
-  asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(v) : "r"(raw2), "n"(0x003f003fu), "r"(sym));           // low 6 bits
-  asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(v) : "r"(raw2 << 9), "n"(0x80008000u), "r"(v));        // sign
-#else
-  v = (raw2 & 0x003f003fu) | sym;
-  v = ((raw2 << 9) & 0x80008000u) | v;
-#endif
-  return v;
+  const std::uint32_t v = detail::and_or<0x003f003fu>(raw2, sym);  // low 6 bits
+  return detail::and_or<0x80008000u>(raw2 << 9, v);                 // sign
 }
 
 // first6 = (first | first << 16) << 6; raw_words: the lane's 7 raw words of the quad (load_raw_quad).

@@ -418,6 +418,26 @@ struct warp_gemm {
   }
 
   // ---- fast path: fixed coder, mma order ------------------------------------------------------
+  // A registers of one quad from the lane's K code words (and, lossless, its 7 raw words);
+  // first2 = first | first << 16. The chunk and stream paths both decode through here.
+  __device__ void quad_fragments(const std::uint32_t (&w)[K > 0 ? K : 1], const std::uint32_t (&rc)[LOSSLESS ? 7 : 1],
+                                 std::uint32_t first2, std::uint32_t (&af)[4][4]) const {
+    if constexpr (P == path::fixed_fast) {
+      if constexpr (Q == quant::kind::int8_rowwise) {
+        int_quad_fragments<K, XBF16>(w, a.int_sub, af);  // one step, 5 instructions per pair
+      } else if constexpr (INTERLEAVED && INT4) {
+        int4_interleaved_fragments<XBF16>(w, a.int_sub, a.int_sub_hi, af);
+      } else if constexpr (INTERLEAVED) {
+        lossless_interleaved_fragments(w, first2 << 6, rc, af);
+      } else {
+        std::uint32_t pairs[4][4];
+        fixed_quad_pairs<K>(w, pairs);
+        if constexpr (LOSSLESS) lossless_fragments<XBF16>(pairs, first2, rc, af);
+        else int_fragments<XBF16, (K > 7)>(pairs, a.int_sub, af);
+      }
+    }
+  }
+
   // Quads q0 .. q0 + nq - 1 of a tile (one row quad, consecutive k chunks, nq <= 16); col0: global
   // column of the first; raw: the tile's raw plane (lossless).
   __device__ void fixed_quads(const std::uint8_t* tile, std::uint32_t q0, std::uint32_t nq, std::uint64_t col0,
@@ -444,18 +464,7 @@ struct warp_gemm {
             }
             if (idx + D < nq) prefetch(d, idx + D);
             std::uint32_t af[4][4], xb[NG][2];
-            if constexpr (Q == quant::kind::int8_rowwise) {
-              int_quad_fragments<K, XBF16>(w, a.int_sub, af);  // one step, 5 instructions per pair
-            } else if constexpr (INTERLEAVED && INT4) {
-              int4_interleaved_fragments<XBF16>(w, a.int_sub, a.int_sub_hi, af);
-            } else if constexpr (INTERLEAVED) {
-              lossless_interleaved_fragments(w, first2 << 6, rc, af);
-            } else {
-              std::uint32_t pairs[4][4];
-              fixed_quad_pairs<K>(w, pairs);
-              if constexpr (LOSSLESS) lossless_fragments<XBF16>(pairs, first2, rc, af);
-              else int_fragments<XBF16, (K > 7)>(pairs, a.int_sub, af);
-            }
+            quad_fragments(w, rc, first2, af);
             staged_b(16u * idx, xb);
             enter_group(col0 + 16u * idx);
             mma_quad(af, xb);
@@ -1296,18 +1305,7 @@ struct warp_gemm {
               for (int jw = 0; jw < K; ++jw)
                 wb[d][jw] = ::tilecodec::detail::lds_u32(words_ring + std::uint32_t(d) * (128u * K) + 4u * (32u * jw + lane));
             }
-            if constexpr (Q == quant::kind::int8_rowwise) {
-              int_quad_fragments<K, XBF16>(wb[d], a.int_sub, af);
-            } else if constexpr (INTERLEAVED && INT4) {
-              int4_interleaved_fragments<XBF16>(wb[d], a.int_sub, a.int_sub_hi, af);
-            } else if constexpr (INTERLEAVED) {
-              lossless_interleaved_fragments(wb[d], first2 << 6, rb[d], af);
-            } else {
-              std::uint32_t pairs[4][4];
-              fixed_quad_pairs<K>(wb[d], pairs);
-              if constexpr (LOSSLESS) lossless_fragments<XBF16>(pairs, first2, rb[d], af);
-              else int_fragments<XBF16, (K > 7)>(pairs, a.int_sub, af);
-            }
+            quad_fragments(wb[d], rb[d], first2, af);
             if constexpr (STAGE) __syncwarp();  // every lane has read slot d before it is refilled
             if (idx + DS < nq) prefetch(d);
             else if constexpr (STAGE) cp_async_commit();  // an empty group keeps the count of groups in flight
