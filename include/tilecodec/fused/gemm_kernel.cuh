@@ -87,14 +87,26 @@
 #ifndef TILECODEC_FUSED_STREAM_SMEM_B
 #define TILECODEC_FUSED_STREAM_SMEM_B 2
 #endif
-// Stream path, batch <= 8 (bit 1: int8, bit 4: int4): a quad's code words (int8 k = 7: 896 bytes)
+// Stream path, batch <= 8 (bit 1: int8, 2: lossless, 4: int4): a quad's code words (int8 k = 7: 896 bytes)
 // copied into a per-warp shared ring with 16-byte cp.async and read from there, instead of K
 // 4-byte loads per lane into registers: wide loads stream better (PERFORMANCE.md 6.7-6.8; H100:
 // int8 batch 1 and 4 2-13% faster from 14336x4096 up, 0.5-1.9% slower at 4096x4096; H200, int4:
-// faster only at 28672x8192, 3-18% slower elsewhere, 6.14). 0: the register ring. Only these
+// faster only at 28672x8192, 3-18% slower elsewhere, 6.14; lossless with its raw plane staged:
+// -2..+3%, deeper rings slower, 6.17). 0: the register ring. Only these
 // kernels take the ring's shared memory (DS quads per warp, after the warp storage).
 #ifndef TILECODEC_FUSED_STREAM_STAGE_WORDS
 #define TILECODEC_FUSED_STREAM_STAGE_WORDS 1
+#endif
+// Stream path, lossless, batch <= 8: a quad's raw plane (896 bytes: 7 words a lane, at a 28-byte
+// lane stride, so seven 4-byte loads each touch all 896 bytes) copied into a per-warp shared ring,
+// coalesced, and read from there (H200: 12-15% less time at batch 1 and 4, PERFORMANCE.md 6.17).
+// 1: 16-byte copies (raw plane 16-byte aligned, else the 4-byte form); 2: always 4-byte copies
+// (word 32 j + lane); 0: seven 4-byte loads into registers.
+#ifndef TILECODEC_FUSED_STREAM_STAGE_RAW
+#define TILECODEC_FUSED_STREAM_STAGE_RAW 1
+#endif
+#ifndef TILECODEC_FUSED_STREAM_RAW_DEPTH  // quads in flight with the raw plane staged (0: as without)
+#define TILECODEC_FUSED_STREAM_RAW_DEPTH 0
 #endif
 // Stream path: the first quads start before the first tile's escape entries are asked for (they
 // need its row table, one more round trip); 0: after (the first tile's escape data waited for).
@@ -250,6 +262,13 @@ __device__ __forceinline__ void cp_async4_or_zero(void* smem, const void* gmem, 
   const std::uint32_t s = static_cast<std::uint32_t>(__cvta_generic_to_shared(smem));
   const std::uint32_t src_bytes = copy ? 4u : 0u;
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(gmem), "r"(src_bytes) : "memory");
+}
+// 16 and 4 bytes to a shared address, zeros when !copy (src-size 0: nothing is read).
+__device__ __forceinline__ void cp_async16_or_zero(std::uint32_t smem, const void* gmem, bool copy) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem), "l"(gmem), "r"(copy ? 16 : 0) : "memory");
+}
+__device__ __forceinline__ void cp_async4_or_zero_to(std::uint32_t smem, const void* gmem, bool copy) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem), "l"(gmem), "r"(copy ? 4 : 0) : "memory");
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 
@@ -714,6 +733,8 @@ struct warp_gemm {
   // row-table words of tile i + 1 and entries of tile i are in flight while tile i is multiplied.
   static constexpr int DS = NG == 2 && TILECODEC_FUSED_STREAM_NG2_DEPTH > 0
                                 ? TILECODEC_FUSED_STREAM_NG2_DEPTH
+                            : LOSSLESS && NG == 1 && TILECODEC_FUSED_STREAM_STAGE_RAW != 0 && TILECODEC_FUSED_STREAM_RAW_DEPTH > 0
+                                ? TILECODEC_FUSED_STREAM_RAW_DEPTH
                                 : (Q == quant::kind::int8_rowwise || (INT4 && NG == 2) ? D : D - TILECODEC_FUSED_STREAM_LI_SHALLOWER) +
                                       TILECODEC_FUSED_STREAM_EXTRA_DEPTH;
   // Activation loads in flight per escape entry (stream_escapes_rows, batch 9-16; 8 batch rows a walk).
@@ -752,9 +773,11 @@ struct warp_gemm {
                 "the B ring does not fit in the staged-x area");
   // Code words through a shared ring (batch <= 8, TILECODEC_FUSED_STREAM_STAGE_WORDS): DS quads per
   // warp, after the block's warp storage (only these kernels ask for the extra shared memory).
-  static constexpr bool STAGE_WORDS = (TILECODEC_FUSED_STREAM_STAGE_WORDS & QBIT & 5) != 0 && STREAMED && NG == 1 && !SMEM_B && K > 0;
-  static constexpr std::uint32_t stage_bytes = STAGE_WORDS ? DS * 128u * std::uint32_t(K) : 0u;
-  unsigned char* words_smem = nullptr;  // this warp's ring (STAGE_WORDS), set by the kernel
+  static constexpr bool STAGE_WORDS = (TILECODEC_FUSED_STREAM_STAGE_WORDS & QBIT) != 0 && STREAMED && NG == 1 && !SMEM_B && K > 0;
+  static constexpr bool STAGE_RAW = TILECODEC_FUSED_STREAM_STAGE_RAW != 0 && LOSSLESS && STREAMED && NG == 1 && !SMEM_B;
+  static constexpr std::uint32_t words_stage_bytes = STAGE_WORDS ? DS * 128u * std::uint32_t(K) : 0u;
+  static constexpr std::uint32_t stage_bytes = words_stage_bytes + (STAGE_RAW ? DS * 896u : 0u);
+  unsigned char* words_smem = nullptr;  // this warp's rings (STAGE_WORDS, then STAGE_RAW), set by the kernel
 
   __device__ bool stream_applies(std::uint64_t u0, std::uint64_t u1) const {
     if constexpr (P != path::fixed_fast) {
@@ -1154,26 +1177,42 @@ struct warp_gemm {
       };
       std::uint32_t wb[DS][K > 0 ? K : 1], rb[DS][LOSSLESS ? 7 : 1];
       // STAGE: slot d of the shared ring takes the quad prefetch(d) asks for (one commit group).
-      constexpr bool STAGE = STAGE_WORDS;
+      constexpr bool STAGE = STAGE_WORDS || STAGE_RAW;
       constexpr bool EARLY = TILECODEC_FUSED_STREAM_EARLY_QUADS != 0 && !SMEM_B;
       const std::uint32_t words_ring = STAGE ? static_cast<std::uint32_t>(__cvta_generic_to_shared(words_smem)) : 0u;
+      const std::uint32_t raw_ring = words_ring + words_stage_bytes;
+      // STAGE_RAW: 16-byte copies when every quad's raw bytes start 16-byte aligned (warp-uniform).
+      const bool raw16 = STAGE_RAW && TILECODEC_FUSED_STREAM_STAGE_RAW == 1 &&
+                         ((reinterpret_cast<std::uintptr_t>(raw_row) | raw_tile) & 15u) == 0;
       auto prefetch = [&](int d) {
-        if constexpr (STAGE) {
+        if constexpr (STAGE_WORDS) {
           const unsigned char* quad = reinterpret_cast<const unsigned char*>(pw - lane);
           const std::uint32_t slot = words_ring + std::uint32_t(d) * (128u * K);
 #pragma unroll
           for (std::uint32_t c = lane; c < 8u * K; c += 32)
             ::tilecodec::detail::cp_async16_to(slot + 16u * c, quad + 16u * c);
-          cp_async_commit();
         } else {
 #pragma unroll
           for (int j = 0; j < K; ++j) wb[d][j] = ldg_stream_u32(pw + 32 * j);
         }
-        if constexpr (LOSSLESS) {
+        if constexpr (STAGE_RAW) {
+          // A corrupt tile's raw words read as zeros, as on the register path.
+          const unsigned char* quad = pr - 28u * lane;
+          const std::uint32_t slot = raw_ring + std::uint32_t(d) * 896u;
+          if (raw16) {
+#pragma unroll
+            for (std::uint32_t c = lane; c < 56u; c += 32) cp_async16_or_zero(slot + 16u * c, quad + 16u * c, pvalid);
+          } else {
+#pragma unroll
+            for (std::uint32_t c = lane; c < 224u; c += 32) cp_async4_or_zero_to(slot + 4u * c, quad + 4u * c, pvalid);
+          }
+          pr += 896;
+        } else if constexpr (LOSSLESS) {
 #pragma unroll
           for (int j = 0; j < 7; ++j) rb[d][j] = pvalid ? ldg_u32(pr + 4 * j) : 0u;
           pr += 896;
         }
+        if constexpr (STAGE) cp_async_commit();
         pw += 32u * K;
         if (--pleft == 0 && ++pt < nt) seek(0);
       };
@@ -1301,9 +1340,14 @@ struct warp_gemm {
             if constexpr (STAGE) {  // quad idx's group and those before it have landed
               cp_async_wait<DS - 1>();
               __syncwarp();
+              if constexpr (STAGE_WORDS)
 #pragma unroll
-              for (int jw = 0; jw < K; ++jw)
-                wb[d][jw] = ::tilecodec::detail::lds_u32(words_ring + std::uint32_t(d) * (128u * K) + 4u * (32u * jw + lane));
+                for (int jw = 0; jw < K; ++jw)
+                  wb[d][jw] = ::tilecodec::detail::lds_u32(words_ring + std::uint32_t(d) * (128u * K) + 4u * (32u * jw + lane));
+              if constexpr (STAGE_RAW)  // lane stride 7 words: no bank conflicts
+#pragma unroll
+                for (int jr = 0; jr < 7; ++jr)
+                  rb[d][jr] = ::tilecodec::detail::lds_u32(raw_ring + std::uint32_t(d) * 896u + 28u * lane + 4u * jr);
             }
             quad_fragments(wb[d], rb[d], first2, af);
             if constexpr (STAGE) __syncwarp();  // every lane has read slot d before it is refilled
