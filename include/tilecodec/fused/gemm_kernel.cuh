@@ -105,6 +105,13 @@
 #ifndef TILECODEC_FUSED_STREAM_STAGE_RAW
 #define TILECODEC_FUSED_STREAM_STAGE_RAW 1
 #endif
+// Stream path without SMEM_B (bit per kind as above): B fragments loaded two quads ahead (DS
+// even) or DS quads ahead, instead of one: the copy into the MMA's registers was the top stall
+// (ncu, lossless), waiting for x from L2. H200 (PERFORMANCE.md 6.17): int4 4-18% less time at
+// batch 1 and 4, lossless 0-3%; int8 mixed (-7..+5%), left at one quad ahead.
+#ifndef TILECODEC_FUSED_STREAM_X_AHEAD
+#define TILECODEC_FUSED_STREAM_X_AHEAD 6
+#endif
 #ifndef TILECODEC_FUSED_STREAM_RAW_DEPTH  // quads in flight with the raw plane staged (0: as without)
 #define TILECODEC_FUSED_STREAM_RAW_DEPTH 0
 #endif
@@ -741,6 +748,9 @@ struct warp_gemm {
   static constexpr int ESC_LOADS = TILECODEC_FUSED_STREAM_ESC_LOADS;
   static_assert(8 % ESC_LOADS == 0, "TILECODEC_FUSED_STREAM_ESC_LOADS: 1, 2, 4 or 8");
   static constexpr int QBIT = Q == quant::kind::int8_rowwise ? 1 : LOSSLESS ? 2 : 4;
+  // B fragments straight from x (!SMEM_B): loaded XA quads ahead (a static slot needs DS % XA == 0).
+  static constexpr int XA_WANT = (TILECODEC_FUSED_STREAM_X_AHEAD & QBIT) != 0 ? (DS % 2 == 0 ? 2 : DS) : 1;
+  static constexpr int XA = XA_WANT > 0 && DS % XA_WANT == 0 ? XA_WANT : 1;
   static constexpr bool STREAMED = P == path::fixed_fast && (TILECODEC_FUSED_STREAM & QBIT) != 0 &&
                                    (NG == 1 || (TILECODEC_FUSED_STREAM_NG2 & QBIT) != 0);
   // B fragments from shared memory: quad q's activations (8 NG batch rows x 16 columns, 32 bytes a
@@ -1225,7 +1235,7 @@ struct warp_gemm {
       // The weights' prologue (tile table, first code words) may overlap the previous kernel; the
       // activations may be its output.
       wait_for_previous_grid();
-      std::uint32_t xn[NG][2];
+      std::uint32_t xn[XA][NG][2];  // x of quads idx + 1 .. idx + XA, slot (quad mod XA)
       const std::uint64_t col0 = 16u * pa;
       const std::uint16_t* xr[NG];  // the lane's x row of each batch group (row 0 past nb), from column col0 + 2t
       // SMEM_B: lane l copies 16 bytes of batch row l / 2 (half l & 1 of the quad's columns) per
@@ -1261,7 +1271,9 @@ struct warp_gemm {
       } else {
 #pragma unroll
         for (int n = 0; n < NG; ++n) xr[n] = x + (8u * n + g < nb ? (8u * n + g) * a.ldx : 0u) + col0 + 2u * t;
-        stream_b(xr, 0, xn);
+#pragma unroll
+        for (int d = 0; d < XA; ++d)
+          if (std::uint32_t(d) < nq) stream_b(xr, d, xn[d]);
       }
       // 3. escape data: the row tables of the first two tiles now; the first tile's entries (which
       // need its row table) after the first group of quads, when that table has landed.
@@ -1333,8 +1345,8 @@ struct warp_gemm {
               ring_b(ring + ld_off + (ring_g * DS + d) * ring_slot, xb);
             } else {
 #pragma unroll
-              for (int n = 0; n < NG; ++n) xb[n][0] = xn[n][0], xb[n][1] = xn[n][1];
-              if (idx + 1 < nq) stream_b(xr, idx + 1, xn);
+              for (int n = 0; n < NG; ++n) xb[n][0] = xn[d % XA][n][0], xb[n][1] = xn[d % XA][n][1];
+              if (idx + XA < nq) stream_b(xr, idx + XA, xn[d % XA]);
             }
             std::uint32_t af[4][4];
             if constexpr (STAGE) {  // quad idx's group and those before it have landed
