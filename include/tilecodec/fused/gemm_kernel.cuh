@@ -59,7 +59,7 @@
 #define TILECODEC_FUSED_STREAM 7
 #endif
 #ifndef TILECODEC_FUSED_STREAM_NG2  // batch 9-16 on the stream path too (bits as for TILECODEC_FUSED_STREAM)
-#define TILECODEC_FUSED_STREAM_NG2 5
+#define TILECODEC_FUSED_STREAM_NG2 7
 #endif
 #ifndef TILECODEC_FUSED_STREAM_LI_SHALLOWER  // lossless and int4: quads less than the chunk path's depth
 #define TILECODEC_FUSED_STREAM_LI_SHALLOWER 1
