@@ -214,8 +214,6 @@ struct warp_storage {
 
 static_assert(sizeof(stream_cursors) <= sizeof(std::uint32_t) * 32 * escape_slots, "stream_cursors too large");
 
-__device__ __forceinline__ void cp_async4_or_zero(void* smem, const void* gmem, bool copy);
-
 template <int NG, path P>
 constexpr std::size_t warp_storage_bytes() {
   const std::size_t a = sizeof(warp_storage<NG>), b = P == path::rans ? sizeof(rans_warp_storage) : 0;
@@ -264,13 +262,8 @@ __device__ __forceinline__ void cp_async4(void* smem, const void* gmem) {
   const std::uint32_t s = static_cast<std::uint32_t>(__cvta_generic_to_shared(smem));
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(s), "l"(gmem) : "memory");
 }
-// Copies 4 bytes, or (copy false) zero-fills them without reading the source.
-__device__ __forceinline__ void cp_async4_or_zero(void* smem, const void* gmem, bool copy) {
-  const std::uint32_t s = static_cast<std::uint32_t>(__cvta_generic_to_shared(smem));
-  const std::uint32_t src_bytes = copy ? 4u : 0u;
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(gmem), "r"(src_bytes) : "memory");
-}
-// 16 and 4 bytes to a shared address, zeros when !copy (src-size 0: nothing is read).
+// Copies 16 or 4 bytes to a shared address, or (copy false) zero-fills them without reading the
+// source (src-size 0).
 __device__ __forceinline__ void cp_async16_or_zero(std::uint32_t smem, const void* gmem, bool copy) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem), "l"(gmem), "r"(copy ? 16 : 0) : "memory");
 }
