@@ -112,9 +112,6 @@
 #ifndef TILECODEC_FUSED_STREAM_X_AHEAD
 #define TILECODEC_FUSED_STREAM_X_AHEAD 6
 #endif
-#ifndef TILECODEC_FUSED_STREAM_RAW_DEPTH  // quads in flight with the raw plane staged (0: as without)
-#define TILECODEC_FUSED_STREAM_RAW_DEPTH 0
-#endif
 // Stream path: the first quads start before the first tile's escape entries are asked for (they
 // need its row table, one more round trip); 0: after (the first tile's escape data waited for).
 #ifndef TILECODEC_FUSED_STREAM_EARLY_QUADS
@@ -733,17 +730,16 @@ struct warp_gemm {
   // row-table words of tile i + 1 and entries of tile i are in flight while tile i is multiplied.
   static constexpr int DS = NG == 2 && TILECODEC_FUSED_STREAM_NG2_DEPTH > 0
                                 ? TILECODEC_FUSED_STREAM_NG2_DEPTH
-                            : LOSSLESS && NG == 1 && TILECODEC_FUSED_STREAM_STAGE_RAW != 0 && TILECODEC_FUSED_STREAM_RAW_DEPTH > 0
-                                ? TILECODEC_FUSED_STREAM_RAW_DEPTH
                                 : (Q == quant::kind::int8_rowwise || (INT4 && NG == 2) ? D : D - TILECODEC_FUSED_STREAM_LI_SHALLOWER) +
                                       TILECODEC_FUSED_STREAM_EXTRA_DEPTH;
   // Activation loads in flight per escape entry (stream_escapes_rows, batch 9-16; 8 batch rows a walk).
   static constexpr int ESC_LOADS = TILECODEC_FUSED_STREAM_ESC_LOADS;
   static_assert(8 % ESC_LOADS == 0, "TILECODEC_FUSED_STREAM_ESC_LOADS: 1, 2, 4 or 8");
   static constexpr int QBIT = Q == quant::kind::int8_rowwise ? 1 : LOSSLESS ? 2 : 4;
-  // B fragments straight from x (!SMEM_B): loaded XA quads ahead (a static slot needs DS % XA == 0).
-  static constexpr int XA_WANT = (TILECODEC_FUSED_STREAM_X_AHEAD & QBIT) != 0 ? (DS % 2 == 0 ? 2 : DS) : 1;
-  static constexpr int XA = XA_WANT > 0 && DS % XA_WANT == 0 ? XA_WANT : 1;
+  // B fragments straight from x (!SMEM_B): loaded XA quads ahead, in slot (quad mod XA), which is
+  // static in the body unrolled DS quads deep because XA divides DS.
+  static constexpr int XA = (TILECODEC_FUSED_STREAM_X_AHEAD & QBIT) != 0 ? (DS % 2 == 0 ? 2 : DS) : 1;
+  static_assert(DS % XA == 0, "x ring slots must be static in the unrolled body");
   static constexpr bool STREAMED = P == path::fixed_fast && (TILECODEC_FUSED_STREAM & QBIT) != 0 &&
                                    (NG == 1 || (TILECODEC_FUSED_STREAM_NG2 & QBIT) != 0);
   // B fragments from shared memory: quad q's activations (8 NG batch rows x 16 columns, 32 bytes a
