@@ -112,6 +112,13 @@
 #ifndef TILECODEC_FUSED_STREAM_X_AHEAD
 #define TILECODEC_FUSED_STREAM_X_AHEAD 6
 #endif
+// Batch 9-16 (B from the shared ring) with codes that never escape: the code words copied with
+// the B ring's groups, two groups ahead, into slots of the escape buffers those tensors leave
+// idle, instead of DS quads ahead into registers. Bits as for TILECODEC_FUSED_STREAM (1 = int8 at 8
+// bits, 4 = int4 at 4 bits); int4 measured slower on four of five shapes (PERFORMANCE.md 6.18).
+#ifndef TILECODEC_FUSED_STREAM_RING_WORDS
+#define TILECODEC_FUSED_STREAM_RING_WORDS 1
+#endif
 // Stream path: the first quads start before the first tile's escape entries are asked for (they
 // need its row table, one more round trip); 0: after (the first tile's escape data waited for).
 #ifndef TILECODEC_FUSED_STREAM_EARLY_QUADS
@@ -777,6 +784,20 @@ struct warp_gemm {
   static constexpr std::uint32_t words_stage_bytes = STAGE_WORDS ? DS * 128u * std::uint32_t(K) : 0u;
   static constexpr std::uint32_t stage_bytes = words_stage_bytes + (STAGE_RAW ? DS * 896u : 0u);
   unsigned char* words_smem = nullptr;  // this warp's rings (STAGE_WORDS, then STAGE_RAW), set by the kernel
+  // RING_WORDS: RS slots of one quad's code words, in stream_storage's escape-entry buffers and
+  // then in corr (returned to zero after each piece).
+  static constexpr bool NOESC = (Q == quant::kind::int8_rowwise && K == 8) || (INT4 && K == 4);
+  static constexpr bool RING_WORDS = (TILECODEC_FUSED_STREAM_RING_WORDS & QBIT) != 0 && SMEM_B && NOESC;
+  static constexpr std::uint32_t word_slot = 128u * std::uint32_t(K > 0 ? K : 1);
+  static constexpr std::uint32_t entry_slots = sizeof(stream_storage::entries) / word_slot;
+  static constexpr bool WORDS_IN_CORR = RING_WORDS && RS > int(entry_slots);
+  static_assert(!RING_WORDS || RS <= int(entry_slots + sizeof(warp_storage<NG>::corr) / word_slot),
+                "the code-word ring does not fit in the escape buffers");
+  __device__ std::uint32_t word_slot_addr(std::uint32_t s) const {
+    return s < entry_slots
+               ? static_cast<std::uint32_t>(__cvta_generic_to_shared(&st->s.entries[0][0])) + s * word_slot
+               : static_cast<std::uint32_t>(__cvta_generic_to_shared(&st->corr[0][0])) + (s - entry_slots) * word_slot;
+  }
 
   __device__ bool stream_applies(std::uint64_t u0, std::uint64_t u1) const {
     if constexpr (P != path::fixed_fast) {
@@ -785,6 +806,7 @@ struct warp_gemm {
       const tile_layout& L = W.layout;
       if (!STREAMED || W.coding != plane_coding::fixed || u0 >= u1 || !a.x_aligned) return false;
       if (SMEM_B && !a.x_aligned16) return false;
+      if (RING_WORDS && W.fixed().has_escapes()) return false;  // a header that lies about the width
       if (!tile_uses_mma_order(W.order, L.height_of_grid_row(gr), L.tile_cols)) return false;
       const std::uint64_t kt = L.tile_cols / 16u;
       if ((u1 - 1) / kt + 1 >= L.grid_cols && L.width_of_grid_col(L.grid_cols - 1) != L.tile_cols) return false;
@@ -1183,14 +1205,15 @@ struct warp_gemm {
       // STAGE_RAW: 16-byte copies when every quad's raw bytes start 16-byte aligned (warp-uniform).
       const bool raw16 = STAGE_RAW && TILECODEC_FUSED_STREAM_STAGE_RAW == 1 &&
                          ((reinterpret_cast<std::uintptr_t>(raw_row) | raw_tile) & 15u) == 0;
-      auto prefetch = [&](int d) {
+      auto prefetch = [&](int d) {  // RING_WORDS: nothing to ask (the B ring's groups carry the words)
+        if constexpr (RING_WORDS) return;
         if constexpr (STAGE_WORDS) {
           const unsigned char* quad = reinterpret_cast<const unsigned char*>(pw - lane);
           const std::uint32_t slot = words_ring + std::uint32_t(d) * (128u * K);
 #pragma unroll
           for (std::uint32_t c = lane; c < 8u * K; c += 32)
             ::tilecodec::detail::cp_async16_to(slot + 16u * c, quad + 16u * c);
-        } else {
+        } else if constexpr (!RING_WORDS) {
 #pragma unroll
           for (int j = 0; j < K; ++j) wb[d][j] = ldg_stream_u32(pw + 32 * j);
         }
@@ -1221,6 +1244,27 @@ struct warp_gemm {
         if (std::uint32_t(d) < nq) prefetch(d);
         else if constexpr (STAGE) cp_async_commit();  // DS groups: quad q's is always DS - 1 behind the newest
       }
+      // RING_WORDS: the code words of quads q .. q + DS - 1 into word slots third * DS + d, every
+      // lane (committed with the B ring's group that follows).
+      std::uint32_t wtile = 0, wk = k0;  // tile and k chunk of the next quad to copy
+      auto words_copy = [&](std::uint32_t q, std::uint32_t third) {
+#pragma unroll
+        for (int d = 0; d < DS; ++d) {
+          if (q + d < nq) {
+            const std::uint64_t off = st->s.toff[wtile];  // a corrupt tile reads the payload's first (as seek)
+            const unsigned char* src = W.data + W.payload_offset + (off != ~std::uint64_t(0) ? off : 0) +
+                                       std::uint64_t(word_slot) * (qs0 + wk);
+            const std::uint32_t slot = word_slot_addr(third * DS + std::uint32_t(d));
+#pragma unroll
+            for (std::uint32_t c = lane; c < word_slot / 16u; c += 32) ::tilecodec::detail::cp_async16_to(slot + 16u * c, src + 16u * c);
+            if (++wk == kt) wk = 0, ++wtile;
+          }
+        }
+      };
+      if constexpr (RING_WORDS) {  // the first two groups' words before the wait: weights never depend on the previous kernel
+        words_copy(0, 0);
+        words_copy(DS, 1);
+      }
       // The weights' prologue (tile table, first code words) may overlap the previous kernel; the
       // activations may be its output.
       wait_for_previous_grid();
@@ -1232,7 +1276,7 @@ struct warp_gemm {
       std::uint32_t ring = 0, ld_off = 0, cp_off = 0, ring_g = 0;
       const std::uint16_t* xcp = nullptr;
       bool copier = false;
-      auto ring_copy = [&](std::uint32_t q, std::uint32_t third) {  // quads q .. q + DS - 1 into ring third `third`
+      auto ring_copy = [&](std::uint32_t q, std::uint32_t third, bool words) {  // quads q .. q + DS - 1 into ring third `third`
 #pragma unroll
         for (int d = 0; d < DS; ++d) {
           if (copier && q + d < nq) {
@@ -1240,6 +1284,7 @@ struct warp_gemm {
             asm volatile("cp.async.ca.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(xcp + 16u * (q + d)) : "memory");
           }
         }
+        if (RING_WORDS && words) words_copy(q, third);
         cp_async_commit();
       };
       if constexpr (SMEM_B) {
@@ -1255,8 +1300,8 @@ struct warp_gemm {
 #pragma unroll
           for (int r = 0; r < RS; ++r) *reinterpret_cast<uint4*>(ring_p + cp_off + r * ring_slot) = make_uint4(0u, 0u, 0u, 0u);
         }
-        ring_copy(0, 0);
-        ring_copy(DS, 1);
+        ring_copy(0, 0, false);  // their words are on their way
+        ring_copy(DS, 1, false);
       } else {
 #pragma unroll
         for (int n = 0; n < NG; ++n) xr[n] = x + (8u * n + g < nb ? (8u * n + g) * a.ldx : 0u) + col0 + 2u * t;
@@ -1322,7 +1367,15 @@ struct warp_gemm {
           // is done with the previous group's slots, which now take the group after next.
           cp_async_wait<1>();
           __syncwarp();
-          ring_copy(j + 2u * DS, ring_g == 0 ? 2u : ring_g - 1u);
+          if constexpr (RING_WORDS) {  // the group's code words, landed with its B fragments
+#pragma unroll
+            for (int d = 0; d < DS; ++d) {
+              const std::uint32_t slot = word_slot_addr(ring_g * DS + std::uint32_t(d));
+#pragma unroll
+              for (int jw = 0; jw < K; ++jw) wb[d][jw] = ::tilecodec::detail::lds_u32(slot + 4u * (32u * jw + lane));
+            }
+          }
+          ring_copy(j + 2u * DS, ring_g == 0 ? 2u : ring_g - 1u, true);
         }
 #pragma unroll
         for (int d = 0; d < DS; ++d) {
@@ -1414,6 +1467,17 @@ struct warp_gemm {
           }
           ++ct;
           cend = cend + kt < nq ? cend + kt : nq;
+        }
+      }
+      if constexpr (RING_WORDS) {
+        // Every copy has landed before the next piece or the partial sums take the storage; the
+        // slots in corr return to zero (the epilogue adds corr).
+        asm volatile("cp.async.wait_all;\n" ::: "memory");
+        __syncwarp();
+        if constexpr (WORDS_IN_CORR) {
+          float4* z = reinterpret_cast<float4*>(&st->corr[0][0]);
+          for (std::uint32_t k = lane; k < (RS - entry_slots) * word_slot / 16u; k += 32) z[k] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+          __syncwarp();
         }
       }
       if constexpr (PATCH) {
