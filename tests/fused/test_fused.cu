@@ -991,6 +991,23 @@ TEST_CASE("fused gemm [quick]: calls launched to overlap the previous one give t
   }
 }
 
+TEST_CASE("fused plan [quick]: batch 9-16 kernels with the code-word ring get longer pieces") {
+  // 4096 x 4096 on 132 multiprocessors: 64 strips of 256 units; two blocks per multiprocessor
+  // are four splits a strip, one block two (PERFORMANCE.md 6.18).
+  fused::matrix_ref w;
+  w.layout.rows = 4096;
+  w.layout.cols = 4096;
+  w.coding = plane_coding::fixed;
+  w.order = symbol_order::mma;
+  w.quant = quant::kind::int8_rowwise;
+  w.code_bits = 8;
+  const bool ring = fused::detail::ring_words_codes(w.quant, w.code_bits);
+  CHECK(fused::plan_gemm(w, 4, 132).splits == 4);
+  CHECK(fused::plan_gemm(w, 16, 132).splits == (ring ? 2u : 4u));
+  w.code_bits = 7;  // codes that escape: no word ring
+  CHECK(fused::plan_gemm(w, 16, 132).splits == 4);
+}
+
 TEST_CASE("fused gemm [quick]: a strip split in two reduced in a cluster gives the workspace path's bits") {
   // 512 input columns give two splits per strip (32 units, at least 16 per block); with
   // gemm_launch::cluster_reduce the two blocks add their sums in distributed shared memory, without

@@ -40,6 +40,11 @@
 #ifndef TILECODEC_FUSED_BLOCKS_PER_SM
 #define TILECODEC_FUSED_BLOCKS_PER_SM 2
 #endif
+// Batch 9-16 with the code-word ring (detail::ring_words_codes): its two groups of prologue are
+// paid back by longer pieces (PERFORMANCE.md 6.18).
+#ifndef TILECODEC_FUSED_BLOCKS_PER_SM_RING_WORDS
+#define TILECODEC_FUSED_BLOCKS_PER_SM_RING_WORDS 1
+#endif
 #ifndef TILECODEC_FUSED_MIN_UNITS
 #define TILECODEC_FUSED_MIN_UNITS 2
 #endif
@@ -90,8 +95,8 @@ inline std::size_t align256(std::size_t v) { return (v + 255) / 256 * 256; }
 }  // namespace detail
 
 // The launch shape gemm_async uses for this matrix and batch: splits fill about two blocks per
-// multiprocessor when the strips alone do not, keeping at least 32 columns (one tile for rANS)
-// per warp.
+// multiprocessor (one for the word-ring kernels) when the strips alone do not, keeping at least
+// 32 columns (one tile for rANS) per warp.
 [[nodiscard]] inline gemm_plan plan_gemm(const matrix_ref& w, std::uint32_t batch, int sm_count = 0) {
   gemm_plan p;
   if (batch == 0) return p;
@@ -103,7 +108,10 @@ inline std::size_t align256(std::size_t v) { return (v + 255) / 256 * 256; }
   const std::uint64_t units = w.coding == plane_coding::rans ? w.layout.grid_cols : (w.cols() + 15) / 16;
   const std::uint64_t min_units = w.coding == plane_coding::rans ? 1 : TILECODEC_FUSED_MIN_UNITS;
   const std::uint64_t max_splits = std::max<std::uint64_t>(1, units / (detail::cta_warps * min_units));
-  const std::uint64_t base = std::uint64_t(p.strips) * p.chunks, target = std::uint64_t(TILECODEC_FUSED_BLOCKS_PER_SM) * std::uint64_t(sm_count);
+  const bool ring_words = p.ngroups == 2 && w.coding == plane_coding::fixed && w.order == symbol_order::mma &&
+                          detail::ring_words_codes(w.quant, w.code_bits);
+  const std::uint64_t per_sm = ring_words ? TILECODEC_FUSED_BLOCKS_PER_SM_RING_WORDS : TILECODEC_FUSED_BLOCKS_PER_SM;
+  const std::uint64_t base = std::uint64_t(p.strips) * p.chunks, target = per_sm * std::uint64_t(sm_count);
   std::uint64_t s = base >= target ? 1 : target / base;
   s = std::min<std::uint64_t>(std::min<std::uint64_t>(s, max_splits), 65535);
   p.splits = static_cast<std::uint32_t>(std::max<std::uint64_t>(s, 1));

@@ -137,6 +137,15 @@ namespace fused {
 namespace detail {
 
 inline constexpr int cta_warps = 8;
+
+// Whether codes of this quantization and width go through the batch 9-16 stream path's word ring
+// (TILECODEC_FUSED_STREAM_RING_WORDS: codes that never escape); plan_gemm gives those kernels
+// longer pieces.
+constexpr bool ring_words_codes(quant::kind q, std::uint32_t code_bits) {
+  const int bit = q == quant::kind::int8_rowwise ? 1 : q == quant::kind::lossless ? 2 : 4;
+  const bool never_escape = (q == quant::kind::int8_rowwise && code_bits == 8) || (q == quant::kind::int4_group && code_bits == 4);
+  return never_escape && (TILECODEC_FUSED_STREAM_RING_WORDS & bit) != 0;
+}
 inline constexpr int cta_threads = 32 * cta_warps;
 inline constexpr std::uint32_t strip_rows = 64;
 inline constexpr std::uint32_t chunk_kcs = 16;                  // k chunks (16 columns) per staged chunk
@@ -786,8 +795,7 @@ struct warp_gemm {
   unsigned char* words_smem = nullptr;  // this warp's rings (STAGE_WORDS, then STAGE_RAW), set by the kernel
   // RING_WORDS: RS slots of one quad's code words, in stream_storage's escape-entry buffers and
   // then in corr (returned to zero after each piece).
-  static constexpr bool NOESC = (Q == quant::kind::int8_rowwise && K == 8) || (INT4 && K == 4);
-  static constexpr bool RING_WORDS = (TILECODEC_FUSED_STREAM_RING_WORDS & QBIT) != 0 && SMEM_B && NOESC;
+  static constexpr bool RING_WORDS = SMEM_B && ring_words_codes(Q, std::uint32_t(K));
   static constexpr std::uint32_t word_slot = 128u * std::uint32_t(K > 0 ? K : 1);
   static constexpr std::uint32_t entry_slots = sizeof(stream_storage::entries) / word_slot;
   static constexpr bool WORDS_IN_CORR = RING_WORDS && RS > int(entry_slots);
