@@ -1396,7 +1396,9 @@ struct warp_gemm {
             } else {
 #pragma unroll
               for (int n = 0; n < NG; ++n) xb[n][0] = xn[d % XA][n][0], xb[n][1] = xn[d % XA][n][1];
-              if (idx + XA < nq) stream_b(xr, idx + XA, xn[d % XA]);
+              // Unconditional, the last quad's x again past the end: a predicated load keeps the
+              // slot's old value, and the register copies that merge the two wait for the load.
+              stream_b(xr, idx + XA < nq ? idx + XA : nq - 1u, xn[d % XA]);
             }
             std::uint32_t af[4][4];
             if constexpr (STAGE) {  // quad idx's group and those before it have landed
