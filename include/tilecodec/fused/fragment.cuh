@@ -147,6 +147,19 @@ __host__ __device__ __forceinline__ std::uint32_t and_or(std::uint32_t x, std::u
   return (x & Mask) | c;
 #endif
 }
+
+// (x & Mask) * Mul + add in two instructions (LOP3, IMAD); written in C++ the compiler moves the
+// multiply in front of the mask and folds a shift of `add` into the sum (three).
+template <std::uint32_t Mask, std::uint32_t Mul>
+__host__ __device__ __forceinline__ std::uint32_t masked_mad(std::uint32_t x, std::uint32_t add) {
+#if TILECODEC_FUSED_DEVICE_CODE
+  std::uint32_t d;
+  asm("{\n\t.reg .b32 t;\n\tand.b32 t, %1, %2;\n\tmad.lo.u32 %0, t, %3, %4;\n\t}" : "=r"(d) : "r"(x), "n"(Mask), "n"(Mul), "r"(add));
+  return d;
+#else
+  return (x & Mask) * Mul + add;
+#endif
+}
 }  // namespace detail
 
 // code m | code m+1 << 16 | base, from the field f of fixed_code_field: (f & low) | base, plus
@@ -454,12 +467,10 @@ __host__ __device__ __forceinline__ void raw_group_pairs(const std::uint32_t (&w
 // Lossless 16-bit with 4-bit exponent codes, in the interleaved k order of
 // int4_interleaved_fragments (same registers, same permutation of the B fragments): register j
 // holds elements (0, 4), (2, 6), (1, 5), (3, 7) of its fragment. Per pair: a LOP3 for the codes,
-// an IMAD that shifts them to the exponent field and adds first, a byte permutation for the raw
-// pair, and three instructions for the low bits and the sign (about 6 instructions, against 12
-// for fixed_quad_pairs + lossless_fragments).
-__host__ __device__ __forceinline__ std::uint32_t lossless_interleaved_pair(std::uint32_t codes, std::uint32_t mul,
-                                                                          std::uint32_t first6, std::uint32_t raw2) {
-  const std::uint32_t sym = codes * mul + first6;  // (first + code) << 6 in both halves
+// an IMAD that shifts them to the exponent field and adds first (detail::masked_mad: sym), a byte
+// permutation for the raw pair, and three instructions for the low bits and the sign (about 6
+// instructions, against 12 for fixed_quad_pairs + lossless_fragments).
+__host__ __device__ __forceinline__ std::uint32_t lossless_interleaved_pair(std::uint32_t sym, std::uint32_t raw2) {
   const std::uint32_t v = detail::and_or<0x003f003fu>(raw2, sym);  // low 6 bits
   return detail::and_or<0x80008000u>(raw2 << 9, v);                 // sign
 }
@@ -479,10 +490,11 @@ TILECODEC_FUSED_UNROLL
     std::uint32_t lo, hi;
     raw_group_words(raw_words, r4, lo, hi);
     raw[3] = detail::byte_perm(lo, raw_value7(lo, hi), 0x0403u);  // byte b+3 in byte 0, value 7 in byte 2
-    a[r4][0] = lossless_interleaved_pair(v & 0x000f000fu, 64u, first6, raw[0]);
-    a[r4][1] = lossless_interleaved_pair(v8 & 0x000f000fu, 64u, first6, raw[1]);
-    a[r4][2] = lossless_interleaved_pair(v & 0x00f000f0u, 4u, first6, raw[2]);
-    a[r4][3] = lossless_interleaved_pair(v8 & 0x00f000f0u, 4u, first6, raw[3]);
+    // sym: (first + code) << 6 in both halves
+    a[r4][0] = lossless_interleaved_pair(detail::masked_mad<0x000f000fu, 64u>(v, first6), raw[0]);
+    a[r4][1] = lossless_interleaved_pair(detail::masked_mad<0x000f000fu, 64u>(v8, first6), raw[1]);
+    a[r4][2] = lossless_interleaved_pair(detail::masked_mad<0x00f000f0u, 4u>(v, first6), raw[2]);
+    a[r4][3] = lossless_interleaved_pair(detail::masked_mad<0x00f000f0u, 4u>(v8, first6), raw[3]);
   }
 }
 
