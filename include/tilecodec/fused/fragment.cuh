@@ -445,12 +445,20 @@ __host__ __device__ __forceinline__ void raw_group_words(const std::uint32_t (&w
   hi = detail::byte_perm(w[(b + 4) >> 2], (b + 4) / 4 + 1 < 7 ? w[(b + 4) / 4 + 1] : 0u, std::uint32_t(0x3210 + 0x1111 * ((b + 4) & 3)));
 }
 
-// Raw value 7 of a group: the top bits of its bytes 0..6, gathered by multiplication (bits 7, 15,
-// 23, 31 of a word land in bits 28..31 of the product; no two partial products collide).
+// Raw value 7 of a group (bits 0..6 of the result): the top bits of its bytes 0..6, gathered by
+// two multiplications (bits 7, 15, 23, 31 of a word land in bits 28..31 of the product).
 __host__ __device__ __forceinline__ std::uint32_t raw_value7(std::uint32_t lo, std::uint32_t hi) {
   const std::uint32_t top_lo = ((lo & 0x80808080u) * 0x00204081u) >> 28;
   const std::uint32_t top_hi = ((hi & 0x00808080u) * 0x00204081u) >> 28;
   return top_lo | (top_hi << 4);
+}
+
+// The same in byte 3 of the result (bit 31 clear; bytes 0..2: garbage): the top
+// bits of its bytes 0..6 gathered by one multiplication. lo's top bits, moved down 4, sit in bits
+// 3, 11, 19, 27 beside hi's in 7, 15, 23; times 1 + 2^7 + 2^14 + 2^21 they land in bits 24..30 in
+// byte order, and no two partial products below bit 32 share a bit (no carries).
+__host__ __device__ __forceinline__ std::uint32_t raw_value7_byte3(std::uint32_t lo, std::uint32_t hi) {
+  return (((lo >> 4) & 0x08080808u) | (hi & 0x00808080u)) * 0x00204081u;
 }
 
 // Raw pairs of fragment r4 in A-register order: pairs (0,1), (2,3), (4,5), (6,7).
@@ -461,7 +469,7 @@ __host__ __device__ __forceinline__ void raw_group_pairs(const std::uint32_t (&w
   raw[2] = raw_byte_pair(w, b + 4, b + 5);
   std::uint32_t lo, hi;
   raw_group_words(w, r4, lo, hi);
-  raw[3] = ((hi >> 16) & 0xffu) | (raw_value7(lo, hi) << 16);  // byte b+6 is byte 2 of hi
+  raw[3] = detail::byte_perm(hi, raw_value7_byte3(lo, hi), 0x0702u);  // byte b+6 (byte 2 of hi) in byte 0, value 7 in byte 2
 }
 
 // Lossless 16-bit with 4-bit exponent codes, in the interleaved k order of
@@ -476,6 +484,9 @@ __host__ __device__ __forceinline__ std::uint32_t lossless_interleaved_pair(std:
 }
 
 // first6 = (first | first << 16) << 6; raw_words: the lane's 7 raw words of the quad (load_raw_quad).
+// OneMultiply: value 7 of each group by raw_value7_byte3 (batch <= 8 kernels, 1-3% faster) or by
+// raw_value7 (the batch 9-16 kernel: 1.5-2.4% slower with one multiply, PERFORMANCE.md 6.18).
+template <bool OneMultiply = true>
 __host__ __device__ __forceinline__ void lossless_interleaved_fragments(const std::uint32_t (&w)[4], std::uint32_t first6,
                                                                        const std::uint32_t (&raw_words)[7],
                                                                        std::uint32_t (&a)[4][4]) {
@@ -489,7 +500,9 @@ TILECODEC_FUSED_UNROLL
     raw[2] = raw_byte_pair(raw_words, b + 1, b + 5);
     std::uint32_t lo, hi;
     raw_group_words(raw_words, r4, lo, hi);
-    raw[3] = detail::byte_perm(lo, raw_value7(lo, hi), 0x0403u);  // byte b+3 in byte 0, value 7 in byte 2
+    // byte b+3 in byte 0, value 7 in byte 2
+    if constexpr (OneMultiply) raw[3] = detail::byte_perm(lo, raw_value7_byte3(lo, hi), 0x0703u);
+    else raw[3] = detail::byte_perm(lo, raw_value7(lo, hi), 0x0403u);
     // sym: (first + code) << 6 in both halves
     a[r4][0] = lossless_interleaved_pair(detail::masked_mad<0x000f000fu, 64u>(v, first6), raw[0]);
     a[r4][1] = lossless_interleaved_pair(detail::masked_mad<0x000f000fu, 64u>(v8, first6), raw[1]);

@@ -460,7 +460,7 @@ struct warp_gemm {
       } else if constexpr (INTERLEAVED && INT4) {
         int4_interleaved_fragments<XBF16>(w, a.int_sub, a.int_sub_hi, af);
       } else if constexpr (INTERLEAVED) {
-        lossless_interleaved_fragments(w, first2 << 6, rc, af);
+        lossless_interleaved_fragments<NG == 1>(w, first2 << 6, rc, af);
       } else {
         std::uint32_t pairs[4][4];
         fixed_quad_pairs<K>(w, pairs);
