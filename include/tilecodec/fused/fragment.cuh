@@ -453,10 +453,10 @@ __host__ __device__ __forceinline__ std::uint32_t raw_value7(std::uint32_t lo, s
   return top_lo | (top_hi << 4);
 }
 
-// The same in byte 3 of the result (bit 31 clear; bytes 0..2: garbage): the top
-// bits of its bytes 0..6 gathered by one multiplication. lo's top bits, moved down 4, sit in bits
-// 3, 11, 19, 27 beside hi's in 7, 15, 23; times 1 + 2^7 + 2^14 + 2^21 they land in bits 24..30 in
-// byte order, and no two partial products below bit 32 share a bit (no carries).
+// The same in byte 3 of the result (bit 31 clear; bytes 0..2: garbage), by one multiplication:
+// lo's top bits, moved down 4, sit in bits 3, 11, 19, 27 beside hi's in 7, 15, 23; times 1 + 2^7
+// + 2^14 + 2^21 they land in bits 24..30 in byte order, and no two partial products below bit 32
+// share a bit (no carries).
 __host__ __device__ __forceinline__ std::uint32_t raw_value7_byte3(std::uint32_t lo, std::uint32_t hi) {
   return (((lo >> 4) & 0x08080808u) | (hi & 0x00808080u)) * 0x00204081u;
 }
