@@ -647,11 +647,14 @@ void check_device_lossless_interleaved(std::mt19937_64& rng) {
     std::uint32_t w[4], rw[7], a[4][4];
     for (int j = 0; j < 4; ++j) w[j] = words[32 * j + lane];
     for (int j = 0; j < 7; ++j) rw[j] = words[32 * (4 + j) + lane];
+    std::uint32_t a2[4][4];  // the batch 9-16 kernels' form (raw value 7 by two multiplications)
     fused::lossless_interleaved_fragments(w, first6, rw, a);
+    fused::lossless_interleaved_fragments<false>(w, first6, rw, a2);
     for (int r4 = 0; r4 < 4; ++r4)
       for (int j = 0; j < 4; ++j) {
         INFO("lossless interleaved, lane " << lane << " r4 " << r4 << " reg " << j);
         REQUIRE(out[32 * (4 * r4 + j) + lane] == a[r4][j]);
+        REQUIRE(a2[r4][j] == a[r4][j]);
       }
   }
 }
