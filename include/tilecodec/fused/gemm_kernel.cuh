@@ -137,15 +137,6 @@ namespace fused {
 namespace detail {
 
 inline constexpr int cta_warps = 8;
-
-// Whether codes of this quantization and width go through the batch 9-16 stream path's word ring
-// (TILECODEC_FUSED_STREAM_RING_WORDS: codes that never escape); plan_gemm gives those kernels
-// longer pieces.
-constexpr bool ring_words_codes(quant::kind q, std::uint32_t code_bits) {
-  const int bit = q == quant::kind::int8_rowwise ? 1 : q == quant::kind::lossless ? 2 : 4;
-  const bool never_escape = (q == quant::kind::int8_rowwise && code_bits == 8) || (q == quant::kind::int4_group && code_bits == 4);
-  return never_escape && (TILECODEC_FUSED_STREAM_RING_WORDS & bit) != 0;
-}
 inline constexpr int cta_threads = 32 * cta_warps;
 inline constexpr std::uint32_t strip_rows = 64;
 inline constexpr std::uint32_t chunk_kcs = 16;                  // k chunks (16 columns) per staged chunk
@@ -161,6 +152,18 @@ inline constexpr std::uint32_t max_cluster_splits = 2;
 // (synthetic Llama-like int8: about 290 on average, up to 660). Entries past the copy are read
 // from global memory one at a time, which made the warps of such strips the call's slowest.
 inline constexpr std::uint32_t stream_entry_words = 512;
+
+// The bit of a quantization in the per-kind tuning switches (TILECODEC_FUSED_STREAM and the others
+// that say "bits as for").
+constexpr int quant_bit(quant::kind q) { return q == quant::kind::int8_rowwise ? 1 : q == quant::kind::lossless ? 2 : 4; }
+
+// Whether codes of this quantization and width go through the batch 9-16 stream path's word ring
+// (TILECODEC_FUSED_STREAM_RING_WORDS: codes that never escape); plan_gemm gives those kernels
+// longer pieces.
+constexpr bool ring_words_codes(quant::kind q, std::uint32_t code_bits) {
+  const bool never_escape = (q == quant::kind::int8_rowwise && code_bits == 8) || (q == quant::kind::int4_group && code_bits == 4);
+  return never_escape && (TILECODEC_FUSED_STREAM_RING_WORDS & quant_bit(q)) != 0;
+}
 
 enum class path : int { fixed_fast = 0, element = 1, rans = 2 };
 
@@ -751,7 +754,7 @@ struct warp_gemm {
   // Activation loads in flight per escape entry (stream_escapes_rows, batch 9-16; 8 batch rows a walk).
   static constexpr int ESC_LOADS = TILECODEC_FUSED_STREAM_ESC_LOADS;
   static_assert(8 % ESC_LOADS == 0, "TILECODEC_FUSED_STREAM_ESC_LOADS: 1, 2, 4 or 8");
-  static constexpr int QBIT = Q == quant::kind::int8_rowwise ? 1 : LOSSLESS ? 2 : 4;
+  static constexpr int QBIT = quant_bit(Q);
   // B fragments straight from x (!SMEM_B): loaded XA quads ahead, in slot (quad mod XA), which is
   // static in the body unrolled DS quads deep because XA divides DS.
   static constexpr int XA = (TILECODEC_FUSED_STREAM_X_AHEAD & QBIT) != 0 ? (DS % 2 == 0 ? 2 : DS) : 1;
@@ -1221,7 +1224,7 @@ struct warp_gemm {
 #pragma unroll
           for (std::uint32_t c = lane; c < 8u * K; c += 32)
             ::tilecodec::detail::cp_async16_to(slot + 16u * c, quad + 16u * c);
-        } else if constexpr (!RING_WORDS) {
+        } else {
 #pragma unroll
           for (int j = 0; j < K; ++j) wb[d][j] = ldg_stream_u32(pw + 32 * j);
         }
