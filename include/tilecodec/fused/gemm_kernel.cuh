@@ -1482,25 +1482,18 @@ struct warp_gemm {
           cend = cend + kt < nq ? cend + kt : nq;
         }
       }
-      if constexpr (RING_WORDS) {
-        // Every copy has landed before the next piece or the partial sums take the storage; the
-        // slots in corr return to zero (the epilogue adds corr).
-        asm volatile("cp.async.wait_all;\n" ::: "memory");
-        __syncwarp();
-        if constexpr (WORDS_IN_CORR) {
-          float4* z = reinterpret_cast<float4*>(&st->corr[0][0]);
-          for (std::uint32_t k = lane; k < (RS - entry_slots) * word_slot / 16u; k += 32) z[k] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-          __syncwarp();
-        }
-      }
-      if constexpr (PATCH) {
+      if constexpr (PATCH || RING_WORDS) {
         // No copy may still land in the storage that the next piece or the partial sums take, and
-        // corr (the fragment scratch) returns to zero: no corrections on this path.
+        // what corr lent returns to zero (the epilogue adds corr): the patched fragments' scratch
+        // (esc) or the word ring's slots past the escape entries (never both: stream_applies
+        // refuses the ring to tensors with escapes).
         asm volatile("cp.async.wait_all;\n" ::: "memory");
         __syncwarp();
-        if (esc) {
+        constexpr std::uint32_t ring_in_corr = WORDS_IN_CORR ? (RS - entry_slots) * word_slot : 0u;
+        const std::uint32_t lent = PATCH && esc ? 2048u : ring_in_corr;
+        if (lent != 0) {
           float4* z = reinterpret_cast<float4*>(&st->corr[0][0]);
-          for (std::uint32_t k = lane; k < 2048u / 16u; k += 32) z[k] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+          for (std::uint32_t k = lane; k < lent / 16u; k += 32) z[k] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
           __syncwarp();
         }
       }
