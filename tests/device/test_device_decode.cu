@@ -309,7 +309,7 @@ std::uint32_t reference_symbol(const tensor_header& h, const std::vector<std::ui
   if (h.params.quant == quant::kind::lossless) {
     std::uint16_t v;
     std::memcpy(&v, values.data() + 2 * index, 2);
-    return lossless16_symbol(v);
+    return lossless16_symbol(v, h.alphabet);  // either split
   }
   const int code = static_cast<std::int8_t>(codes[index]);
   return std::uint32_t(code + (h.params.quant == quant::kind::int8_rowwise ? 128 : 8));

@@ -265,7 +265,7 @@ void check_interleaved(const std::uint32_t (&il)[4][4], const std::uint32_t (&a)
 }
 
 // Checks every quad of every mma tile of a fixed-coded tensor: the A registers that
-// fixed_quad_pairs + int_fragments / lossless_fragments produce for each lane hold exactly the
+// fixed_quad_pairs + int_fragments / lossless_bytes_fragments produce for each lane hold exactly the
 // values of the elements the mma layout puts there (escapes: the code-0 placeholder).
 template <int K>
 void check_quads(const encoded_tensor& enc, bool x_bf16) {
@@ -305,13 +305,14 @@ void check_quads(const encoded_tensor& enc, bool x_bf16) {
         for (int j = 0; j < K; ++j) w[j] = detail::get_u32(tile + 4 * (32 * (q * K + j) + lane));
         fused::fixed_quad_pairs<K>(w, pairs);
         if (lossless) {
-          std::uint32_t rw[7];
-          for (int j = 0; j < 7; ++j) rw[j] = detail::get_u32(raw + 896 * q + 28 * lane + 4 * j);
-          if (x_bf16) fused::lossless_fragments<true>(pairs, code.first | (code.first << 16), rw, a);
-          else fused::lossless_fragments<false>(pairs, code.first | (code.first << 16), rw, a);
-          if constexpr (K == 4) {  // lossless_interleaved_fragments
+          REQUIRE(h.alphabet == 256);  // fixed codes of 16-bit lossless: the byte split
+          std::uint32_t rw[8];
+          for (int j = 0; j < 8; ++j) rw[j] = detail::get_u32(raw + 1024 * q + 32 * lane + 4 * j);
+          const std::uint32_t first7 = (code.first | (code.first << 16)) << 7;
+          fused::lossless_bytes_fragments(pairs, first7, rw, a);
+          if constexpr (K == 4) {  // lossless_bytes_interleaved_fragments
             std::uint32_t il[4][4];
-            fused::lossless_interleaved_fragments(w, (code.first | (code.first << 16)) << 6, rw, il);
+            fused::lossless_bytes_interleaved_fragments(w, first7, rw, il);
             check_interleaved(il, a);
           }
         } else {
@@ -349,7 +350,7 @@ void check_quads(const encoded_tensor& enc, bool x_bf16) {
               const std::uint16_t v = static_cast<std::uint16_t>(a[r4][j] >> (16 * half));
               INFO("tile " << t << " quad " << q << " lane " << lane << " r4 " << r4 << " reg " << j << " half " << half);
               if (lossless) {
-                const std::uint16_t expect = esc ? lossless16_join(code.first, lossless16_raw(bits[at])) : bits[at];
+                const std::uint16_t expect = esc ? lossless16_byte_join(code.first, lossless16_byte_raw(bits[at])) : bits[at];
                 REQUIRE(v == expect);
               } else {
                 const float got = x_bf16 ? bf16_to_float(v) : f16_to_float(v);
@@ -624,37 +625,43 @@ void check_device_int4_interleaved(std::mt19937_64& rng) {
       }
   }
 }
-__global__ void lossless_interleaved_kernel(const std::uint32_t* words, std::uint32_t first6, std::uint32_t* out) {
-  std::uint32_t w[4], rw[7], a[4][4];
+__global__ void lossless_bytes_kernel(const std::uint32_t* words, std::uint32_t first7, std::uint32_t* out) {
+  std::uint32_t w[4], rw[8], a[4][4], pairs[4][4], b[4][4];
   for (int j = 0; j < 4; ++j) w[j] = words[32 * j + threadIdx.x];
-  for (int j = 0; j < 7; ++j) rw[j] = words[32 * (4 + j) + threadIdx.x];
-  fused::lossless_interleaved_fragments(w, first6, rw, a);
+  for (int j = 0; j < 8; ++j) rw[j] = words[32 * (4 + j) + threadIdx.x];
+  fused::lossless_bytes_interleaved_fragments(w, first7, rw, a);
+  fused::fixed_quad_pairs<4>(w, pairs);
+  fused::lossless_bytes_fragments(pairs, first7, rw, b);
   for (int r4 = 0; r4 < 4; ++r4)
-    for (int j = 0; j < 4; ++j) out[32 * (4 * r4 + j) + threadIdx.x] = a[r4][j];
+    for (int j = 0; j < 4; ++j) {
+      out[32 * (4 * r4 + j) + threadIdx.x] = a[r4][j];
+      out[32 * (16 + 4 * r4 + j) + threadIdx.x] = b[r4][j];
+    }
 }
 
-// The same for 16-bit lossless with 4-bit exponent codes (random codes and raw words).
-void check_device_lossless_interleaved(std::mt19937_64& rng) {
-  const std::uint32_t first = std::uint32_t(rng() % (512 - 16)), first6 = (first | (first << 16)) << 6;
-  std::vector<std::uint32_t> words(32 * 11), out(32 * 16);
+// The same for 16-bit lossless split in bytes, 4-bit codes, both orders (random codes and raw
+// words: PRMT's sign replication against byte_perm_msb's host model).
+void check_device_lossless_bytes(std::mt19937_64& rng) {
+  const std::uint32_t first = std::uint32_t(rng() % (256 - 16)), first7 = (first | (first << 16)) << 7;
+  std::vector<std::uint32_t> words(32 * 12), out(32 * 32);
   for (auto& v : words) v = static_cast<std::uint32_t>(rng());
   device_buffer dwords(words.size() * 4), dout(out.size() * 4);
   TC_CUDA(cudaMemcpy(dwords.p, words.data(), words.size() * 4, cudaMemcpyHostToDevice));
-  lossless_interleaved_kernel<<<1, 32>>>(dwords.as<std::uint32_t>(), first6, dout.as<std::uint32_t>());
+  lossless_bytes_kernel<<<1, 32>>>(dwords.as<std::uint32_t>(), first7, dout.as<std::uint32_t>());
   TC_CUDA(cudaGetLastError());
   TC_CUDA(cudaMemcpy(out.data(), dout.p, out.size() * 4, cudaMemcpyDeviceToHost));
   for (std::uint32_t lane = 0; lane < 32; ++lane) {
-    std::uint32_t w[4], rw[7], a[4][4];
+    std::uint32_t w[4], rw[8], a[4][4], pairs[4][4], b[4][4];
     for (int j = 0; j < 4; ++j) w[j] = words[32 * j + lane];
-    for (int j = 0; j < 7; ++j) rw[j] = words[32 * (4 + j) + lane];
-    std::uint32_t a2[4][4];  // the batch 9-16 kernels' form (raw value 7 by two multiplications)
-    fused::lossless_interleaved_fragments(w, first6, rw, a);
-    fused::lossless_interleaved_fragments<false>(w, first6, rw, a2);
+    for (int j = 0; j < 8; ++j) rw[j] = words[32 * (4 + j) + lane];
+    fused::lossless_bytes_interleaved_fragments(w, first7, rw, a);
+    fused::fixed_quad_pairs<4>(w, pairs);
+    fused::lossless_bytes_fragments(pairs, first7, rw, b);
     for (int r4 = 0; r4 < 4; ++r4)
       for (int j = 0; j < 4; ++j) {
-        INFO("lossless interleaved, lane " << lane << " r4 " << r4 << " reg " << j);
+        INFO("lossless bytes, lane " << lane << " r4 " << r4 << " reg " << j);
         REQUIRE(out[32 * (4 * r4 + j) + lane] == a[r4][j]);
-        REQUIRE(a2[r4][j] == a[r4][j]);
+        REQUIRE(out[32 * (16 + 4 * r4 + j) + lane] == b[r4][j]);
       }
   }
 }
@@ -663,7 +670,7 @@ void check_device_lossless_interleaved(std::mt19937_64& rng) {
 TEST_CASE("fused fragments [quick]: the device's one-step int8 and interleaved int4 / lossless decodes equal the host model") {
   TILECODEC_SEEDED_RNG(rng);
   for (int rep = 0; rep < 4; ++rep) {
-    check_device_lossless_interleaved(rng);
+    check_device_lossless_bytes(rng);
     check_device_int4_interleaved<false>(rng);
     check_device_int4_interleaved<true>(rng);
     check_device_quad_fragments<6, false>(rng);

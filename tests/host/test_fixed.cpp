@@ -133,8 +133,11 @@ TEST_CASE("fixed coder and mma order round trip every quantization, bit-exact wi
           }
           // Never larger than storing the symbols.
           CHECK(fixed.header().payload_bytes <= raw.header().payload_bytes);
-          // The mma order keeps the raw plane's size (only the order inside tiles changes).
-          CHECK(fixed.header().raw_bytes == raw.header().raw_bytes);
+          // The mma order keeps the raw plane's size (only the order inside tiles changes); 16-bit
+          // lossless fixed codes take the byte split (a raw byte a weight, format/planes.hpp).
+          const bool split_bytes = q.first == quant::kind::lossless && src_type != dtype::f32;
+          CHECK(fixed.header().alphabet == (split_bytes ? 256u : raw.header().alphabet));
+          CHECK(fixed.header().raw_bytes == (split_bytes ? std::uint64_t(rows) * cols : raw.header().raw_bytes));
         }
 }
 
@@ -213,32 +216,63 @@ TEST_CASE("fixed coder: prob_bits 1..9 pins the code width, same decoded values"
   CHECK(host::encode(w.data(), dtype::f32, {rows, cols}, rule.params).bytes() == full.bytes());
   REQUIRE_MESSAGE(parse_policy("int8:coder=fixed:order=mma", rule, &why), why);
   CHECK(host::encode(w.data(), dtype::f32, {rows, cols}, rule.params).bytes() == chosen.bytes());
-  // Lossless bf16: any pinned width round-trips exactly.
+  // Lossless bf16: any pinned width round-trips exactly (8: the byte split's symbol width).
   const std::vector<std::uint16_t> bf = host::to_half_bits(w, dtype::bf16);
-  for (std::uint32_t bits : {1u, 4u, 9u}) {
+  for (std::uint32_t bits : {1u, 4u, 8u}) {
     CAPTURE(bits);
     format_params p = codec<tile256_mma, quant::lossless, coder::fixed>::params();
     p.prob_bits = bits;
     const auto enc = host::encode(bf.data(), dtype::bf16, {rows, cols}, p);
     REQUIRE(enc.header().coding == plane_coding::fixed);
     const std::uint32_t got = enc.header().params.prob_bits;
-    CHECK((got == bits || got == 9u));  // 9: a tile with more than 65535 escapes
+    CHECK((got == bits || got == 8u));  // 8: a tile with more than 65535 escapes
     std::vector<std::uint16_t> out(bf.size());
     REQUIRE(host::decode(enc.view(), out.data(), dtype::bf16, out.size() * 2) == status::success);
     CHECK(out == bf);
   }
 }
 
+TEST_CASE("fixed coder: 16-bit lossless is split in bytes; the older 9-bit split is refused by name") {
+  TILECODEC_SEEDED_RNG(rng);
+  host_tensor src = random_tensor(rng, dtype::bf16, 200 * 300, 0.05);
+  const auto enc = host::encode(src.bytes.data(), dtype::bf16, {200, 300},
+                                make_params(quant::kind::lossless, 0, coder::kind::fixed, symbol_order::mma, 64, 256));
+  const tensor_header& h = enc.header();
+  CHECK(h.alphabet == 256);
+  CHECK(h.raw_bytes == 200u * 300u);  // a raw byte a weight
+  CHECK(h.params.prob_bits >= 4);     // the encoder's narrowest width for the byte split
+  // Every raw byte is the element's sign and low 7 bits, in the tile's symbol order.
+  const std::uint16_t* v = reinterpret_cast<const std::uint16_t*>(src.bytes.data());
+  const tile_layout& l = enc.view().layout();
+  for (std::uint64_t t = 0; t < h.tile_count; ++t) {
+    const tile_box b = l.box(t);
+    for (std::uint32_t i = 0; i < b.size(); ++i) {
+      std::uint32_t r, c;
+      tile_symbol_position(h.params.order, b.height, b.width, i, r, c);
+      REQUIRE(enc.view().raw_tile(t)[i] == lossless16_byte_raw(v[(b.row0 + r) * 300 + b.col0 + c]));
+    }
+  }
+  std::vector<std::uint8_t> bytes = enc.bytes();
+  detail::put_u32(bytes.data() + 28, 512);  // a coding-2 tensor of the 9-bit split (written before it)
+  encoded_tensor_view view;
+  std::string why;
+  CHECK(encoded_tensor_view::parse(bytes.data(), bytes.size(), view, &why) == status::unsupported);
+  CHECK(why.find("re-encode") != std::string::npos);
+}
+
 TEST_CASE("fixed coder: a tile with more than 65535 escapes falls back to full-width codes") {
   // 8 tiles of 512 x 512: seven hold one value, the last holds a value of a far exponent
-  // everywhere, so the global one-symbol window would leave 262144 escapes in that tile.
+  // everywhere, so a 4-bit window (pinned: the encoder alone would take full-width codes here)
+  // around the first would leave 262144 escapes in that tile.
   const std::uint64_t rows = 512, cols = 8 * 512;
   std::vector<std::uint16_t> v(rows * cols, float_to_bf16(0.25f));
   for (std::uint64_t r = 0; r < rows; ++r)
     for (std::uint64_t c = 7 * 512; c < cols; ++c) v[r * cols + c] = float_to_bf16(-1e-30f);
-  const auto enc = host::encode(v.data(), dtype::bf16, {rows, cols},
-                                make_params(quant::kind::lossless, 0, coder::kind::fixed, symbol_order::mma, 512, 512));
-  CHECK(enc.header().params.prob_bits == (enc.header().coding == plane_coding::fixed ? 9u : 0u));
+  format_params p = make_params(quant::kind::lossless, 0, coder::kind::fixed, symbol_order::mma, 512, 512);
+  p.prob_bits = 4;
+  const auto enc = host::encode(v.data(), dtype::bf16, {rows, cols}, p);
+  REQUIRE(enc.header().coding == plane_coding::fixed);
+  CHECK(enc.header().params.prob_bits == 8u);  // the byte split's symbol width
   std::vector<std::uint16_t> out(v.size());
   REQUIRE(host::decode(enc.view(), out.data(), dtype::bf16, out.size() * 2) == status::success);
   CHECK(out == v);

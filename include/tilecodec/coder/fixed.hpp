@@ -188,16 +188,16 @@ inline std::uint32_t fixed_best_window(const std::uint64_t* counts, std::uint32_
 // Chooses k and the window for a tensor's histogram: the smallest payload, counting each escape
 // at its entry size and each tile's row_start table. Never worse than k = symbol bits. A caller
 // that wants no escapes (the fused kernels run faster without them) pins k at the symbol width
-// (format_params::prob_bits).
+// (format_params::prob_bits). min_bits: the narrowest width considered.
 [[nodiscard]] inline fixed_code choose_fixed_code(const std::uint64_t* counts, std::uint32_t alphabet,
                                                   std::uint64_t tile_count, std::uint32_t tile_rows,
-                                                  std::uint32_t tile_cols) {
+                                                  std::uint32_t tile_cols, std::uint32_t min_bits = 1) {
   const std::uint32_t sb = fixed_symbol_bits(alphabet);
   std::uint64_t total = 0;
   for (std::uint32_t s = 0; s < alphabet; ++s) total += counts[s];
   fixed_code best{sb, 0, alphabet};
   double best_bits = double(total) * sb;
-  for (std::uint32_t k = 1; k < sb; ++k) {
+  for (std::uint32_t k = min_bits > 0 ? min_bits : 1; k < sb; ++k) {
     std::uint64_t in = 0;
     const fixed_code c = fixed_code_of_width(counts, alphabet, k, in);
     const fixed_tile_shape shape = fixed_shape(c, tile_rows, tile_cols);

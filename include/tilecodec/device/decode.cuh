@@ -214,9 +214,11 @@ __device__ inline status check_task(const decode_task& task, std::uint64_t& tile
   const tensor_ref& t = task.tensor;
   if (t.data == nullptr || (reinterpret_cast<std::uintptr_t>(t.data) & 15u) != 0) return status::invalid_argument;
   // The header fields come from a host parse; these checks only guard against a hand-made ref.
-  const std::uint32_t alphabet = t.quant == quant::kind::int4_group ? 16u
-                                 : (t.quant == quant::kind::lossless && t.source != dtype::f32) ? 512u : 256u;
-  if (t.alphabet != alphabet || !device_decodable(t)) return status::unsupported;
+  const bool lossless16 = t.quant == quant::kind::lossless && t.source != dtype::f32;
+  const std::uint32_t alphabet = t.quant == quant::kind::int4_group ? 16u : lossless16 ? 512u : 256u;
+  // 16-bit lossless split in bytes (alphabet 256): coder 2's tensors, fixed-coded or stored.
+  const bool byte_split = lossless16 && t.alphabet == 256 && (t.coding == plane_coding::fixed || t.coding == plane_coding::stored);
+  if ((t.alphabet != alphabet && !byte_split) || !device_decodable(t)) return status::unsupported;
   if (t.coding == plane_coding::rans &&
       (t.prob_bits < 8 || t.prob_bits > 12 || t.lanes == 0 || t.lanes > 128 || (t.lanes & (t.lanes - 1)) != 0))
     return status::unsupported;

@@ -124,9 +124,7 @@ struct tensor_ref {
             : (stored_tile_bytes(alphabet, n) + tile_alignment - 1) / tile_alignment * tile_alignment);
     out.box = box;
     out.element_start = layout.element_start(t);
-    out.raw_start = quant != quant::kind::lossless ? 0
-                    : source == dtype::f32       ? 3 * out.element_start
-                                                 : raw7_group_bytes * layout.groups8_before(t);
+    out.raw_start = quant != quant::kind::lossless ? 0 : lossless_raw_start(source, alphabet, out.element_start, layout.groups8_before(t));
     return status::success;
   }
 

@@ -74,18 +74,21 @@ inline std::uint64_t get_u64(const std::uint8_t* p) { std::uint64_t v; std::memc
 inline std::uint64_t align_up(std::uint64_t v, std::uint64_t a) { return (v + a - 1) / a * a; }
 }  // namespace detail
 
-// Alphabet of the coded plane: 16 symbols for int4, 512 for 16-bit lossless, 256 otherwise.
-[[nodiscard]] inline std::uint32_t alphabet_size(quant::kind q, dtype source) {
+// Alphabet of the coded plane: 16 symbols for int4, 256 for 8-bit symbols, and for 16-bit
+// lossless 512 (the 9-bit symbol and 7-bit raw plane) or, with fixed-length codes, 256 (the byte
+// split, format/planes.hpp).
+[[nodiscard]] inline std::uint32_t alphabet_size(quant::kind q, dtype source, coder::kind c) {
   if (q == quant::kind::int4_group) return 16u;
-  if (q == quant::kind::lossless && source != dtype::f32) return 512u;
+  if (q == quant::kind::lossless && source != dtype::f32) return c == coder::kind::fixed ? 256u : 512u;
   return 256u;
 }
 
 // Raw-plane bytes: 16-bit lossless packs 8 elements' 7 bits into 7 bytes per group (each
-// tile's last group padded); fp32 lossless stores 3 bytes per element; quantized, none.
+// tile's last group padded) or, split in bytes, stores one byte per element; fp32 lossless
+// stores 3 bytes per element; quantized, none.
 [[nodiscard]] inline std::uint64_t raw_plane_bytes(const tensor_header& h, const tile_layout& l) {
   if (h.params.quant != quant::kind::lossless) return 0;
-  return h.source == dtype::f32 ? 3 * l.elements() : raw7_group_bytes * l.groups8_before(l.tile_count());
+  return lossless_raw_start(h.source, h.alphabet, l.elements(), l.groups8_before(l.tile_count()));
 }
 [[nodiscard]] inline std::uint64_t scale_count(const tensor_header& h, const tile_layout& l) {
   if (l.elements() == 0) return 0;
@@ -161,10 +164,10 @@ class encoded_tensor_view {
     return data_ + header_.payload_offset + tile_offset(t);
   }
   [[nodiscard]] std::uint64_t tile_bytes(std::uint64_t t) const { return tile_offset(t + 1) - tile_offset(t); }
-  // Raw-plane bytes of tile t (16-bit lossless: packed 7-bit groups; fp32: 3 bytes each).
+  // Raw-plane bytes of tile t (16-bit lossless: packed 7-bit groups or a byte each; fp32: 3 bytes each).
   [[nodiscard]] const std::uint8_t* raw_tile(std::uint64_t t) const {
-    return raw_plane() + (header_.source == dtype::f32 ? 3 * layout_.element_start(t)
-                                                       : raw7_group_bytes * layout_.groups8_before(t));
+    return raw_plane() + lossless_raw_start(header_.source, header_.alphabet, layout_.element_start(t),
+                                            layout_.groups8_before(t));
   }
   // Frequency of a symbol (0 for symbols outside the stored range, or when nothing is coded).
   [[nodiscard]] std::uint16_t frequency(std::uint32_t symbol) const {
@@ -273,7 +276,11 @@ inline status encoded_tensor_view::parse(const std::uint8_t* data, std::uint64_t
     if (check.coder == coder::kind::raw) check.prob_bits = 12, check.lanes = 32;  // not used by raw
     if (validate_params(check, &reason) != status::success) return fail(status::corrupt_header, reason);
   }
-  if (h.alphabet != alphabet_size(h.params.quant, h.source)) return fail(status::corrupt_header, "alphabet");
+  if (h.alphabet == 512 && h.params.coder == coder::kind::fixed &&
+      (h.coding == plane_coding::fixed || h.coding == plane_coding::stored) && h.params.quant == quant::kind::lossless &&
+      h.source != dtype::f32)  // coder 2 splits them in bytes (format/planes.hpp)
+    return fail(status::unsupported, "16-bit lossless fixed codes of 9-bit symbols (written before the byte split: re-encode)");
+  if (h.alphabet != alphabet_size(h.params.quant, h.source, h.params.coder)) return fail(status::corrupt_header, "alphabet");
   if (h.params.coder == coder::kind::raw && h.coding != plane_coding::stored)
     return fail(status::corrupt_header, "plane coding (raw coder must store)");
   if ((h.coding == plane_coding::rans && h.params.coder != coder::kind::rans) ||

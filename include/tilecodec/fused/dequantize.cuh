@@ -41,9 +41,9 @@ __device__ __forceinline__ std::uint16_t to_half_bits(float v) {
 
 template <quant::kind Q, bool OBF16>
 __device__ __forceinline__ std::uint16_t dequantized_bits(const matrix_ref& W, std::uint32_t symbol, std::uint64_t row,
-                                                          std::uint64_t col, std::uint32_t raw7) {
+                                                          std::uint64_t col, std::uint32_t raw) {
   if constexpr (Q == quant::kind::lossless) {
-    return lossless16_join(symbol, raw7);
+    return lossless16_join(symbol, raw, W.alphabet);  // either split (format/planes.hpp)
   } else {
     float scale;
     int code;
@@ -100,9 +100,13 @@ __global__ void __launch_bounds__(cta_threads, 2) dequantize_kernel(const dequan
     const std::uint32_t hr = h - ro < strip_rows ? h - ro : strip_rows;
     const std::uint32_t ca = 16u * ka, cb = 16u * kb < w ? 16u * kb : w;
     const std::uint64_t tcol0 = tc * L.tile_cols;
-    const std::uint8_t* raw = LOSSLESS ? W.data + W.raw_offset + raw7_group_bytes * L.groups8_before(t) : nullptr;
+    const std::uint8_t* raw =
+        LOSSLESS ? W.data + W.raw_offset + lossless_raw_start(dtype::bf16, W.alphabet, L.element_start(t), L.groups8_before(t))
+                 : nullptr;
+    const bool raw_bytes = lossless16_bytes(W.alphabet);
     bool done = false;
     if constexpr (K > 0) {
+      // Fixed codes of lossless tensors are always split in bytes (the format allows no other).
       if (fixed && tile_uses_mma_order(W.order, h, w) && (!LOSSLESS || (reinterpret_cast<std::uintptr_t>(raw) & 3u) == 0) &&
           args.ld % 16 == 0 && (reinterpret_cast<std::uintptr_t>(args.out) & 15u) == 0) {
         const std::uint32_t g = lane >> 2, tq = lane & 3u;
@@ -114,28 +118,27 @@ __global__ void __launch_bounds__(cta_threads, 2) dequantize_kernel(const dequan
             row_scale[i] = __ldg(reinterpret_cast<const float*>(W.data + W.scales_offset) + row0 + 16 * (i >> 1) + g + 8 * (i & 1));
         }
         // Two quads in flight: the next one's words (and raw bytes) load while this one is written.
-        std::uint32_t cur[K], nxt[K], rcur[LOSSLESS ? 7 : 1], rnxt[LOSSLESS ? 7 : 1];
+        std::uint32_t cur[K], nxt[K], rcur[LOSSLESS ? 8 : 1], rnxt[LOSSLESS ? 8 : 1];
         const std::uint32_t qbase = (ro / 64u) * (w / 16u);
         load_fixed_quad<K>(words_base, qbase + ka, cur);
-        if constexpr (LOSSLESS) load_raw_quad(raw + 896u * (qbase + ka) + 28u * lane, rcur);
+        if constexpr (LOSSLESS) load_raw_quad(raw + 1024u * (qbase + ka) + 32u * lane, rcur);
         for (std::uint32_t kc = ka; kc < kb; ++kc) {
           const std::uint32_t q = qbase + kc;
           if (kc + 1 < kb) {
             load_fixed_quad<K>(words_base, q + 1, nxt);
-            if constexpr (LOSSLESS) load_raw_quad(raw + 896u * (q + 1) + 28u * lane, rnxt);
+            if constexpr (LOSSLESS) load_raw_quad(raw + 1024u * (q + 1) + 32u * lane, rnxt);
           }
-          std::uint32_t pairs[4][4];
+          std::uint32_t pairs[4][4], lossless_a[4][4];
           fixed_quad_pairs<K>(cur, pairs);
+          if constexpr (LOSSLESS) lossless_bytes_fragments(pairs, (code.first | (code.first << 16)) << 7, rcur, lossless_a);
 #pragma unroll
           for (int r4 = 0; r4 < 4; ++r4) {
-            std::uint32_t rp[4] = {0, 0, 0, 0};
-            if constexpr (LOSSLESS) raw_group_pairs(rcur, r4, rp);
 #pragma unroll
             for (int j = 0; j < 4; ++j) {
               const std::uint32_t row = 16u * r4 + g + 8u * (j & 1), col = 2u * tq + 8u * (j >> 1);
               std::uint32_t v;
               if constexpr (LOSSLESS) {
-                v = lossless_pair(pairs[r4][j], code.first | (code.first << 16), rp[j]);
+                v = lossless_a[r4][j];
               } else {
                 const std::uint64_t grow = row0 + row, gcol = tcol0 + 16u * kc + col;
                 std::uint32_t out2[2];
@@ -166,7 +169,7 @@ __global__ void __launch_bounds__(cta_threads, 2) dequantize_kernel(const dequan
           for (int j = 0; j < K; ++j) cur[j] = nxt[j];
           if constexpr (LOSSLESS) {
 #pragma unroll
-            for (int j = 0; j < 7; ++j) rcur[j] = rnxt[j];
+            for (int j = 0; j < 8; ++j) rcur[j] = rnxt[j];
           }
         }
         done = true;
@@ -177,8 +180,8 @@ __global__ void __launch_bounds__(cta_threads, 2) dequantize_kernel(const dequan
         for (std::uint32_t c = ca + lane; c < cb; c += 32) {
           const std::uint32_t i = tile_symbol_index(W.order, h, w, ro + r, c);
           const std::uint32_t sym = fixed ? code.first + fixed_code_at(tile, code.bits, i) : stored_symbol(tile, W.alphabet, i);
-          const std::uint32_t r7 = LOSSLESS ? raw7_unpack(raw + 7u * (i >> 3), i & 7u) : 0u;
-          args.out[(row0 + r) * args.ld + tcol0 + c] = dequantized_bits<Q, OBF16>(W, sym, row0 + r, tcol0 + c, r7);
+          const std::uint32_t rv = !LOSSLESS ? 0u : raw_bytes ? raw[i] : raw7_unpack(raw + 7u * (i >> 3), i & 7u);
+          args.out[(row0 + r) * args.ld + tcol0 + c] = dequantized_bits<Q, OBF16>(W, sym, row0 + r, tcol0 + c, rv);
         }
     }
     if (fixed && code.has_escapes()) {
@@ -198,11 +201,11 @@ __global__ void __launch_bounds__(cta_threads, 2) dequantize_kernel(const dequan
         }
         for (std::uint32_t e = e0; e < e1; ++e) {
           std::uint32_t col, val;
-          fixed_escape_at(tile, sh, e, col, val);  // lossless: the whole 16-bit value
+          fixed_escape_at(tile, sh, e, col, val);  // the symbol (lossless: split in bytes, the raw byte apart)
           if (col < ca) continue;
           if (col >= cb) break;
-          args.out[(row0 + rr) * args.ld + tcol0 + col] =
-              LOSSLESS ? static_cast<std::uint16_t>(val) : dequantized_bits<Q, OBF16>(W, val, row0 + rr, tcol0 + col, 0);
+          const std::uint32_t rv = LOSSLESS ? raw[tile_symbol_index(W.order, h, w, tr, col)] : 0u;
+          args.out[(row0 + rr) * args.ld + tcol0 + col] = dequantized_bits<Q, OBF16>(W, val, row0 + rr, tcol0 + col, rv);
         }
       }
     }
@@ -226,9 +229,10 @@ status select_dequantize(const dequantize_args& args, dim3 grid, cudaStream_t st
     } else if constexpr (Q == quant::kind::int4_group) {
       if (w.code_bits == 4) return launch_dequantize<Q, OBF16, 4>(args, grid, stream);
     } else {
+      if (w.code_bits == 3) return launch_dequantize<Q, OBF16, 3>(args, grid, stream);
       if (w.code_bits == 4) return launch_dequantize<Q, OBF16, 4>(args, grid, stream);
       if (w.code_bits == 5) return launch_dequantize<Q, OBF16, 5>(args, grid, stream);
-      if (w.code_bits == 7) return launch_dequantize<Q, OBF16, 7>(args, grid, stream);
+      if (w.code_bits == 6) return launch_dequantize<Q, OBF16, 6>(args, grid, stream);
     }
   }
   return launch_dequantize<Q, OBF16, 0>(args, grid, stream);

@@ -50,6 +50,7 @@ namespace fused {
 
 namespace detail {
 using ::tilecodec::detail::byte_perm;  // warp/warp_intrinsics.cuh: host and device
+using ::tilecodec::detail::byte_perm_msb;
 using ::tilecodec::detail::funnel;
 }  // namespace detail
 
@@ -423,11 +424,12 @@ __host__ __device__ __forceinline__ std::uint32_t lossless_pair(std::uint32_t pa
   return sym | (raw2 & 0x003f003fu) | ((raw2 << 9) & 0x80008000u);
 }
 
-// The lane's 28 raw bytes of a quad (4 groups of 8 values in 7 bytes, format/planes.hpp): 7
-// words. Group r4 holds the raw values of fragment r4.
-__device__ __forceinline__ void load_raw_quad(const std::uint8_t* lane_raw /* 4-byte aligned */, std::uint32_t (&w)[7]) {
+// The lane's raw bytes of a quad, N words: 28 bytes (4 groups of 8 values in 7 bytes) or, split
+// in bytes, 32 (format/planes.hpp). Group r4 holds the raw values of fragment r4.
+template <int N>
+__device__ __forceinline__ void load_raw_quad(const std::uint8_t* lane_raw /* 4-byte aligned */, std::uint32_t (&w)[N]) {
 #pragma unroll
-  for (int j = 0; j < 7; ++j) w[j] = ldg_u32(lane_raw + 4 * j);
+  for (int j = 0; j < N; ++j) w[j] = ldg_u32(lane_raw + 4 * j);
 }
 
 // Byte b (compile-time) of the 28 bytes, in the low byte of the result (other bytes: garbage).
@@ -453,14 +455,6 @@ __host__ __device__ __forceinline__ std::uint32_t raw_value7(std::uint32_t lo, s
   return top_lo | (top_hi << 4);
 }
 
-// The same in byte 3 of the result (bit 31 clear; bytes 0..2: garbage), by one multiplication:
-// lo's top bits, moved down 4, sit in bits 3, 11, 19, 27 beside hi's in 7, 15, 23; times 1 + 2^7
-// + 2^14 + 2^21 they land in bits 24..30 in byte order, and no two partial products below bit 32
-// share a bit (no carries).
-__host__ __device__ __forceinline__ std::uint32_t raw_value7_byte3(std::uint32_t lo, std::uint32_t hi) {
-  return (((lo >> 4) & 0x08080808u) | (hi & 0x00808080u)) * 0x00204081u;
-}
-
 // Raw pairs of fragment r4 in A-register order: pairs (0,1), (2,3), (4,5), (6,7).
 __host__ __device__ __forceinline__ void raw_group_pairs(const std::uint32_t (&w)[7], int r4, std::uint32_t (&raw)[4]) {
   const int b = 7 * r4;
@@ -469,48 +463,52 @@ __host__ __device__ __forceinline__ void raw_group_pairs(const std::uint32_t (&w
   raw[2] = raw_byte_pair(w, b + 4, b + 5);
   std::uint32_t lo, hi;
   raw_group_words(w, r4, lo, hi);
-  raw[3] = detail::byte_perm(hi, raw_value7_byte3(lo, hi), 0x0702u);  // byte b+6 (byte 2 of hi) in byte 0, value 7 in byte 2
+  raw[3] = detail::byte_perm(hi, raw_value7(lo, hi), 0x0402u);  // byte b+6 (byte 2 of hi) in byte 0, value 7 in byte 2
 }
 
-// Lossless 16-bit with 4-bit exponent codes, in the interleaved k order of
-// int4_interleaved_fragments (same registers, same permutation of the B fragments): register j
-// holds elements (0, 4), (2, 6), (1, 5), (3, 7) of its fragment. Per pair: a LOP3 for the codes,
-// an IMAD that shifts them to the exponent field and adds first (detail::masked_mad: sym), a byte
-// permutation for the raw pair, and three instructions for the low bits and the sign (about 6
-// instructions, against 12 for fixed_quad_pairs + lossless_fragments).
-__host__ __device__ __forceinline__ std::uint32_t lossless_interleaved_pair(std::uint32_t sym, std::uint32_t raw2) {
-  const std::uint32_t v = detail::and_or<0x003f003fu>(raw2, sym);  // low 6 bits
-  return detail::and_or<0x80008000u>(raw2 << 9, v);                 // sign
+// ---- lossless 16-bit, the byte split (format/planes.hpp; the fixed-coded tensors) ----------------
+// value bits = sign << 15 | (first + code) << 7 | raw bits 6..0. The lane's 32 raw bytes of a quad
+// (4 groups of 8 values, a byte each, in symbol order): 8 words, group r4 in words 2 r4 and 2 r4 + 1.
+
+// A pair of weights from their raw bytes (bytes 0 and 2 of raw2, each with its sign copied into
+// the byte above: byte_perm_msb) and sym7 = (first + code) << 7 in both halves: one LOP3.
+__host__ __device__ __forceinline__ std::uint32_t lossless_bytes_pair(std::uint32_t raw2, std::uint32_t sym7) {
+  return detail::and_or<0x807f807fu>(raw2, sym7);
 }
 
-// first6 = (first | first << 16) << 6; raw_words: the lane's 7 raw words of the quad (load_raw_quad).
-// OneMultiply: value 7 of each group by raw_value7_byte3 (batch <= 8 kernels, 1-3% faster) or by
-// raw_value7 (the batch 9-16 kernel: 1.5-2.4% slower with one multiply, PERFORMANCE.md 6.18).
-template <bool OneMultiply = true>
-__host__ __device__ __forceinline__ void lossless_interleaved_fragments(const std::uint32_t (&w)[4], std::uint32_t first6,
-                                                                       const std::uint32_t (&raw_words)[7],
-                                                                       std::uint32_t (&a)[4][4]) {
+// In the mma order of fixed_quad_pairs: register j of fragment r4 holds elements 2j, 2j + 1 of
+// its group. first7 = (first | first << 16) << 7.
+__host__ __device__ __forceinline__ void lossless_bytes_fragments(const std::uint32_t (&pairs)[4][4], std::uint32_t first7,
+                                                                  const std::uint32_t (&raw_words)[8], std::uint32_t (&a)[4][4]) {
+TILECODEC_FUSED_UNROLL
+  for (int r4 = 0; r4 < 4; ++r4)
+TILECODEC_FUSED_UNROLL
+    for (int j = 0; j < 4; ++j) {
+      const std::uint32_t raw2 = detail::byte_perm_msb(raw_words[2 * r4 + (j >> 1)], 0u, (j & 1) ? 0xb3a2u : 0x9180u);
+      a[r4][j] = lossless_bytes_pair(raw2, pairs[r4][j] * 128u + first7);
+    }
+}
+
+// 4-bit codes in the interleaved k order of int4_interleaved_fragments (same registers, same
+// permutation of the B fragments): register j holds elements (0, 4), (2, 6), (1, 5), (3, 7) of its
+// fragment. Per pair of weights four instructions: a byte permutation for the raw bytes and their
+// signs, a LOP3 and an IMAD for the codes (detail::masked_mad: (first + code) << 7), a LOP3 that
+// joins them (PERFORMANCE.md 6.19: 7.5 per pair with the 7-bit raw plane).
+__host__ __device__ __forceinline__ void lossless_bytes_interleaved_fragments(const std::uint32_t (&w)[4], std::uint32_t first7,
+                                                                              const std::uint32_t (&raw_words)[8],
+                                                                              std::uint32_t (&a)[4][4]) {
 TILECODEC_FUSED_UNROLL
   for (int r4 = 0; r4 < 4; ++r4) {
     const std::uint32_t v = w[r4], v8 = v >> 8;
-    const int b = 7 * r4;
-    std::uint32_t raw[4];
-    raw[0] = raw_byte_pair(raw_words, b + 0, b + 4);
-    raw[1] = raw_byte_pair(raw_words, b + 2, b + 6);
-    raw[2] = raw_byte_pair(raw_words, b + 1, b + 5);
-    std::uint32_t lo, hi;
-    raw_group_words(raw_words, r4, lo, hi);
-    // byte b+3 in byte 0, value 7 in byte 2
-    if constexpr (OneMultiply) raw[3] = detail::byte_perm(lo, raw_value7_byte3(lo, hi), 0x0703u);
-    else raw[3] = detail::byte_perm(lo, raw_value7(lo, hi), 0x0403u);
-    // sym: (first + code) << 6 in both halves
-    a[r4][0] = lossless_interleaved_pair(detail::masked_mad<0x000f000fu, 64u>(v, first6), raw[0]);
-    a[r4][1] = lossless_interleaved_pair(detail::masked_mad<0x000f000fu, 64u>(v8, first6), raw[1]);
-    a[r4][2] = lossless_interleaved_pair(detail::masked_mad<0x00f000f0u, 4u>(v, first6), raw[2]);
-    a[r4][3] = lossless_interleaved_pair(detail::masked_mad<0x00f000f0u, 4u>(v8, first6), raw[3]);
+    const std::uint32_t lo = raw_words[2 * r4], hi = raw_words[2 * r4 + 1];
+    a[r4][0] = lossless_bytes_pair(detail::byte_perm_msb(lo, hi, 0xc480u), detail::masked_mad<0x000f000fu, 128u>(v, first7));
+    a[r4][1] = lossless_bytes_pair(detail::byte_perm_msb(lo, hi, 0xe6a2u), detail::masked_mad<0x000f000fu, 128u>(v8, first7));
+    a[r4][2] = lossless_bytes_pair(detail::byte_perm_msb(lo, hi, 0xd591u), detail::masked_mad<0x00f000f0u, 8u>(v, first7));
+    a[r4][3] = lossless_bytes_pair(detail::byte_perm_msb(lo, hi, 0xf7b3u), detail::masked_mad<0x00f000f0u, 8u>(v8, first7));
   }
 }
 
+// ---- lossless 16-bit, the 9-bit symbol and 7-bit raw plane (the rANS-coded tensors) ----------------
 template <bool BF16>
 __host__ __device__ __forceinline__ void lossless_fragments(const std::uint32_t (&pairs)[4][4], std::uint32_t first2,
                                                    const std::uint32_t (&raw_words)[7], std::uint32_t (&a)[4][4]) {

@@ -210,9 +210,11 @@ status select_path(const gemm_args& args, dim3 grid, cudaStream_t stream, const 
       if (w.code_bits == 4) return launch_gemm<Q, NG, XBF16, path::fixed_fast, 4>(args, grid, stream, launch);
     } else {
       switch (w.code_bits) {
+        // The byte split's exponent codes: bf16 3 or 4 bits, fp16 (exponent and 3 mantissa bits) 5 or 6.
+        case 3: return launch_gemm<Q, NG, XBF16, path::fixed_fast, 3>(args, grid, stream, launch);
         case 4: return launch_gemm<Q, NG, XBF16, path::fixed_fast, 4>(args, grid, stream, launch);
         case 5: return launch_gemm<Q, NG, XBF16, path::fixed_fast, 5>(args, grid, stream, launch);
-        case 7: return launch_gemm<Q, NG, XBF16, path::fixed_fast, 7>(args, grid, stream, launch);  // fp16 weights
+        case 6: return launch_gemm<Q, NG, XBF16, path::fixed_fast, 6>(args, grid, stream, launch);
         default: break;
       }
     }

@@ -9,7 +9,7 @@
 // (x, its batch rows, those columns) into its shared memory with cp.async, loads the chunk's
 // escape row table, then:
 //   - fast path (fixed coder, code width K known at compile time, tile in the mma order): per
-//     quad (64 rows x 16 columns) K coalesced code words per lane (+7 raw words for lossless),
+//     quad (64 rows x 16 columns) K coalesced code words per lane (+8 raw words for lossless),
 //     prefetched D quads ahead; decode into A fragments; B fragments from the staged x;
 //     4 x NG mma.sync into fp32 accumulators (int4: each quad's products are scaled by their
 //     group scale in fp32, the next group's scales prefetched);
@@ -97,11 +97,11 @@
 #ifndef TILECODEC_FUSED_STREAM_STAGE_WORDS
 #define TILECODEC_FUSED_STREAM_STAGE_WORDS 1
 #endif
-// Stream path, lossless, batch <= 8: a quad's raw plane (896 bytes: 7 words a lane, at a 28-byte
-// lane stride, so seven 4-byte loads each touch all 896 bytes) copied into a per-warp shared ring,
+// Stream path, lossless, batch <= 8: a quad's raw plane (1024 bytes: 8 words a lane, at a 32-byte
+// lane stride, so eight 4-byte loads each touch all 1024 bytes) copied into a per-warp shared ring,
 // coalesced, and read from there (H200: 12-15% less time at batch 1 and 4, PERFORMANCE.md 6.17).
 // 1: 16-byte copies (raw plane 16-byte aligned, else the 4-byte form); 2: always 4-byte copies
-// (word 32 j + lane); 0: seven 4-byte loads into registers.
+// (word 32 j + lane); 0: eight 4-byte loads into registers.
 #ifndef TILECODEC_FUSED_STREAM_STAGE_RAW
 #define TILECODEC_FUSED_STREAM_STAGE_RAW 1
 #endif
@@ -314,11 +314,16 @@ struct warp_gemm {
   // escapes can exist, so their passes are compiled out.
   static constexpr bool FULL_WIDTH = P == path::fixed_fast && ((Q == quant::kind::int8_rowwise && K >= 8) || (INT4 && K >= 4));
   // 4-bit codes (int4, lossless exponents): A and B fragments in the interleaved k order
-  // (fragment.cuh int4_interleaved_fragments, lossless_interleaved_fragments: a third to a half of
+  // (fragment.cuh int4_interleaved_fragments, lossless_bytes_interleaved_fragments: a third to a half of
   // the instructions of the code-pair decode).
   static constexpr bool INTERLEAVED = P == path::fixed_fast && (INT4 || LOSSLESS) && K == 4;
   // Quads in flight per warp on the chunk path (registers).
   static constexpr int D = LOSSLESS ? (NG == 1 ? 3 : 2) : K <= 5 ? (NG == 1 ? 4 : (INT4 ? 2 : 3)) : (NG == 1 ? 3 : 2);
+  // Lossless raw plane per lane and quad: the fixed path reads the byte split (8 words; the format
+  // allows fixed codes no other), the rANS path the 7-bit plane (7 words), format/planes.hpp.
+  static constexpr bool RAW8 = LOSSLESS && P == path::fixed_fast;
+  static constexpr int RW = LOSSLESS ? (RAW8 ? 8 : 7) : 1;
+  static constexpr std::uint32_t raw_lane_bytes = 4u * RW, raw_quad_bytes = 32u * raw_lane_bytes;
 
   const gemm_args& a;
   const matrix_ref& W;
@@ -367,11 +372,21 @@ struct warp_gemm {
   }
 
   // Value of a symbol in accumulator units: int8 codes (scaled at the end), int4 code * group
-  // scale, lossless the weight itself (raw7: its raw-plane bits).
-  __device__ float value(std::uint32_t symbol, std::uint64_t row, std::uint64_t col, std::uint32_t raw7) const {
+  // scale, lossless the weight itself (raw: its raw-plane bits, either split).
+  __device__ float value(std::uint32_t symbol, std::uint64_t row, std::uint64_t col, std::uint32_t raw) const {
     if constexpr (Q == quant::kind::int8_rowwise) return float(int(symbol) - int(int8_symbol_offset));
     else if constexpr (INT4) return float(int(symbol) - int(int4_symbol_offset)) * int4_scale(row, col);
-    else return half_bits_to_float<XBF16>(lossless16_join(symbol, raw7));
+    else return half_bits_to_float<XBF16>(lossless16_join(symbol, raw, W.alphabet));
+  }
+
+  // Raw bits of element i of a lossless tile's raw plane, either split.
+  __device__ std::uint32_t raw_at(const std::uint8_t* raw, std::uint32_t i) const {
+    return lossless16_bytes(W.alphabet) ? raw[i] : raw7_unpack(raw + 7u * (i >> 3), i & 7u);
+  }
+  // Where tile t's raw plane starts (lossless).
+  __device__ const std::uint8_t* raw_tile_of(std::uint64_t t) const {
+    return W.data + W.raw_offset +
+           lossless_raw_start(dtype::bf16, W.alphabet, W.layout.element_start(t), W.layout.groups8_before(t));
   }
 
   // ---- int4 groups: each quad's products (exact codes times x, fp32) take their group's scale ----
@@ -453,9 +468,9 @@ struct warp_gemm {
   }
 
   // ---- fast path: fixed coder, mma order ------------------------------------------------------
-  // A registers of one quad from the lane's K code words (and, lossless, its 7 raw words);
+  // A registers of one quad from the lane's K code words (and, lossless, its 8 raw words);
   // first2 = first | first << 16. The chunk and stream paths both decode through here.
-  __device__ void quad_fragments(const std::uint32_t (&w)[K > 0 ? K : 1], const std::uint32_t (&rc)[LOSSLESS ? 7 : 1],
+  __device__ void quad_fragments(const std::uint32_t (&w)[K > 0 ? K : 1], const std::uint32_t (&rc)[RW],
                                  std::uint32_t first2, std::uint32_t (&af)[4][4]) const {
     if constexpr (P == path::fixed_fast) {
       if constexpr (Q == quant::kind::int8_rowwise) {
@@ -463,11 +478,11 @@ struct warp_gemm {
       } else if constexpr (INTERLEAVED && INT4) {
         int4_interleaved_fragments<XBF16>(w, a.int_sub, a.int_sub_hi, af);
       } else if constexpr (INTERLEAVED) {
-        lossless_interleaved_fragments<NG == 1>(w, first2 << 6, rc, af);
+        lossless_bytes_interleaved_fragments(w, first2 << 7, rc, af);
       } else {
         std::uint32_t pairs[4][4];
         fixed_quad_pairs<K>(w, pairs);
-        if constexpr (LOSSLESS) lossless_fragments<XBF16>(pairs, first2, rc, af);
+        if constexpr (LOSSLESS) lossless_bytes_fragments(pairs, first2 << 7, rc, af);
         else int_fragments<XBF16, (K > 7)>(pairs, a.int_sub, af);
       }
     }
@@ -477,25 +492,25 @@ struct warp_gemm {
   // column of the first; raw: the tile's raw plane (lossless).
   __device__ void fixed_quads(const std::uint8_t* tile, std::uint32_t q0, std::uint32_t nq, std::uint64_t col0,
                               const std::uint8_t* raw, std::uint32_t (&wb)[D][K > 0 ? K : 1],
-                              std::uint32_t (&rb)[D][LOSSLESS ? 7 : 1]) {
+                              std::uint32_t (&rb)[D][RW]) {
     if constexpr (P == path::fixed_fast) {
       const std::uint32_t* words = reinterpret_cast<const std::uint32_t*>(tile);
       const std::uint32_t first2 = W.first | (W.first << 16);
       auto prefetch = [&](int d, std::uint32_t idx) {
         load_fixed_quad<K>(words, q0 + idx, wb[d]);
-        if constexpr (LOSSLESS) load_raw_quad(raw + 896u * (q0 + idx) + 28u * lane, rb[d]);
+        if constexpr (LOSSLESS) load_raw_quad(raw + raw_quad_bytes * (q0 + idx) + raw_lane_bytes * lane, rb[d]);
       };
       for (std::uint32_t base = 0; base < nq; base += D) {
 #pragma unroll
         for (int d = 0; d < D; ++d) {
           const std::uint32_t idx = base + d;
           if (idx < nq) {
-            std::uint32_t w[K], rc[LOSSLESS ? 7 : 1];
+            std::uint32_t w[K], rc[RW];
 #pragma unroll
             for (int j = 0; j < K; ++j) w[j] = wb[d][j];
             if constexpr (LOSSLESS) {
 #pragma unroll
-              for (int j = 0; j < 7; ++j) rc[j] = rb[d][j];
+              for (int j = 0; j < RW; ++j) rc[j] = rb[d][j];
             }
             if (idx + D < nq) prefetch(d, idx + D);
             std::uint32_t af[4][4], xb[NG][2];
@@ -520,8 +535,8 @@ struct warp_gemm {
         for (std::uint32_t q = 0; q < quads; ++q) {
           std::uint32_t xb[NG][2];
           load_x(tcol0 + 16u * q, xb);
-          std::uint32_t rc[LOSSLESS ? 7 : 1];
-          if constexpr (LOSSLESS) load_raw_quad(raw + 896u * q + 28u * lane, rc);
+          std::uint32_t rc[RW];
+          if constexpr (LOSSLESS) load_raw_quad(raw + raw_quad_bytes * q + raw_lane_bytes * lane, rc);
           std::uint32_t pairs[4][4], af[4][4];
           if (!dec.quad(pairs)) break;
           if constexpr (LOSSLESS) lossless_fragments<XBF16>(pairs, 0u, rc, af);
@@ -555,8 +570,7 @@ struct warp_gemm {
           for (std::uint32_t c = ca + lane; c < cb; c += 32) {
             const std::uint32_t i = tile_symbol_index(W.order, h, w, ro + rr, c);
             const std::uint32_t sym = fixed ? W.first + fixed_code_at(tile, W.code_bits, i) : stored_symbol(tile, W.alphabet, i);
-            const std::uint32_t r7 = LOSSLESS ? raw7_unpack(raw + 7u * (i >> 3), i & 7u) : 0u;
-            const float v = value(sym, row0 + rr, tcol0 + c, r7);
+            const float v = value(sym, row0 + rr, tcol0 + c, LOSSLESS ? raw_at(raw, i) : 0u);
 #pragma unroll
             for (int b = 0; b < BC; ++b)
               if (std::uint32_t(b) < nb) part[b] = fmaf(v, xs(b, c - ca), part[b]);
@@ -610,15 +624,7 @@ struct warp_gemm {
 #pragma unroll
       for (std::uint32_t step = 32; step > 0; step >>= 1)
         if (row + step < hr && std::uint32_t(rows[row + step]) - rbase <= p) row += step;
-      float delta = 0.0f;
-      if (inr) {
-        if constexpr (LOSSLESS) {
-          delta = half_bits_to_float<XBF16>(val) - half_bits_to_float<XBF16>(lossless16_join(W.first, lossless16_raw(val)));
-        } else {
-          delta = float(int(val) - int(W.first));
-          if constexpr (INT4) delta *= int4_scale(row0 + row, tcol0 + col);
-        }
-      }
+      const float delta = inr ? escape_delta(row, col, val, int(W.first), tcol0) : 0.0f;
       const std::uint32_t key = valid ? row : 64u;  // rows never decrease across lanes
       bool same[5];
 #pragma unroll
@@ -650,14 +656,14 @@ struct warp_gemm {
     const std::uint32_t nq = k1 - k0;
     const std::uint32_t q0 = (ro / 64u) * (w / 16u) + k0;
     // 1. code words of the first quads (fast path), in flight while the rest is set up.
-    std::uint32_t wb[D][K > 0 ? K : 1], rb[D][LOSSLESS ? 7 : 1];
+    std::uint32_t wb[D][K > 0 ? K : 1], rb[D][RW];
     if constexpr (P == path::fixed_fast) {
       if (fast) {
 #pragma unroll
         for (int d = 0; d < D; ++d) {
           if (std::uint32_t(d) < nq) {
             load_fixed_quad<K>(reinterpret_cast<const std::uint32_t*>(tile), q0 + d, wb[d]);
-            if constexpr (LOSSLESS) load_raw_quad(raw + 896u * (q0 + d) + 28u * lane, rb[d]);
+            if constexpr (LOSSLESS) load_raw_quad(raw + raw_quad_bytes * (q0 + d) + raw_lane_bytes * lane, rb[d]);
           }
         }
       }
@@ -719,7 +725,7 @@ struct warp_gemm {
     const std::uint64_t bytes = tb - ta;
     const std::uint32_t hr = h - ro < strip_rows ? h - ro : strip_rows;
     const std::uint64_t tcol0 = tc * L.tile_cols;
-    const std::uint8_t* raw = LOSSLESS ? W.data + W.raw_offset + raw7_group_bytes * L.groups8_before(tile_id) : nullptr;
+    const std::uint8_t* raw = LOSSLESS ? raw_tile_of(tile_id) : nullptr;
     const bool fixed = W.coding == plane_coding::fixed;
     fixed_tile_shape sh{};
     if (fixed) {
@@ -794,7 +800,14 @@ struct warp_gemm {
   static constexpr bool STAGE_WORDS = (TILECODEC_FUSED_STREAM_STAGE_WORDS & QBIT) != 0 && STREAMED && NG == 1 && !SMEM_B && K > 0;
   static constexpr bool STAGE_RAW = TILECODEC_FUSED_STREAM_STAGE_RAW != 0 && LOSSLESS && STREAMED && NG == 1 && !SMEM_B;
   static constexpr std::uint32_t words_stage_bytes = STAGE_WORDS ? DS * 128u * std::uint32_t(K) : 0u;
-  static constexpr std::uint32_t stage_bytes = words_stage_bytes + (STAGE_RAW ? DS * 896u : 0u);
+  static constexpr std::uint32_t stage_bytes = words_stage_bytes + (STAGE_RAW ? DS * raw_quad_bytes : 0u);
+  // Where byte b of a quad's raw plane sits in its ring slot: lane l's 32 bytes at 32 l, their two
+  // 16-byte halves swapped for lanes with bit 2 set, so that eight lanes reading the same half with
+  // 16-byte loads touch all 32 banks once (unswizzled, a 32-byte lane stride is a 2-way conflict;
+  // 4-byte reads of it were 8-way).
+  static __device__ __forceinline__ std::uint32_t raw_ring_pos(std::uint32_t b) {
+    return b ^ (((b >> 7) & 1u) << 4);
+  }
   unsigned char* words_smem = nullptr;  // this warp's rings (STAGE_WORDS, then STAGE_RAW), set by the kernel
   // RING_WORDS: RS slots of one quad's code words, in stream_storage's escape-entry buffers and
   // then in corr (returned to zero after each piece).
@@ -825,7 +838,7 @@ struct warp_gemm {
       // values, status raised, no predicated loads): the payload must hold one tile's codes.
       if (W.payload_bytes < fixed_shape(W.fixed(), L.height_of_grid_row(gr), L.tile_cols).code_bytes) return false;
       if constexpr (LOSSLESS) {
-        const std::uint8_t* raw = W.data + W.raw_offset + raw7_group_bytes * L.groups8_before(gr * L.grid_cols);
+        const std::uint8_t* raw = raw_tile_of(gr * L.grid_cols);
         if ((reinterpret_cast<std::uintptr_t>(raw) & 3u) != 0) return false;
       }
       return true;
@@ -896,7 +909,14 @@ struct warp_gemm {
   __device__ __forceinline__ float escape_delta(std::uint32_t r, std::uint32_t col, std::uint32_t val, int first,
                                                 std::uint64_t tcol0) const {
     if constexpr (LOSSLESS) {
-      return half_bits_to_float<XBF16>(val) - half_bits_to_float<XBF16>(lossless16_join(W.first, lossless16_raw(val)));
+      // Fixed codes of 16-bit lossless tensors are split in bytes (the format allows no other):
+      // val is the symbol, sign and low bits are the element's raw byte. Rare (about 0.01% of
+      // bf16 weights at 4-bit codes), so the raw byte is found the long way.
+      const std::uint64_t t = gr * W.layout.grid_cols + tcol0 / W.layout.tile_cols;
+      const tile_box b = W.layout.box(t);
+      const std::uint32_t raw = raw_tile_of(t)[tile_symbol_index(W.order, b.height, b.width, ro + r, col)];
+      return half_bits_to_float<XBF16>(lossless16_byte_join(val, raw)) -
+             half_bits_to_float<XBF16>(lossless16_byte_join(W.first, raw));
     } else {
       float delta = float(int(val) - first);
       if constexpr (INT4) delta *= int4_scale(row0 + r, tcol0 + col);
@@ -1190,9 +1210,8 @@ struct warp_gemm {
       const std::uint32_t nq = static_cast<std::uint32_t>(pb - pa);
       const std::uint32_t k0 = static_cast<std::uint32_t>(pa - tc0 * kt);  // first unit's k chunk in its tile
       const std::uint32_t qs0 = (ro / 64u) * kt;                             // the strip's first quad in a tile
-      const std::uint8_t* raw_row =
-          LOSSLESS ? W.data + W.raw_offset + raw7_group_bytes * L.groups8_before(gr * L.grid_cols) : nullptr;
-      const std::uint64_t raw_tile = raw7_group_bytes * tile_layout::groups8(h, L.tile_cols);
+      const std::uint8_t* raw_row = LOSSLESS ? raw_tile_of(gr * L.grid_cols) : nullptr;
+      const std::uint64_t raw_tile = std::uint64_t(h) * L.tile_cols;  // the byte split: a byte a weight
       // 2. the prefetch cursor and the first DS quads.
       const std::uint32_t* pw = nullptr;
       const std::uint8_t* pr = nullptr;
@@ -1204,10 +1223,10 @@ struct warp_gemm {
         // A corrupt tile (status raised) reads the payload's first tile: in bounds (stream_applies).
         pw = reinterpret_cast<const std::uint32_t*>(W.data + W.payload_offset + (pvalid ? off : 0)) +
              32u * std::uint32_t(K) * (qs0 + k) + lane;
-        if constexpr (LOSSLESS) pr = raw_row + raw_tile * (tc0 + pt) + 896u * (qs0 + k) + 28u * lane;
+        if constexpr (LOSSLESS) pr = raw_row + raw_tile * (tc0 + pt) + raw_quad_bytes * (qs0 + k) + raw_lane_bytes * lane;
         pleft = kt - k;
       };
-      std::uint32_t wb[DS][K > 0 ? K : 1], rb[DS][LOSSLESS ? 7 : 1];
+      std::uint32_t wb[DS][K > 0 ? K : 1], rb[DS][RW];
       // STAGE: slot d of the shared ring takes the quad prefetch(d) asks for (one commit group).
       constexpr bool STAGE = STAGE_WORDS || STAGE_RAW;
       constexpr bool EARLY = TILECODEC_FUSED_STREAM_EARLY_QUADS != 0 && !SMEM_B;
@@ -1230,20 +1249,22 @@ struct warp_gemm {
         }
         if constexpr (STAGE_RAW) {
           // A corrupt tile's raw words read as zeros, as on the register path.
-          const unsigned char* quad = pr - 28u * lane;
-          const std::uint32_t slot = raw_ring + std::uint32_t(d) * 896u;
+          const unsigned char* quad = pr - raw_lane_bytes * lane;
+          const std::uint32_t slot = raw_ring + std::uint32_t(d) * raw_quad_bytes;
           if (raw16) {
 #pragma unroll
-            for (std::uint32_t c = lane; c < 56u; c += 32) cp_async16_or_zero(slot + 16u * c, quad + 16u * c, pvalid);
+            for (std::uint32_t c = lane; c < raw_quad_bytes / 16u; c += 32)
+              cp_async16_or_zero(slot + raw_ring_pos(16u * c), quad + 16u * c, pvalid);
           } else {
 #pragma unroll
-            for (std::uint32_t c = lane; c < 224u; c += 32) cp_async4_or_zero_to(slot + 4u * c, quad + 4u * c, pvalid);
+            for (std::uint32_t c = lane; c < raw_quad_bytes / 4u; c += 32)
+              cp_async4_or_zero_to(slot + raw_ring_pos(4u * c), quad + 4u * c, pvalid);
           }
-          pr += 896;
+          pr += raw_quad_bytes;
         } else if constexpr (LOSSLESS) {
 #pragma unroll
-          for (int j = 0; j < 7; ++j) rb[d][j] = pvalid ? ldg_u32(pr + 4 * j) : 0u;
-          pr += 896;
+          for (int j = 0; j < RW; ++j) rb[d][j] = pvalid ? ldg_u32(pr + 4 * j) : 0u;
+          pr += raw_quad_bytes;
         }
         if constexpr (STAGE) cp_async_commit();
         pw += 32u * K;
@@ -1411,10 +1432,14 @@ struct warp_gemm {
 #pragma unroll
                 for (int jw = 0; jw < K; ++jw)
                   wb[d][jw] = ::tilecodec::detail::lds_u32(words_ring + std::uint32_t(d) * (128u * K) + 4u * (32u * jw + lane));
-              if constexpr (STAGE_RAW)  // lane stride 7 words: no bank conflicts
+              if constexpr (STAGE_RAW) {  // two 16-byte loads, conflict-free (raw_ring_pos)
+                const std::uint32_t at = raw_ring + std::uint32_t(d) * raw_quad_bytes + raw_lane_bytes * lane;
 #pragma unroll
-                for (int jr = 0; jr < 7; ++jr)
-                  rb[d][jr] = ::tilecodec::detail::lds_u32(raw_ring + std::uint32_t(d) * 896u + 28u * lane + 4u * jr);
+                for (std::uint32_t hh = 0; hh < 2; ++hh)
+                  asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+                               : "=r"(rb[d][4 * hh]), "=r"(rb[d][4 * hh + 1]), "=r"(rb[d][4 * hh + 2]), "=r"(rb[d][4 * hh + 3])
+                               : "r"(at + raw_ring_pos(raw_lane_bytes * lane + 16u * hh) - raw_lane_bytes * lane));
+              }
             }
             quad_fragments(wb[d], rb[d], first2, af);
             if constexpr (STAGE) __syncwarp();  // every lane has read slot d before it is refilled
@@ -1531,7 +1556,7 @@ struct warp_gemm {
           continue;
         }
         const std::uint32_t w = L.width_of_grid_col(u);
-        const std::uint8_t* raw = LOSSLESS ? W.data + W.raw_offset + raw7_group_bytes * L.groups8_before(tt) : nullptr;
+        const std::uint8_t* raw = LOSSLESS ? raw_tile_of(tt) : nullptr;
         rans_tile(*rst, *table, W.data + W.payload_offset + ta, tb - ta, w, u * L.tile_cols, raw);
       }
     } else if (STREAMED && stream_applies(u0, u1)) {

@@ -210,16 +210,19 @@ class tensor_decoder {
         }
         return;
       }
-      // 16-bit: unpack the tile's 7-bit raw values (8 per 7 bytes), then join row by row.
+      // 16-bit: unpack the tile's 7-bit raw values (8 per 7 bytes) or copy its raw bytes (the
+      // byte split), then join row by row.
       thread_local std::vector<std::uint8_t> raw7;
       const std::uint32_t n = b.size();
       raw7.resize(n + raw7_group);
-      const std::uint32_t groups = (n + raw7_group - 1) / raw7_group;
+      const bool split_bytes = lossless16_bytes(h.alphabet);
+      const std::uint32_t groups = split_bytes ? 0u : (n + raw7_group - 1) / raw7_group;
+      if (split_bytes) std::memcpy(raw7.data(), raw, n);
       // All but the plane's very last group read 8 bytes at once (the 8th belongs to the next
       // group or section): the low 7 bits of each byte are values 0..6, and one multiply
       // gathers the 7 top bits into value 7 (bit j of the product's top byte = top bit of byte j).
       const bool last_tile = t + 1 == h.tile_count;
-      const std::uint32_t wide = last_tile ? groups - 1 : groups;
+      const std::uint32_t wide = last_tile && groups > 0 ? groups - 1 : groups;
       std::uint8_t* const values = raw7.data();  // hoisted: the thread_local is not reread per group
       for (std::uint32_t g = 0; g < wide; ++g) {
         std::uint64_t v;
@@ -245,7 +248,10 @@ class tensor_decoder {
         const std::uint16_t* sym = symbols + std::uint64_t(r) * w;
         const std::uint8_t* rr = values + std::uint64_t(r) * w;
         std::uint16_t* o = o0 + r * ld;
-        for (std::uint32_t c = 0; c < w; ++c) o[c] = lossless16_join(sym[c], rr[c]);
+        if (split_bytes)
+          for (std::uint32_t c = 0; c < w; ++c) o[c] = lossless16_byte_join(sym[c], rr[c]);
+        else
+          for (std::uint32_t c = 0; c < w; ++c) o[c] = lossless16_join(sym[c], rr[c]);
       }
       return;
     }

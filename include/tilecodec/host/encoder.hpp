@@ -75,6 +75,7 @@ struct source {
   const std::uint16_t* group_scales;  // int4_group, f16 bits
   std::uint32_t group_size;
   std::uint64_t groups_per_row;
+  std::uint32_t alphabet;  // 16-bit lossless: 512 (9-bit symbol, 7-bit raw) or 256 (the byte split)
 };
 
 inline float load_as_float(const void* data, dtype type, std::uint64_t i) {
@@ -182,9 +183,9 @@ inline void symbolize_row(const source& s, std::uint64_t r, std::uint64_t c0, st
           }
       } else {
         const std::uint16_t* v = static_cast<const std::uint16_t*>(s.data) + base;
-        for (std::uint32_t c = 0; c < w; ++c) sym[c] = static_cast<std::uint16_t>(lossless16_symbol(v[c]));
+        for (std::uint32_t c = 0; c < w; ++c) sym[c] = static_cast<std::uint16_t>(lossless16_symbol(v[c], s.alphabet));
         if (raw)
-          for (std::uint32_t c = 0; c < w; ++c) raw[c] = static_cast<std::uint8_t>(lossless16_raw(v[c]));
+          for (std::uint32_t c = 0; c < w; ++c) raw[c] = static_cast<std::uint8_t>(lossless16_raw(v[c], s.alphabet));
       }
       return;
     case quant::kind::int8_rowwise:
@@ -225,8 +226,9 @@ inline void symbolize_tile(const source& s, const tile_box& b, symbol_order orde
 }
 
 // 16-bit lossless, the histogram pass: adds tile b's symbols to `hist` (4 x bins counters, as
-// count_symbols) straight from the input, four values per u64 load, and writes its 7-bit raw
-// values in symbol order. The histogram does not depend on the order, so no symbol is stored.
+// count_symbols) straight from the input, four values per u64 load, and writes its raw values
+// (7-bit, or bytes for the byte split) in symbol order, one a byte. The histogram does not
+// depend on the order, so no symbol is stored.
 inline void count_and_split_tile16(const source& s, const tile_box& b, symbol_order order, std::uint8_t* raw,
                                    std::uint32_t bins, std::uint32_t* hist) {
   constexpr std::uint32_t ahead = 8;  // rows, as symbolize_tile
@@ -235,6 +237,8 @@ inline void count_and_split_tile16(const source& s, const tile_box& b, symbol_or
   std::uint32_t* const h2 = hist + 2 * bins;
   std::uint32_t* const h3 = hist + 3 * bins;
   const std::uint16_t* base = static_cast<const std::uint16_t*>(s.data) + b.row0 * s.cols + b.col0;
+  const bool split_bytes = lossless16_bytes(s.alphabet);
+  const std::uint32_t shift = split_bytes ? 7u : 6u, mask = split_bytes ? 0xffu : 0x1ffu;
   for (std::uint32_t r = 0; r < b.height; ++r) {
     const std::uint16_t* v = base + r * s.cols;
 #if defined(__GNUC__)
@@ -245,14 +249,14 @@ inline void count_and_split_tile16(const source& s, const tile_box& b, symbol_or
     for (; c + 4 <= b.width; c += 4) {
       std::uint64_t x;
       std::memcpy(&x, v + c, 8);
-      ++h0[(x >> 6) & 0x1ffu];
-      ++h1[(x >> 22) & 0x1ffu];
-      ++h2[(x >> 38) & 0x1ffu];
-      ++h3[(x >> 54) & 0x1ffu];
+      ++h0[(x >> shift) & mask];
+      ++h1[(x >> (16 + shift)) & mask];
+      ++h2[(x >> (32 + shift)) & mask];
+      ++h3[(x >> (48 + shift)) & mask];
     }
-    for (; c < b.width; ++c) ++h0[lossless16_symbol(v[c])];
+    for (; c < b.width; ++c) ++h0[lossless16_symbol(v[c], s.alphabet)];
     std::uint8_t* rr = raw + std::uint64_t(r) * b.width;
-    for (c = 0; c < b.width; ++c) rr[c] = static_cast<std::uint8_t>(lossless16_raw(v[c]));
+    for (c = 0; c < b.width; ++c) rr[c] = static_cast<std::uint8_t>(lossless16_raw(v[c], s.alphabet));
   }
   reorder_tile_in_place(order, b.height, b.width, raw, 1, true);  // no-op unless mma order applies
 }
@@ -343,7 +347,7 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
   if (params.coder == coder::kind::raw) h.params.prob_bits = 0, h.params.lanes = 1;
   const bool fixed_coder = params.coder == coder::kind::fixed || params.coder == coder::kind::fixed_marked;
   if (fixed_coder) h.params.prob_bits = 0;  // the code width, once chosen
-  h.alphabet = alphabet_size(params.quant, type);
+  h.alphabet = alphabet_size(params.quant, type, params.coder);
   h.rank = static_cast<int>(shape.size());
   for (std::size_t i = 0; i < shape.size(); ++i) h.dims[i] = shape[i];
   tile_layout layout;
@@ -355,7 +359,7 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
   const unsigned threads = ::tilecodec::detail::resolve_threads(options.threads);
 
   // 1. Quantization scales (one pass over the rows).
-  detail::source src{data, type, layout.cols, params.quant, nullptr, nullptr, params.group_size, 0};
+  detail::source src{data, type, layout.cols, params.quant, nullptr, nullptr, params.group_size, 0, h.alphabet};
   std::vector<float> row_scales;
   std::vector<std::uint16_t> group_scales;
   if (params.quant != quant::kind::lossless && elements > 0) {
@@ -403,7 +407,8 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
   //    The sections whose sizes are known now (scales, raw plane) come first in the format, so
   //    the raw plane is written once, in the output buffer, which is reserved for the largest
   //    payload the encoder may keep (the stored size) and never reallocates.
-  const bool raw7 = params.quant == quant::kind::lossless && type != dtype::f32;
+  const bool raw16 = params.quant == quant::kind::lossless && type != dtype::f32;
+  const bool raw7 = raw16 && !lossless16_bytes(h.alphabet);  // else one byte an element, written in place
   const bool raw24 = params.quant == quant::kind::lossless && type == dtype::f32;
   std::uint64_t stored_payload = 0;
   for (std::uint64_t t = 0; t < h.tile_count; ++t)
@@ -431,11 +436,12 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
       const std::uint32_t n = b.size();
       std::uint8_t* raw = nullptr;
       if (raw7) raw_scratch.resize(n), raw = raw_scratch.data();
+      if (raw16 && !raw7) raw = raw_plane + layout.element_start(t);
       if (raw24) raw = raw_plane + 3 * layout.element_start(t);
       std::uint32_t* hist = local[worker].data();  // a tile has < 2^32 symbols: no overflow
-      if (raw7) {  // 16-bit lossless: symbols counted straight from the input, none written
+      if (raw16) {  // 16-bit lossless: symbols counted straight from the input, none written
         detail::count_and_split_tile16(src, b, params.order, raw, bins, hist);
-        detail::pack_raw7(raw, n, raw_plane + raw7_group_bytes * layout.groups8_before(t));
+        if (raw7) detail::pack_raw7(raw, n, raw_plane + raw7_group_bytes * layout.groups8_before(t));
       } else {
         sym_scratch.resize(n);
         detail::symbolize_tile(src, b, params.order, sym_scratch.data(), raw, raw24 ? 3u : 1u);
@@ -504,9 +510,13 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
       params.coder == coder::kind::fixed && params.prob_bits >= 1 && params.prob_bits <= 9 ? params.prob_bits : 0;
   if (params.coder == coder::kind::fixed && elements > 0) {
     std::uint64_t in = 0;
+    // 16-bit lossless (the byte split) takes 4-bit codes at least: bf16 at 3 bits is 6% smaller but
+    // escapes 1.6% of its weights (0.013% at 4) and runs the fused GEMV 1.9-2.1x slower, without
+    // the interleaved decode (H200, docs/PERFORMANCE.md 6.19). A pin still gets any width.
+    const std::uint32_t min_bits = raw16 ? 4u : 1u;
     fixed = pinned_bits != 0
                 ? fixed_code_of_width(counts.data(), h.alphabet, pinned_bits, in)
-                : choose_fixed_code(counts.data(), h.alphabet, h.tile_count, layout.tile_rows, layout.tile_cols);
+                : choose_fixed_code(counts.data(), h.alphabet, h.tile_count, layout.tile_rows, layout.tile_cols, min_bits);
     h.coding = plane_coding::fixed;
     h.params.prob_bits = fixed.bits;
   }
@@ -569,7 +579,7 @@ inline encoded_tensor encode(const void* data, dtype type, const std::vector<std
         else
 #endif
         if (coding == plane_coding::fixed) {
-          const std::uint8_t* raw_tile =
+          const std::uint8_t* raw_tile =  // escape entries of the 9-bit split hold the whole value
               raw7 ? bytes.data() + h.raw_offset + raw7_group_bytes * layout.groups8_before(t) : nullptr;
           if (!fixed_encode_tile(fixed, params.order, b.height, b.width, sym, raw_tile, out)) too_many_escapes = true;
         } else if (coding == plane_coding::fixed_marked) {

@@ -18,6 +18,7 @@ namespace detail {
 // What one output value is made of. Chosen once per tensor and output dtype.
 enum class emit_kind : std::uint8_t {
   lossless16,    // bf16/fp16: 9-bit symbol joined with a packed 7-bit raw value
+  lossless16_bytes,  // bf16/fp16, the byte split: 8-bit symbol joined with a raw byte
   lossless32,    // fp32: 8-bit symbol joined with three raw bytes
   int8_codes,    // int8_rowwise -> i8: symbol - 128
   int4_codes,    // int4_group  -> i8: symbol - 8
@@ -26,7 +27,10 @@ enum class emit_kind : std::uint8_t {
 };
 
 TILECODEC_DEV emit_kind choose_emit(const device::tensor_ref& t, dtype out) {
-  if (t.quant == quant::kind::lossless) return t.source == dtype::f32 ? emit_kind::lossless32 : emit_kind::lossless16;
+  if (t.quant == quant::kind::lossless) {
+    if (t.source == dtype::f32) return emit_kind::lossless32;
+    return lossless16_bytes(t.alphabet) ? emit_kind::lossless16_bytes : emit_kind::lossless16;
+  }
   const bool int8 = t.quant == quant::kind::int8_rowwise;
   if (out == dtype::i8) return int8 ? emit_kind::int8_codes : emit_kind::int4_codes;
   return int8 ? emit_kind::int8_dequant : emit_kind::int4_dequant;
@@ -246,6 +250,28 @@ class tile_writer {
     st16(d + 16, u32x4{o[4], o[5], o[6], o[7]});
   }
 
+  // 16 values of the byte split from this lane's 16 byte symbols and the 16 raw bytes at
+  // raw_tile + i0, read as five aligned words (as emit_lossless16: the bytes around them lie in
+  // the raw plane or the sections after it). Per pair of values: the symbols' bytes into the two
+  // halves, the raw bytes with their sign copied into the byte above, one shift and one LOP3.
+  TILECODEC_DEV void emit_lossless16_bytes(std::uint32_t i0, const u32x4& s) {
+    const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(raw_tile_) + i0;
+    const std::uint32_t* p = reinterpret_cast<const std::uint32_t*>(a & ~std::uintptr_t(3));
+    const std::uint32_t sh = 8u * static_cast<std::uint32_t>(a & 3u);
+    const std::uint32_t w0 = p[0], w1 = p[1], w2 = p[2], w3 = p[3], w4 = p[4];
+    const std::uint32_t raw[4] = {funnel(w0, w1, sh), funnel(w1, w2, sh), funnel(w2, w3, sh), funnel(w3, w4, sh)};
+    const std::uint32_t sym[4] = {s.x, s.y, s.z, s.w};
+    std::uint32_t o[8];
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      const std::uint32_t lo_sel = (k & 1) ? 0x4342u : 0x4140u;          // bytes 0, 1 or 2, 3 into the halves
+      const std::uint32_t r = byte_perm_msb(raw[k / 2], 0u, (k & 1) ? 0xb3a2u : 0x9180u);  // byte, its sign
+      o[k] = (r & 0x807f807fu) | (byte_perm(sym[k / 2], 0u, lo_sel) << 7);
+    }
+    st16(p_, u32x4{o[0], o[1], o[2], o[3]});
+    st16(p_ + 16, u32x4{o[4], o[5], o[6], o[7]});
+  }
+
   // 16 int8 symbols as codes (symbol - 128: the top bit flipped).
   static TILECODEC_DEV void store_int8_codes(std::uint8_t* d, const u32x4& s) {
     st16(d, u32x4{s.x ^ 0x80808080u, s.y ^ 0x80808080u, s.z ^ 0x80808080u, s.w ^ 0x80808080u});
@@ -290,6 +316,9 @@ class tile_writer {
         }
         return;
       }
+      case emit_kind::lossless16_bytes:
+        emit_lossless16_bytes(i0, s);
+        return;
       default:  // lossless32 (lossless16 never has byte symbols)
         emit_slow(i0, per_lane, sym, false);
         return;
@@ -320,6 +349,9 @@ class tile_writer {
         case emit_kind::lossless16:
           *reinterpret_cast<std::uint16_t*>(d) =
               lossless16_join(symbol, raw7_unpack(raw_tile_ + raw7_group_bytes * (i / raw7_group), i % raw7_group));
+          break;
+        case emit_kind::lossless16_bytes:
+          *reinterpret_cast<std::uint16_t*>(d) = lossless16_byte_join(symbol, raw_tile_[i]);
           break;
         case emit_kind::lossless32: {
           const std::uint8_t* p = raw_tile_ + 3u * std::uint64_t(i);

@@ -70,6 +70,27 @@ TILECODEC_HD std::uint32_t byte_perm(std::uint32_t a, std::uint32_t b, std::uint
 #endif
 }
 
+// byte_perm whose selector nibbles may also set bit 3: that result byte is then the selected
+// byte's top bit copied 8 times (PRMT's sign replication; __byte_perm keeps 3 bits a nibble).
+// The byte-split lossless joins use it to put a raw byte's sign in bit 15 of its half.
+TILECODEC_HD std::uint32_t byte_perm_msb(std::uint32_t a, std::uint32_t b, std::uint32_t sel) {
+#if defined(__CUDA_ARCH__)
+  std::uint32_t d;
+  asm("prmt.b32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(sel));
+  return d;
+#else
+  const std::uint64_t v = (std::uint64_t(b) << 32) | a;
+  std::uint32_t r = 0;
+  for (int k = 0; k < 4; ++k) {
+    const std::uint32_t nib = (sel >> (4 * k)) & 0xfu;
+    std::uint32_t byte = std::uint32_t(v >> (8 * (nib & 7u))) & 0xffu;
+    if (nib & 8u) byte = (byte & 0x80u) ? 0xffu : 0u;
+    r |= byte << (8 * k);
+  }
+  return r;
+#endif
+}
+
 // (hi:lo >> shift) for shift in 0..31: the 32 bits starting `shift` bits into the pair.
 TILECODEC_HD std::uint32_t funnel(std::uint32_t lo, std::uint32_t hi, std::uint32_t shift) {
 #if defined(__CUDA_ARCH__)
