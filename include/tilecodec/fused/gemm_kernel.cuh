@@ -909,14 +909,18 @@ struct warp_gemm {
   __device__ __forceinline__ float escape_delta(std::uint32_t r, std::uint32_t col, std::uint32_t val, int first,
                                                 std::uint64_t tcol0) const {
     if constexpr (LOSSLESS) {
-      // Fixed codes of 16-bit lossless tensors are split in bytes (the format allows no other):
-      // val is the symbol, sign and low bits are the element's raw byte. Rare (about 0.01% of
-      // bf16 weights at 4-bit codes), so the raw byte is found the long way.
-      const std::uint64_t t = gr * W.layout.grid_cols + tcol0 / W.layout.tile_cols;
-      const tile_box b = W.layout.box(t);
-      const std::uint32_t raw = raw_tile_of(t)[tile_symbol_index(W.order, b.height, b.width, ro + r, col)];
-      return half_bits_to_float<XBF16>(lossless16_byte_join(val, raw)) -
-             half_bits_to_float<XBF16>(lossless16_byte_join(W.first, raw));
+      if (lossless16_bytes(W.alphabet)) {  // val: the symbol; sign and low bits in the raw plane
+        const std::uint64_t t = gr * W.layout.grid_cols + tcol0 / W.layout.tile_cols;
+        const tile_box b = W.layout.box(t);
+        const std::uint32_t raw = raw_tile_of(t)[tile_symbol_index(W.order, b.height, b.width, ro + r, col)];
+        return half_bits_to_float<XBF16>(lossless16_byte_join(val, raw)) -
+               half_bits_to_float<XBF16>(lossless16_byte_join(W.first, raw));
+      }
+      // The 9-bit split's escapes hold the whole value. Fixed codes of 16-bit lossless tensors are
+      // split in bytes (the format allows no other), so this serves a hand-made matrix_ref only;
+      // kept because without it ptxas spilled 60% more in the batch <= 8 kernels (so did a
+      // noinline call for the byte above: PERFORMANCE.md 6.19).
+      return half_bits_to_float<XBF16>(val) - half_bits_to_float<XBF16>(lossless16_join(W.first, lossless16_raw(val)));
     } else {
       float delta = float(int(val) - first);
       if constexpr (INT4) delta *= int4_scale(row0 + r, tcol0 + col);
