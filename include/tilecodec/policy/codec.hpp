@@ -74,7 +74,8 @@ namespace fused {
 // encoder takes the smallest code width (int8 Llama-like weights: 7 bits and 1.8% escapes); int8
 // pinned at 8 bits (format_params::prob_bits = 8, rule option prob-bits=8: no escapes, ~10% more bytes)
 // runs the fused GEMV/GEMM faster at every batch size (H200: 1-14% at batch 1, 14-27% at batch 4,
-// 27-40% at batch 16; docs/PERFORMANCE.md 6.13).
+// 27-40% at batch 16; docs/PERFORMANCE.md 6.13). 16-bit lossless under these codecs is split in
+// bytes (format/planes.hpp: exponent codes, at least 4 bits wide, and a raw byte a weight).
 using int8_codec = codec<tile256_mma, quant::int8_rowwise, coder::fixed>;
 using int4_codec = codec<tile256_mma, quant::int4_group<128>, coder::fixed>;
 using lossless_codec = codec<tile256_mma, quant::lossless, coder::fixed>;
