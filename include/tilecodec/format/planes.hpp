@@ -38,9 +38,6 @@ TILECODEC_HD bool lossless16_bytes(std::uint32_t alphabet) { return alphabet == 
 TILECODEC_HD std::uint32_t lossless16_symbol(std::uint32_t v, std::uint32_t alphabet) {
   return lossless16_bytes(alphabet) ? lossless16_byte_symbol(v) : lossless16_symbol(v);
 }
-TILECODEC_HD std::uint32_t lossless16_raw(std::uint32_t v, std::uint32_t alphabet) {
-  return lossless16_bytes(alphabet) ? lossless16_byte_raw(v) : lossless16_raw(v);
-}
 TILECODEC_HD std::uint16_t lossless16_join(std::uint32_t symbol, std::uint32_t raw, std::uint32_t alphabet) {
   return lossless16_bytes(alphabet) ? lossless16_byte_join(symbol, raw) : lossless16_join(symbol, raw);
 }

@@ -192,11 +192,15 @@ class tensor_decoder {
     const std::uint32_t w = b.width;
     if (h.params.quant == quant::kind::lossless) {
       const std::uint8_t* raw = view_.raw_tile(t);
-      thread_local std::vector<std::uint8_t> raw24;
-      if (h.source == dtype::f32 && tile_uses_mma_order(h.params.order, b.height, b.width)) {
-        raw24.resize(std::size_t(b.size()) * 3);
-        reorder_tile(h.params.order, b.height, b.width, raw, raw24.data(), 3, false);
-        raw = raw24.data();
+      // fp32 (3 raw bytes an element) and the byte split (one) read the plane as it is, after an
+      // out-of-place reorder in the mma order; the 7-bit plane is unpacked into a scratch below.
+      const bool split_bytes = h.source != dtype::f32 && lossless16_bytes(h.alphabet);
+      thread_local std::vector<std::uint8_t> raw_rows;
+      if ((h.source == dtype::f32 || split_bytes) && tile_uses_mma_order(h.params.order, b.height, b.width)) {
+        const std::uint32_t step = h.source == dtype::f32 ? 3u : 1u;
+        raw_rows.resize(std::size_t(b.size()) * step);
+        reorder_tile(h.params.order, b.height, b.width, raw, raw_rows.data(), step, false);
+        raw = raw_rows.data();
       }
       if (h.source == dtype::f32) {
         for (std::uint32_t r = 0; r < b.height; ++r) {
@@ -210,32 +214,33 @@ class tensor_decoder {
         }
         return;
       }
-      // 16-bit: unpack the tile's 7-bit raw values (8 per 7 bytes) or copy its raw bytes (the
-      // byte split), then join row by row.
-      thread_local std::vector<std::uint8_t> raw7;
-      const std::uint32_t n = b.size();
-      raw7.resize(n + raw7_group);
-      const bool split_bytes = lossless16_bytes(h.alphabet);
-      const std::uint32_t groups = split_bytes ? 0u : (n + raw7_group - 1) / raw7_group;
-      if (split_bytes) std::memcpy(raw7.data(), raw, n);
-      // All but the plane's very last group read 8 bytes at once (the 8th belongs to the next
-      // group or section): the low 7 bits of each byte are values 0..6, and one multiply
-      // gathers the 7 top bits into value 7 (bit j of the product's top byte = top bit of byte j).
-      const bool last_tile = t + 1 == h.tile_count;
-      const std::uint32_t wide = last_tile && groups > 0 ? groups - 1 : groups;
-      std::uint8_t* const values = raw7.data();  // hoisted: the thread_local is not reread per group
-      for (std::uint32_t g = 0; g < wide; ++g) {
-        std::uint64_t v;
-        std::memcpy(&v, raw + std::uint64_t(g) * raw7_group_bytes, 8);
-        const std::uint64_t flags = (v >> 7) & 0x0001010101010101ull;
-        const std::uint64_t top = (flags * 0x0102040810204080ull) >> 56;
-        const std::uint64_t unpacked = (v & 0x007f7f7f7f7f7f7full) | (top << 56);
-        std::memcpy(values + std::uint64_t(g) * raw7_group, &unpacked, 8);
+      // 16-bit: the raw bytes (byte split) or the unpacked 7-bit raw values, then join row by row.
+      const std::uint8_t* values = raw;
+      if (!split_bytes) {
+        thread_local std::vector<std::uint8_t> raw7;
+        const std::uint32_t n = b.size();
+        raw7.resize(n + raw7_group);
+        const std::uint32_t groups = (n + raw7_group - 1) / raw7_group;
+        // All but the plane's very last group read 8 bytes at once (the 8th belongs to the next
+        // group or section): the low 7 bits of each byte are values 0..6, and one multiply
+        // gathers the 7 top bits into value 7 (bit j of the product's top byte = top bit of byte j).
+        const bool last_tile = t + 1 == h.tile_count;
+        const std::uint32_t wide = last_tile ? groups - 1 : groups;
+        std::uint8_t* const unpacked7 = raw7.data();  // hoisted: the thread_local is not reread per group
+        for (std::uint32_t g = 0; g < wide; ++g) {
+          std::uint64_t v;
+          std::memcpy(&v, raw + std::uint64_t(g) * raw7_group_bytes, 8);
+          const std::uint64_t flags = (v >> 7) & 0x0001010101010101ull;
+          const std::uint64_t top = (flags * 0x0102040810204080ull) >> 56;
+          const std::uint64_t unpacked = (v & 0x007f7f7f7f7f7f7full) | (top << 56);
+          std::memcpy(unpacked7 + std::uint64_t(g) * raw7_group, &unpacked, 8);
+        }
+        for (std::uint32_t g = wide; g < groups; ++g)
+          for (std::uint32_t j = 0; j < raw7_group; ++j)
+            raw7[g * raw7_group + j] = static_cast<std::uint8_t>(raw7_unpack(raw + std::uint64_t(g) * raw7_group_bytes, j));
+        reorder_tile_in_place(h.params.order, b.height, b.width, unpacked7, 1, false);
+        values = unpacked7;
       }
-      for (std::uint32_t g = wide; g < groups; ++g)
-        for (std::uint32_t j = 0; j < raw7_group; ++j)
-          raw7[g * raw7_group + j] = static_cast<std::uint8_t>(raw7_unpack(raw + std::uint64_t(g) * raw7_group_bytes, j));
-      reorder_tile_in_place(h.params.order, b.height, b.width, values, 1, false);
       // A tile row is a short piece of a long output row: its cache lines are requested for
       // writing a few rows ahead, which the hardware prefetcher would not do.
       constexpr std::uint32_t ahead = 4;

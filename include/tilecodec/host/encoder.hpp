@@ -183,9 +183,15 @@ inline void symbolize_row(const source& s, std::uint64_t r, std::uint64_t c0, st
           }
       } else {
         const std::uint16_t* v = static_cast<const std::uint16_t*>(s.data) + base;
-        for (std::uint32_t c = 0; c < w; ++c) sym[c] = static_cast<std::uint16_t>(lossless16_symbol(v[c], s.alphabet));
-        if (raw)
-          for (std::uint32_t c = 0; c < w; ++c) raw[c] = static_cast<std::uint8_t>(lossless16_raw(v[c], s.alphabet));
+        if (lossless16_bytes(s.alphabet)) {  // one loop per split: no test per element
+          for (std::uint32_t c = 0; c < w; ++c) sym[c] = static_cast<std::uint16_t>(lossless16_byte_symbol(v[c]));
+          if (raw)
+            for (std::uint32_t c = 0; c < w; ++c) raw[c] = static_cast<std::uint8_t>(lossless16_byte_raw(v[c]));
+        } else {
+          for (std::uint32_t c = 0; c < w; ++c) sym[c] = static_cast<std::uint16_t>(lossless16_symbol(v[c]));
+          if (raw)
+            for (std::uint32_t c = 0; c < w; ++c) raw[c] = static_cast<std::uint8_t>(lossless16_raw(v[c]));
+        }
       }
       return;
     case quant::kind::int8_rowwise:
@@ -254,9 +260,12 @@ inline void count_and_split_tile16(const source& s, const tile_box& b, symbol_or
       ++h2[(x >> (32 + shift)) & mask];
       ++h3[(x >> (48 + shift)) & mask];
     }
-    for (; c < b.width; ++c) ++h0[lossless16_symbol(v[c], s.alphabet)];
+    for (; c < b.width; ++c) ++h0[(v[c] >> shift) & mask];
     std::uint8_t* rr = raw + std::uint64_t(r) * b.width;
-    for (c = 0; c < b.width; ++c) rr[c] = static_cast<std::uint8_t>(lossless16_raw(v[c], s.alphabet));
+    if (split_bytes)
+      for (c = 0; c < b.width; ++c) rr[c] = static_cast<std::uint8_t>(lossless16_byte_raw(v[c]));
+    else
+      for (c = 0; c < b.width; ++c) rr[c] = static_cast<std::uint8_t>(lossless16_raw(v[c]));
   }
   reorder_tile_in_place(order, b.height, b.width, raw, 1, true);  // no-op unless mma order applies
 }
