@@ -226,12 +226,19 @@ class tile_writer {
     }
   }
 
-  TILECODEC_DEV void emit_lossless16(std::uint32_t i0, const sym16& sym) {
-    const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(raw_tile_) + 14u * (i0 / per_lane);
+  // The 16 bytes at raw-plane address a (any alignment) as four words, read as five aligned ones:
+  // the bytes around them lie inside the tensor's raw plane or the sections after it.
+  static TILECODEC_DEV void load_raw16(std::uintptr_t a, std::uint32_t (&r)[4]) {
     const std::uint32_t* p = reinterpret_cast<const std::uint32_t*>(a & ~std::uintptr_t(3));
     const std::uint32_t sh = 8u * static_cast<std::uint32_t>(a & 3u);
     const std::uint32_t w0 = p[0], w1 = p[1], w2 = p[2], w3 = p[3], w4 = p[4];
-    store_lossless16(p_, funnel(w0, w1, sh), funnel(w1, w2, sh), funnel(w2, w3, sh), funnel(w3, w4, sh), sym);
+    r[0] = funnel(w0, w1, sh), r[1] = funnel(w1, w2, sh), r[2] = funnel(w2, w3, sh), r[3] = funnel(w3, w4, sh);
+  }
+
+  TILECODEC_DEV void emit_lossless16(std::uint32_t i0, const sym16& sym) {
+    std::uint32_t r[4];
+    load_raw16(reinterpret_cast<std::uintptr_t>(raw_tile_) + 14u * (i0 / per_lane), r);
+    store_lossless16(p_, r[0], r[1], r[2], r[3], sym);
   }
 
   // 16 values from the 14 packed raw bytes b0..b3[0..1] (b3's upper bytes ignored) and the symbols.
@@ -251,15 +258,11 @@ class tile_writer {
   }
 
   // 16 values of the byte split from this lane's 16 byte symbols and the 16 raw bytes at
-  // raw_tile + i0, read as five aligned words (as emit_lossless16: the bytes around them lie in
-  // the raw plane or the sections after it). Per pair of values: the symbols' bytes into the two
-  // halves, the raw bytes with their sign copied into the byte above, one shift and one LOP3.
+  // raw_tile + i0. Per pair of values: the symbols' bytes into the two halves, the raw bytes with
+  // their sign copied into the byte above, one shift and one LOP3.
   TILECODEC_DEV void emit_lossless16_bytes(std::uint32_t i0, const u32x4& s) {
-    const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(raw_tile_) + i0;
-    const std::uint32_t* p = reinterpret_cast<const std::uint32_t*>(a & ~std::uintptr_t(3));
-    const std::uint32_t sh = 8u * static_cast<std::uint32_t>(a & 3u);
-    const std::uint32_t w0 = p[0], w1 = p[1], w2 = p[2], w3 = p[3], w4 = p[4];
-    const std::uint32_t raw[4] = {funnel(w0, w1, sh), funnel(w1, w2, sh), funnel(w2, w3, sh), funnel(w3, w4, sh)};
+    std::uint32_t raw[4];
+    load_raw16(reinterpret_cast<std::uintptr_t>(raw_tile_) + i0, raw);
     const std::uint32_t sym[4] = {s.x, s.y, s.z, s.w};
     std::uint32_t o[8];
 #pragma unroll
