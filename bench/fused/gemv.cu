@@ -59,8 +59,7 @@ enum class variant {
   fused_int8,           // fixed coder, mma order, x fp16
   fused_int8_k8,        // the same with the code width pinned at 8 bits: no escapes (format_params::prob_bits)
   fused_int4,           // fixed coder (4-bit codes), group 128, x fp16
-  fused_lossless_bf16,  // fixed coder, the byte split (exponent codes + raw bytes), x bf16
-  fused_lossless_k4,    // the same with 4-bit codes pinned (the interleaved decode; about 0.01% escapes)
+  fused_lossless_bf16,  // fixed coder, the byte split (4-bit exponent codes + raw bytes), x bf16
   fused_int8_rans,      // rANS 64 x 256 tiles, mma order
   fused_lossless_rans,
   decode_cublas_int8,      // fused::dequantize_async to fp16, then cuBLAS
@@ -79,7 +78,6 @@ const char* name_of(variant v) {
     case variant::fused_int8_k8: return "fused_int8_fixed_k8";
     case variant::fused_int4: return "fused_int4_fixed";
     case variant::fused_lossless_bf16: return "fused_bf16_lossless_fixed";
-    case variant::fused_lossless_k4: return "fused_bf16_lossless_fixed_k4";
     case variant::fused_int8_rans: return "fused_int8_rans";
     case variant::fused_lossless_rans: return "fused_bf16_lossless_rans";
     case variant::decode_cublas_int8: return "decode_then_cublas_int8";
@@ -93,8 +91,7 @@ const char* name_of(variant v) {
 }
 
 bool is_bf16_path(variant v) {
-  return v == variant::cublas_bf16 || v == variant::fused_lossless_bf16 || v == variant::fused_lossless_k4 ||
-         v == variant::fused_lossless_rans ||
+  return v == variant::cublas_bf16 || v == variant::fused_lossless_bf16 || v == variant::fused_lossless_rans ||
          v == variant::decode_cublas_lossless || v == variant::fused_lossless_pdl || v == variant::fused_int8_k8_xbf16 ||
          v == variant::fused_int4_xbf16;
 }
@@ -179,15 +176,13 @@ device_state& state_for(const shape& s, variant v) {
         p = fused::int8_codec::params();
         break;
       case variant::fused_int4: case variant::fused_int4_xbf16: p = fused::int4_codec::params(); break;
-      case variant::fused_lossless_bf16: case variant::fused_lossless_k4: case variant::decode_cublas_lossless:
-      case variant::fused_lossless_pdl:
+      case variant::fused_lossless_bf16: case variant::decode_cublas_lossless: case variant::fused_lossless_pdl:
         p = fused::lossless_codec::params();
         break;
       case variant::fused_int8_rans: p = fused::int8_rans_codec::params(); break;
       default: p = fused::lossless_rans_codec::params(); break;
     }
     if (v == variant::fused_int8_k8 || v == variant::fused_int8_k8_xbf16) p.prob_bits = 8;
-    if (v == variant::fused_lossless_k4) p.prob_bits = 4;
     enc = host::encode(bf16 ? static_cast<const void*>(w.bf16.data()) : static_cast<const void*>(w.f16.data()),
                        bf16 ? dtype::bf16 : dtype::f16, {s.n, s.k}, p);
     bytes = enc.bytes();
@@ -332,8 +327,7 @@ int main(int argc, char** argv) {
   const shape shapes[] = {{4096, 4096}, {14336, 4096}, {4096, 14336}, {8192, 8192}, {28672, 8192}};
   const variant variants[] = {variant::cublas_f16,        variant::cublas_bf16,         variant::fused_int8,
                               variant::fused_int8_k8,
-                              variant::fused_int4,        variant::fused_lossless_bf16, variant::fused_lossless_k4,
-                              variant::fused_int8_rans,
+                              variant::fused_int4,        variant::fused_lossless_bf16, variant::fused_int8_rans,
                               variant::fused_lossless_rans, variant::decode_cublas_int8,  variant::decode_cublas_lossless,
                               variant::fused_int8_pdl,    variant::fused_lossless_pdl,  variant::fused_int8_k8_xbf16,
                               variant::fused_int4_xbf16};

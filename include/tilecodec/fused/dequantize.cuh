@@ -100,7 +100,7 @@ __global__ void __launch_bounds__(cta_threads, 2) dequantize_kernel(const dequan
     const std::uint32_t hr = h - ro < strip_rows ? h - ro : strip_rows;
     const std::uint32_t ca = 16u * ka, cb = 16u * kb < w ? 16u * kb : w;
     const std::uint64_t tcol0 = tc * L.tile_cols;
-    const std::uint8_t* raw =
+    const std::uint8_t* raw =  // lossless: 16-bit (make_matrix_ref refuses fp32 lossless)
         LOSSLESS ? W.data + W.raw_offset + lossless_raw_start(dtype::bf16, W.alphabet, L.element_start(t), L.groups8_before(t))
                  : nullptr;
     const bool raw_bytes = lossless16_bytes(W.alphabet);

@@ -383,7 +383,7 @@ struct warp_gemm {
   __device__ std::uint32_t raw_at(const std::uint8_t* raw, std::uint32_t i) const {
     return lossless16_bytes(W.alphabet) ? raw[i] : raw7_unpack(raw + 7u * (i >> 3), i & 7u);
   }
-  // Where tile t's raw plane starts (lossless).
+  // Where tile t's raw plane starts (lossless: 16-bit, make_matrix_ref refuses fp32 lossless).
   __device__ const std::uint8_t* raw_tile_of(std::uint64_t t) const {
     return W.data + W.raw_offset +
            lossless_raw_start(dtype::bf16, W.alphabet, W.layout.element_start(t), W.layout.groups8_before(t));
